@@ -1,0 +1,211 @@
+//! Types shared by the kernel side (`netdrop-ebpf`) and the agent (`netdrop`).
+//!
+//! Everything here is `#[repr(C)]`, `Copy`, with explicit padding, because the
+//! bytes cross the user/kernel boundary as they are: the config is written into
+//! the program's read-only data before load, events come back through the ring
+//! buffer. The kernel side never hard-codes a kernel layout: every offset it
+//! needs arrives in [`Config`], computed at start from tracefs format files and
+//! the running kernel's BTF.
+#![no_std]
+
+/// Names of the maps and programs, shared so both sides spell them the same.
+pub mod names {
+    pub const EVENTS: &str = "EVENTS";
+    pub const DROP_COUNTS: &str = "DROP_COUNTS";
+    pub const LOST_COUNTS: &str = "LOST_COUNTS";
+    pub const STATS: &str = "STATS";
+    pub const CONFIG: &str = "NETDROP_CONFIG";
+    pub const PROG_KFREE_SKB: &str = "netdrop_kfree_skb";
+    pub const PROG_NEIGH_CREATE: &str = "netdrop_neigh_create";
+}
+
+/// Size of the per-reason counter arrays. Reasons at or above `MAX_REASONS - 1`
+/// (subsystem reasons carry high bits) share the last slot; their events still
+/// carry the exact reason number.
+pub const MAX_REASONS: u32 = 512;
+/// The shared slot for reasons that do not fit the array.
+pub const REASON_OVERFLOW_SLOT: u32 = MAX_REASONS - 1;
+
+/// Indexes into the `STATS` per-CPU array.
+pub mod stat {
+    /// neigh:neigh_create fired with `created == 0` (the table refused an entry).
+    pub const NEIGH_CREATE_FAIL: u32 = 0;
+    /// A failed-create event could not be reserved in the ring buffer.
+    pub const NEIGH_CREATE_FAIL_LOST: u32 = 1;
+    /// Drop events submitted to the ring buffer.
+    pub const DROP_EVENTS_SENT: u32 = 2;
+    pub const COUNT: u32 = 3;
+}
+
+/// "This field does not exist on this kernel" in a [`Config`] offset.
+pub const ABSENT: u32 = u32::MAX;
+
+/// Offsets of the fields of one tracepoint's raw record, from tracefs
+/// `events/<system>/<event>/format`. [`ABSENT`] where a kernel lacks a field.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KfreeSkbOffsets {
+    pub skbaddr: u32,
+    pub location: u32,
+    pub rx_sk: u32,
+    pub protocol: u32,
+    pub reason: u32,
+    pub _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NeighCreateOffsets {
+    pub family: u32,
+    /// `__data_loc char[] dev`: a u32 holding (len << 16 | offset).
+    pub dev: u32,
+    pub entries: u32,
+    pub created: u32,
+    pub primary_key4: u32,
+    pub primary_key6: u32,
+}
+
+/// Kernel struct member offsets from the running kernel's BTF.
+/// A pointer chain is followed only when every offset on it is known.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StructOffsets {
+    pub sk_buff_dev: u32,
+    pub sk_buff_sk: u32,
+    pub sk_buff_head: u32,
+    /// u16 offset of the network header from `head`.
+    pub sk_buff_network_header: u32,
+    pub net_device_ifindex: u32,
+    pub net_device_name: u32,
+    /// `net_device.nd_net.net`: the device's `struct net *`.
+    pub net_device_net: u32,
+    /// `net.ns.inum`: the namespace inode number users see in /proc/PID/ns/net.
+    pub net_inum: u32,
+    /// `sock.__sk_common.skc_net.net`.
+    pub sock_net: u32,
+    pub _pad: u32,
+}
+
+/// Everything the kernel side needs, written into its read-only data before load.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub kfree_skb: KfreeSkbOffsets,
+    pub neigh_create: NeighCreateOffsets,
+    pub structs: StructOffsets,
+    /// Send detail events (counting never stops); 0 = counters only.
+    pub emit_events: u32,
+    /// Bytes of the network header to copy into each drop event (0..=NET_HDR_LEN).
+    pub net_hdr_len: u32,
+}
+
+impl Config {
+    /// A config where nothing is known: the programs count and read nothing else.
+    pub const fn unknown() -> Self {
+        Config {
+            kfree_skb: KfreeSkbOffsets {
+                skbaddr: ABSENT,
+                location: ABSENT,
+                rx_sk: ABSENT,
+                protocol: ABSENT,
+                reason: ABSENT,
+                _pad: 0,
+            },
+            neigh_create: NeighCreateOffsets {
+                family: ABSENT,
+                dev: ABSENT,
+                entries: ABSENT,
+                created: ABSENT,
+                primary_key4: ABSENT,
+                primary_key6: ABSENT,
+            },
+            structs: StructOffsets {
+                sk_buff_dev: ABSENT,
+                sk_buff_sk: ABSENT,
+                sk_buff_head: ABSENT,
+                sk_buff_network_header: ABSENT,
+                net_device_ifindex: ABSENT,
+                net_device_name: ABSENT,
+                net_device_net: ABSENT,
+                net_inum: ABSENT,
+                sock_net: ABSENT,
+                _pad: 0,
+            },
+            emit_events: 1,
+            net_hdr_len: NET_HDR_LEN as u32,
+        }
+    }
+}
+
+/// Kinds of ring buffer records; the first u32 of every record.
+pub mod kind {
+    pub const DROP: u32 = 1;
+    pub const NEIGH_CREATE_FAIL: u32 = 2;
+}
+
+pub const IFNAMSIZ: usize = 16;
+pub const TASK_COMM_LEN: usize = 16;
+/// Enough for an IPv4 header with options (60) plus the L4 ports, or an IPv6
+/// header (40) plus the ports.
+pub const NET_HDR_LEN: usize = 64;
+
+/// One dropped skb, as the kfree_skb probe saw it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct RawDropEvent {
+    /// [`kind::DROP`]
+    pub kind: u32,
+    /// `enum skb_drop_reason` value on this kernel (0 where the kernel has no reason field).
+    pub reason: u32,
+    /// bpf_ktime_get_ns(): CLOCK_MONOTONIC.
+    pub ts_ns: u64,
+    /// Kernel address that freed the skb.
+    pub location: u64,
+    pub skbaddr: u64,
+    /// skb->sk (0 if none).
+    pub sk: u64,
+    /// The tracepoint's rx_sk (0 if none or absent on this kernel).
+    pub rx_sk: u64,
+    /// Network namespace inode, from the device, else the socket; 0 if unknown.
+    pub netns: u32,
+    pub ifindex: u32,
+    /// tgid of the task that was running: NOT necessarily the packet's owner.
+    pub pid: u32,
+    /// Ethernet protocol, host order (0x0800 IPv4, 0x86dd IPv6).
+    pub protocol: u16,
+    /// Valid bytes in `net_hdr`.
+    pub net_hdr_len: u16,
+    pub dev: [u8; IFNAMSIZ],
+    pub comm: [u8; TASK_COMM_LEN],
+    /// The start of the network header, when the skb has one.
+    pub net_hdr: [u8; NET_HDR_LEN],
+}
+
+/// A neighbour entry the table refused to create (neigh:neigh_create, created = 0).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct RawNeighEvent {
+    /// [`kind::NEIGH_CREATE_FAIL`]
+    pub kind: u32,
+    pub family: u32,
+    pub ts_ns: u64,
+    /// Entries in the table when the create was refused.
+    pub entries: i32,
+    pub pid: u32,
+    pub dev: [u8; IFNAMSIZ],
+    /// primary_key4 in the first 4 bytes for IPv4, primary_key6 for IPv6.
+    pub key: [u8; 16],
+    pub comm: [u8; TASK_COMM_LEN],
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::RawDropEvent {}
+    unsafe impl aya::Pod for super::RawNeighEvent {}
+}
+
+// The kernel writes these records as they are; keep their sizes stable and 8-aligned.
+const _: () = assert!(core::mem::size_of::<RawDropEvent>() == 160);
+const _: () = assert!(core::mem::size_of::<RawNeighEvent>() == 72);
+const _: () = assert!(core::mem::size_of::<Config>() % 4 == 0);

@@ -1,0 +1,103 @@
+//! The one place that reads kernel memory. Every offset comes from the agent
+//! (tracefs format files and BTF of the running kernel); an unknown offset
+//! (`ABSENT`) means "not read", never a guess.
+
+use aya_ebpf::{
+    helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_buf},
+    programs::TracePointContext,
+};
+use netdrop_common::{ABSENT, IFNAMSIZ, NET_HDR_LEN, StructOffsets};
+
+/// Reads a `T` at `offset` of the tracepoint record, or `None` if the field is absent.
+#[inline(always)]
+pub fn tp_field<T>(ctx: &TracePointContext, offset: u32) -> Option<T> {
+    if offset == ABSENT {
+        return None;
+    }
+    // SAFETY: read_at uses bpf_probe_read; a bad offset yields an error, not a fault.
+    unsafe { ctx.read_at::<T>(offset as usize).ok() }
+}
+
+/// Reads a `T` at `base + offset` in kernel memory.
+#[inline(always)]
+pub fn read<T>(base: u64, offset: u32) -> Option<T> {
+    if base == 0 || offset == ABSENT {
+        return None;
+    }
+    // SAFETY: bpf_probe_read_kernel is fault-safe.
+    unsafe { bpf_probe_read_kernel((base + offset as u64) as *const T).ok() }
+}
+
+/// What the probe learns about a dropped skb beyond the tracepoint fields.
+pub struct SkbInfo {
+    pub sk: u64,
+    pub netns: u32,
+    pub ifindex: u32,
+    pub dev: [u8; IFNAMSIZ],
+}
+
+/// The namespace inode of a `struct net *`.
+#[inline(always)]
+fn net_inum(net: u64, o: &StructOffsets) -> u32 {
+    read::<u32>(net, o.net_inum).unwrap_or(0)
+}
+
+/// The namespace inode of a socket, 0 if unknown.
+#[inline(always)]
+pub fn sock_netns(sk: u64, o: &StructOffsets) -> u32 {
+    read::<u64>(sk, o.sock_net).map_or(0, |net| net_inum(net, o))
+}
+
+/// Device, socket and namespace of an skb. The namespace comes from the device
+/// (where the packet was when it was dropped), else from the socket.
+#[inline(always)]
+pub fn skb_info(skb: u64, o: &StructOffsets) -> SkbInfo {
+    let mut info = SkbInfo {
+        sk: 0,
+        netns: 0,
+        ifindex: 0,
+        dev: [0; IFNAMSIZ],
+    };
+    info.sk = read::<u64>(skb, o.sk_buff_sk).unwrap_or(0);
+    let dev = read::<u64>(skb, o.sk_buff_dev).unwrap_or(0);
+    if dev != 0 {
+        info.ifindex = read::<u32>(dev, o.net_device_ifindex).unwrap_or(0);
+        if let Some(name) = read::<[u8; IFNAMSIZ]>(dev, o.net_device_name) {
+            info.dev = name;
+        }
+        info.netns = read::<u64>(dev, o.net_device_net).map_or(0, |net| net_inum(net, o));
+    }
+    if info.netns == 0 && info.sk != 0 {
+        info.netns = sock_netns(info.sk, o);
+    }
+    info
+}
+
+/// Copies up to `len` bytes from the skb's network header into `out`; returns the
+/// count copied (0 if the skb has no network header yet).
+#[inline(always)]
+pub fn skb_net_header(skb: u64, o: &StructOffsets, len: u32, out: &mut [u8; NET_HDR_LEN]) -> u16 {
+    if len == 0 {
+        return 0;
+    }
+    let Some(head) = read::<u64>(skb, o.sk_buff_head) else {
+        return 0;
+    };
+    let Some(nh) = read::<u16>(skb, o.sk_buff_network_header) else {
+        return 0;
+    };
+    if head == 0 || nh == u16::MAX {
+        return 0;
+    }
+    let src = (head + nh as u64) as *const u8;
+    // SAFETY: fault-safe kernel read into a fixed-size buffer.
+    if unsafe { bpf_probe_read_kernel_buf(src, &mut out[..]) }.is_ok() {
+        return NET_HDR_LEN as u16;
+    }
+    // Short linear data: try the minimum that still holds IPv4/IPv6 addresses.
+    if unsafe { bpf_probe_read_kernel_buf(src, &mut out[..40]) }.is_ok() {
+        40
+    } else {
+        0
+    }
+}

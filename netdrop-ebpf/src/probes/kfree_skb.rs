@@ -1,0 +1,66 @@
+//! `skb:kfree_skb` — every skb the kernel frees as a drop. Reason field since 5.17
+//! (absent on 5.10: counted under reason 0); `rx_sk` since 6.12.
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use netdrop_common::{MAX_REASONS, REASON_OVERFLOW_SLOT, RawDropEvent, kind, stat};
+
+use crate::{
+    kernel::{skb_info, skb_net_header, tp_field},
+    maps::{DROP_COUNTS, EVENTS, LOST_COUNTS, STATS, bump, config},
+};
+
+#[tracepoint]
+pub fn netdrop_kfree_skb(ctx: TracePointContext) -> u32 {
+    try_kfree_skb(&ctx).unwrap_or(0)
+}
+
+fn try_kfree_skb(ctx: &TracePointContext) -> Option<u32> {
+    let cfg = config();
+    let tp = &cfg.kfree_skb;
+    let reason: u32 = tp_field(ctx, tp.reason).unwrap_or(0);
+    let slot = if reason < MAX_REASONS {
+        reason
+    } else {
+        REASON_OVERFLOW_SLOT
+    };
+    // The exact count comes first: whatever happens to the event, this is kept.
+    bump(&DROP_COUNTS, slot);
+    if cfg.emit_events == 0 {
+        return Some(0);
+    }
+
+    let Some(mut entry) = EVENTS.reserve::<RawDropEvent>(0) else {
+        bump(&LOST_COUNTS, slot);
+        return Some(0);
+    };
+    let skbaddr: u64 = tp_field(ctx, tp.skbaddr).unwrap_or(0);
+    let info = skb_info(skbaddr, &cfg.structs);
+    let ev = entry.as_mut_ptr();
+    // SAFETY: `ev` points at reserved ring buffer space of the right size; every
+    // field is written before submit.
+    unsafe {
+        (*ev).kind = kind::DROP;
+        (*ev).reason = reason;
+        (*ev).ts_ns = bpf_ktime_get_ns();
+        (*ev).location = tp_field(ctx, tp.location).unwrap_or(0);
+        (*ev).skbaddr = skbaddr;
+        (*ev).sk = info.sk;
+        (*ev).rx_sk = tp_field(ctx, tp.rx_sk).unwrap_or(0);
+        (*ev).netns = info.netns;
+        (*ev).ifindex = info.ifindex;
+        (*ev).pid = (bpf_get_current_pid_tgid() >> 32) as u32;
+        (*ev).protocol = tp_field(ctx, tp.protocol).unwrap_or(0);
+        (*ev).dev = info.dev;
+        (*ev).comm = bpf_get_current_comm().unwrap_or([0; 16]);
+        (*ev).net_hdr = [0; netdrop_common::NET_HDR_LEN];
+        (*ev).net_hdr_len =
+            skb_net_header(skbaddr, &cfg.structs, cfg.net_hdr_len, &mut (*ev).net_hdr);
+    }
+    entry.submit(0);
+    bump(&STATS, stat::DROP_EVENTS_SENT);
+    Some(0)
+}

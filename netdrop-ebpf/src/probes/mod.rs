@@ -1,0 +1,3 @@
+//! One module per hook, named after it.
+pub mod kfree_skb;
+pub mod neigh_create;

@@ -1,0 +1,98 @@
+//! Command line (clap derive; the doc comments are the help text).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Attribute Linux kernel packet drops to their cause, live.
+#[derive(Debug, Parser)]
+#[command(name = "netdrop", version, about, propagate_version = true)]
+pub struct Cli {
+    /// More logging on stderr (-v, -vv).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Watch drops live: a line per drop, a per-cause summary, exact totals on exit.
+    Watch(WatchArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Lines for a terminal.
+    Human,
+    /// JSON lines: {"type":"drop",...}, {"type":"neigh_create_failed",...}, {"type":"summary",...}.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+    /// Stop after this many seconds and print the summary (default: until Ctrl-C).
+    #[arg(short, long, value_name = "SECONDS", value_parser = positive_secs)]
+    pub duration: Option<f64>,
+    /// Seconds between per-cause summaries in the human view.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = positive_secs)]
+    pub interval: f64,
+    /// Drop lines per second per cause in the human view (counts stay exact).
+    #[arg(long, value_name = "N", default_value_t = 10.0)]
+    pub lines_per_sec: f64,
+    /// Ring buffer size for detail events, KiB (power of two, >= 4). Counts never depend on it.
+    #[arg(long, value_name = "KIB", default_value_t = 1024, value_parser = ring_kib)]
+    pub ring_buffer_kib: u32,
+    /// Kernel BTF to read reasons and struct layouts from.
+    #[arg(long, value_name = "PATH", default_value = crate::kernel::DEFAULT_BTF)]
+    pub btf: PathBuf,
+    /// tracefs mount point (default: find it, or mount it at /sys/kernel/tracing).
+    #[arg(long, value_name = "DIR")]
+    pub tracefs: Option<PathBuf>,
+}
+
+fn positive_secs(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("{s:?} is not a positive number of seconds")),
+    }
+}
+
+fn ring_kib(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(v) if v >= 4 && v.is_power_of_two() && v <= 1 << 20 => Ok(v),
+        _ => Err(format!(
+            "{s:?}: the ring buffer size must be a power of two between 4 and 1048576 KiB"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_parse_and_bad_values_are_refused() {
+        let cli =
+            Cli::try_parse_from(["netdrop", "watch", "--output", "json", "--duration", "2.5"])
+                .unwrap();
+        let Command::Watch(w) = cli.command;
+        assert_eq!(
+            (w.output, w.duration, w.ring_buffer_kib),
+            (OutputFormat::Json, Some(2.5), 1024)
+        );
+        for bad in [
+            vec!["netdrop", "watch", "--duration", "0"],
+            vec!["netdrop", "watch", "--duration", "-1"],
+            vec!["netdrop", "watch", "--ring-buffer-kib", "3"],
+            vec!["netdrop", "watch", "--output", "xml"],
+            vec!["netdrop", "watch", "--bogus"],
+            vec!["netdrop"],
+        ] {
+            assert!(Cli::try_parse_from(&bad).is_err(), "{bad:?}");
+        }
+    }
+}

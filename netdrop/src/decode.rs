@@ -1,0 +1,322 @@
+//! Ring buffer bytes → records. Pure: no kernel access, unit-tested with fixtures.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use netdrop_common::{RawDropEvent, RawNeighEvent, kind};
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record too short: {len} bytes")]
+    Short { len: usize },
+    #[error("unknown record kind {0}")]
+    Kind(u32),
+}
+
+/// A decoded ring buffer record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    Drop(DropRecord),
+    NeighCreateFail(NeighRecord),
+}
+
+/// A dropped skb.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DropRecord {
+    pub ts_ns: u64,
+    pub reason: u32,
+    pub location: u64,
+    pub skbaddr: u64,
+    pub sk: u64,
+    pub rx_sk: u64,
+    pub netns: u32,
+    pub ifindex: u32,
+    pub dev: String,
+    pub protocol: u16,
+    /// The task running when the skb was freed (not necessarily its owner).
+    pub pid: u32,
+    pub comm: String,
+    pub packet: Option<Packet>,
+}
+
+/// Addresses and ports read from the packet's network header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packet {
+    pub saddr: IpAddr,
+    pub daddr: IpAddr,
+    /// IP protocol number (6 tcp, 17 udp, 1 icmp, 58 icmpv6).
+    pub l4: u8,
+    pub sport: Option<u16>,
+    pub dport: Option<u16>,
+}
+
+impl Packet {
+    pub fn l4_name(&self) -> Option<&'static str> {
+        match self.l4 {
+            6 => Some("tcp"),
+            17 => Some("udp"),
+            1 => Some("icmp"),
+            58 => Some("icmpv6"),
+            132 => Some("sctp"),
+            _ => None,
+        }
+    }
+}
+
+/// A neighbour entry the table refused to create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NeighRecord {
+    pub ts_ns: u64,
+    pub family: u32,
+    pub entries: i32,
+    pub dev: String,
+    pub addr: Option<IpAddr>,
+    pub pid: u32,
+    pub comm: String,
+}
+
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const AF_INET: u32 = 2;
+const AF_INET6: u32 = 10;
+
+pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
+    let kind = read_u32(bytes).ok_or(DecodeError::Short { len: bytes.len() })?;
+    match kind {
+        kind::DROP => {
+            let raw: RawDropEvent = read_struct(bytes)?;
+            Ok(Record::Drop(drop_record(&raw)))
+        }
+        kind::NEIGH_CREATE_FAIL => {
+            let raw: RawNeighEvent = read_struct(bytes)?;
+            Ok(Record::NeighCreateFail(neigh_record(&raw)))
+        }
+        other => Err(DecodeError::Kind(other)),
+    }
+}
+
+fn read_u32(bytes: &[u8]) -> Option<u32> {
+    Some(u32::from_ne_bytes(bytes.get(..4)?.try_into().ok()?))
+}
+
+fn read_struct<T: Copy>(bytes: &[u8]) -> Result<T, DecodeError> {
+    if bytes.len() < size_of::<T>() {
+        return Err(DecodeError::Short { len: bytes.len() });
+    }
+    // SAFETY: length checked; T is a repr(C) plain-old-data type of integers and arrays.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+/// A NUL-terminated kernel string.
+pub fn cstr(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+fn drop_record(raw: &RawDropEvent) -> DropRecord {
+    let len = usize::from(raw.net_hdr_len).min(raw.net_hdr.len());
+    DropRecord {
+        ts_ns: raw.ts_ns,
+        reason: raw.reason,
+        location: raw.location,
+        skbaddr: raw.skbaddr,
+        sk: raw.sk,
+        rx_sk: raw.rx_sk,
+        netns: raw.netns,
+        ifindex: raw.ifindex,
+        dev: cstr(&raw.dev),
+        protocol: raw.protocol,
+        pid: raw.pid,
+        comm: cstr(&raw.comm),
+        packet: parse_packet(raw.protocol, &raw.net_hdr[..len]),
+    }
+}
+
+fn neigh_record(raw: &RawNeighEvent) -> NeighRecord {
+    let addr = match raw.family {
+        AF_INET => Some(IpAddr::V4(Ipv4Addr::new(
+            raw.key[0], raw.key[1], raw.key[2], raw.key[3],
+        ))),
+        AF_INET6 => Some(IpAddr::V6(Ipv6Addr::from(raw.key))),
+        _ => None,
+    };
+    NeighRecord {
+        ts_ns: raw.ts_ns,
+        family: raw.family,
+        entries: raw.entries,
+        dev: cstr(&raw.dev),
+        addr,
+        pid: raw.pid,
+        comm: cstr(&raw.comm),
+    }
+}
+
+/// Parses an IPv4 or IPv6 header (and the ports that follow it, if present).
+/// `protocol` is the skb's ethertype in host order.
+pub fn parse_packet(protocol: u16, hdr: &[u8]) -> Option<Packet> {
+    let version = hdr.first()? >> 4;
+    let (saddr, daddr, l4, l4_off) = match (protocol, version) {
+        (ETH_P_IP, 4) | (0, 4) => {
+            let ihl = usize::from(hdr[0] & 0x0f) * 4;
+            if ihl < 20 || hdr.len() < 20 {
+                return None;
+            }
+            let s: [u8; 4] = hdr[12..16].try_into().ok()?;
+            let d: [u8; 4] = hdr[16..20].try_into().ok()?;
+            // Ports only in the first fragment.
+            let frag_off = u16::from_be_bytes([hdr[6], hdr[7]]) & 0x1fff;
+            let l4_off = if frag_off == 0 { ihl } else { usize::MAX };
+            (IpAddr::from(s), IpAddr::from(d), hdr[9], l4_off)
+        }
+        (ETH_P_IPV6, 6) | (0, 6) => {
+            if hdr.len() < 40 {
+                return None;
+            }
+            let s: [u8; 16] = hdr[8..24].try_into().ok()?;
+            let d: [u8; 16] = hdr[24..40].try_into().ok()?;
+            (IpAddr::from(s), IpAddr::from(d), hdr[6], 40)
+        }
+        _ => return None,
+    };
+    let ports = matches!(l4, 6 | 17 | 132)
+        .then(|| hdr.get(l4_off..l4_off.checked_add(4)?))
+        .flatten()
+        .map(|p| {
+            (
+                u16::from_be_bytes([p[0], p[1]]),
+                u16::from_be_bytes([p[2], p[3]]),
+            )
+        });
+    Some(Packet {
+        saddr,
+        daddr,
+        l4,
+        sport: ports.map(|p| p.0),
+        dport: ports.map(|p| p.1),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netdrop_common::{IFNAMSIZ, NET_HDR_LEN};
+
+    fn ipv4_udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+        let mut h = vec![0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0];
+        h.extend_from_slice(&src);
+        h.extend_from_slice(&dst);
+        h.extend_from_slice(&sport.to_be_bytes());
+        h.extend_from_slice(&dport.to_be_bytes());
+        h
+    }
+
+    fn raw_drop() -> RawDropEvent {
+        let mut dev = [0u8; IFNAMSIZ];
+        dev[..5].copy_from_slice(b"veth0");
+        let mut comm = [0u8; 16];
+        comm[..4].copy_from_slice(b"ping");
+        let mut net_hdr = [0u8; NET_HDR_LEN];
+        let pkt = ipv4_udp([198, 18, 1, 1], [198, 18, 1, 99], 40000, 9);
+        net_hdr[..pkt.len()].copy_from_slice(&pkt);
+        RawDropEvent {
+            kind: kind::DROP,
+            reason: 59,
+            ts_ns: 123,
+            location: 0xffff_ffff_81a0_0123,
+            skbaddr: 0xffff_8880_0000_1000,
+            sk: 0,
+            rx_sk: 0,
+            netns: 4026532000,
+            ifindex: 7,
+            pid: 42,
+            protocol: ETH_P_IP,
+            net_hdr_len: NET_HDR_LEN as u16,
+            dev,
+            comm,
+            net_hdr,
+        }
+    }
+
+    fn bytes_of<T>(v: &T) -> Vec<u8> {
+        // SAFETY: reading the bytes of a repr(C) POD value.
+        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()).to_vec() }
+    }
+
+    #[test]
+    fn decodes_a_drop_with_its_packet() {
+        let Record::Drop(d) = decode(&bytes_of(&raw_drop())).unwrap() else {
+            panic!("not a drop")
+        };
+        assert_eq!(
+            (d.reason, d.netns, d.ifindex, d.pid),
+            (59, 4026532000, 7, 42)
+        );
+        assert_eq!((d.dev.as_str(), d.comm.as_str()), ("veth0", "ping"));
+        let p = d.packet.unwrap();
+        assert_eq!(p.saddr.to_string(), "198.18.1.1");
+        assert_eq!(p.daddr.to_string(), "198.18.1.99");
+        assert_eq!(
+            (p.sport, p.dport, p.l4_name()),
+            (Some(40000), Some(9), Some("udp"))
+        );
+    }
+
+    #[test]
+    fn decodes_a_refused_neighbour() {
+        let mut dev = [0u8; IFNAMSIZ];
+        dev[..3].copy_from_slice(b"nd0");
+        let mut key = [0u8; 16];
+        key[..4].copy_from_slice(&[198, 18, 2, 20]);
+        let raw = RawNeighEvent {
+            kind: kind::NEIGH_CREATE_FAIL,
+            family: 2,
+            ts_ns: 9,
+            entries: 1025,
+            pid: 1,
+            dev,
+            key,
+            comm: [0; 16],
+        };
+        let Record::NeighCreateFail(n) = decode(&bytes_of(&raw)).unwrap() else {
+            panic!()
+        };
+        assert_eq!((n.entries, n.dev.as_str()), (1025, "nd0"));
+        assert_eq!(n.addr.unwrap().to_string(), "198.18.2.20");
+    }
+
+    #[test]
+    fn short_and_unknown_records_are_errors() {
+        let bytes = bytes_of(&raw_drop());
+        for len in 0..bytes.len() {
+            assert!(decode(&bytes[..len]).is_err(), "len {len}");
+        }
+        let mut bad = bytes.clone();
+        bad[..4].copy_from_slice(&77u32.to_ne_bytes());
+        assert_eq!(decode(&bad), Err(DecodeError::Kind(77)));
+    }
+
+    #[test]
+    fn packets_ipv6_fragments_and_garbage() {
+        let mut v6 = vec![0x60, 0, 0, 0, 0, 8, 6, 64];
+        v6.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        v6.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        v6.extend_from_slice(&[0x1f, 0x90, 0x00, 0x50]);
+        let p = parse_packet(ETH_P_IPV6, &v6).unwrap();
+        assert_eq!(
+            (p.saddr.to_string().as_str(), p.sport, p.dport, p.l4_name()),
+            ("2001:db8::1", Some(8080), Some(80), Some("tcp"))
+        );
+        // A non-first IPv4 fragment has no ports.
+        let mut frag = ipv4_udp([198, 18, 0, 1], [198, 18, 0, 2], 1, 2);
+        frag[7] = 10;
+        assert_eq!(parse_packet(ETH_P_IP, &frag).unwrap().sport, None);
+        // ARP or truncated headers give no packet.
+        assert_eq!(parse_packet(0x0806, &frag), None);
+        assert_eq!(parse_packet(ETH_P_IP, &frag[..12]), None);
+        assert_eq!(parse_packet(ETH_P_IP, &[]), None);
+        // Header claims options beyond what was captured: addresses, no ports.
+        let mut opts = ipv4_udp([198, 18, 0, 1], [198, 18, 0, 2], 1, 2);
+        opts[0] = 0x4f;
+        assert_eq!(parse_packet(ETH_P_IP, &opts).unwrap().dport, None);
+    }
+}

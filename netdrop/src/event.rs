@@ -1,0 +1,77 @@
+//! A classified drop, ready for any sink: the record plus what the agent knows about it.
+
+use crate::{
+    classify::{Cause, cause_of},
+    decode::{DropRecord, NeighRecord},
+    kernel::kallsyms::Kallsyms,
+    summary::Naming,
+};
+
+/// Converts the kernel's CLOCK_MONOTONIC timestamps to wall-clock time.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    /// realtime - monotonic, in ns, measured at start.
+    offset_ns: i128,
+}
+
+impl Clock {
+    pub fn now() -> Clock {
+        let read = |id| {
+            let mut ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: valid pointer to a timespec.
+            unsafe { libc::clock_gettime(id, &mut ts) };
+            i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
+        };
+        let mono = read(libc::CLOCK_MONOTONIC);
+        let real = read(libc::CLOCK_REALTIME);
+        Clock {
+            offset_ns: real - mono,
+        }
+    }
+
+    pub fn from_offset(offset_ns: i128) -> Clock {
+        Clock { offset_ns }
+    }
+
+    /// Unix seconds of a kernel timestamp.
+    pub fn wall(&self, ktime_ns: u64) -> f64 {
+        (i128::from(ktime_ns) + self.offset_ns) as f64 / 1e9
+    }
+}
+
+/// A drop as every sink sees it.
+#[derive(Debug, Clone)]
+pub struct DropView<'a> {
+    pub rec: &'a DropRecord,
+    pub cause: Cause,
+    pub reason: String,
+    pub location: String,
+    pub ts: f64,
+}
+
+/// Turns decoded records into views: names the reason, classifies, resolves the location.
+pub struct Classifier {
+    pub naming: Naming,
+    pub syms: Kallsyms,
+    pub clock: Clock,
+}
+
+impl Classifier {
+    pub fn drop_view<'a>(&self, rec: &'a DropRecord) -> DropView<'a> {
+        let reason = self.naming.reason_name(rec.reason);
+        DropView {
+            cause: cause_of(&reason),
+            reason,
+            location: self.syms.resolve(rec.location),
+            ts: self.clock.wall(rec.ts_ns),
+            rec,
+        }
+    }
+
+    pub fn neigh_ts(&self, rec: &NeighRecord) -> f64 {
+        self.clock.wall(rec.ts_ns)
+    }
+}

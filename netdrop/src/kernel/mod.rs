@@ -1,0 +1,140 @@
+//! Facts about the running kernel, read at start and never hard-coded:
+//! tracepoint layouts (tracefs), drop reason names and struct offsets (BTF),
+//! kernel symbols (kallsyms), and the hook table.
+
+pub mod btf;
+pub mod hooks;
+pub mod kallsyms;
+pub mod reasons;
+pub mod tracefs;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use netdrop_common::{ABSENT, Config, KfreeSkbOffsets, NeighCreateOffsets, StructOffsets};
+
+use self::{
+    btf::Btf,
+    hooks::{Attach, HOOKS, Hook},
+    reasons::ReasonTable,
+    tracefs::{Tracefs, TracefsError, TracepointFormat},
+};
+
+pub const DEFAULT_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// Where to find the kernel's facts (defaults for a real run; tests point them elsewhere).
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    pub btf: Option<PathBuf>,
+    pub tracefs: Option<PathBuf>,
+}
+
+/// Everything learned about the running kernel before loading the programs.
+pub struct KernelFacts {
+    pub tracefs: Tracefs,
+    pub reasons: ReasonTable,
+    /// The hooks this kernel offers, and those it does not (with why).
+    pub usable: Vec<Hook>,
+    pub skipped: Vec<(Hook, String)>,
+    pub config: Config,
+    pub has_reason_field: bool,
+}
+
+impl KernelFacts {
+    pub fn discover(src: &Sources) -> Result<KernelFacts> {
+        let btf_path = src
+            .btf
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_BTF));
+        if !btf_path.exists() {
+            anyhow::bail!(
+                "no kernel BTF at {}: netdrop needs a kernel built with CONFIG_DEBUG_INFO_BTF=y \
+                 (or point --btf at a BTF file for this kernel)",
+                btf_path.display()
+            );
+        }
+        let btf = Btf::from_file(&btf_path)
+            .with_context(|| format!("reading kernel BTF {}", btf_path.display()))?;
+        let tracefs = Tracefs::locate(src.tracefs.as_deref())?;
+        let reasons = ReasonTable::from_btf(&btf).unwrap_or_default();
+
+        let mut config = Config::unknown();
+        config.structs = struct_offsets(&btf);
+        let mut usable = Vec::new();
+        let mut skipped = Vec::new();
+        let mut has_reason_field = false;
+        for hook in HOOKS {
+            let Attach::Tracepoint { system, event } = hook.attach;
+            let format = match tracefs.format(system, event) {
+                Ok(f) => f,
+                Err(e @ TracefsError::Missing { .. }) if !hook.required => {
+                    skipped.push((*hook, e.to_string()));
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            match (system, event) {
+                ("skb", "kfree_skb") => {
+                    config.kfree_skb = kfree_skb_offsets(&format);
+                    has_reason_field = config.kfree_skb.reason != ABSENT;
+                }
+                ("neigh", "neigh_create") => config.neigh_create = neigh_create_offsets(&format),
+                _ => {}
+            }
+            usable.push(*hook);
+        }
+        Ok(KernelFacts {
+            tracefs,
+            reasons,
+            usable,
+            skipped,
+            config,
+            has_reason_field,
+        })
+    }
+}
+
+pub fn kfree_skb_offsets(f: &TracepointFormat) -> KfreeSkbOffsets {
+    KfreeSkbOffsets {
+        skbaddr: f.offset("skbaddr"),
+        location: f.offset("location"),
+        rx_sk: f.offset("rx_sk"),
+        protocol: f.offset("protocol"),
+        reason: f.offset("reason"),
+        _pad: 0,
+    }
+}
+
+pub fn neigh_create_offsets(f: &TracepointFormat) -> NeighCreateOffsets {
+    NeighCreateOffsets {
+        family: f.offset("family"),
+        dev: f.offset("dev"),
+        entries: f.offset("entries"),
+        created: f.offset("created"),
+        primary_key4: f.offset("primary_key4"),
+        primary_key6: f.offset("primary_key6"),
+    }
+}
+
+/// Struct member offsets the kernel side follows. Anything BTF does not have
+/// stays ABSENT and the probe simply does not read it.
+pub fn struct_offsets(btf: &Btf) -> StructOffsets {
+    let off = |s: &str, path: &[&str], size: u32| -> u32 {
+        match btf.member_path(s, path) {
+            Some(m) if m.size == size => m.offset,
+            _ => ABSENT,
+        }
+    };
+    StructOffsets {
+        sk_buff_dev: off("sk_buff", &["dev"], 8),
+        sk_buff_sk: off("sk_buff", &["sk"], 8),
+        sk_buff_head: off("sk_buff", &["head"], 8),
+        sk_buff_network_header: off("sk_buff", &["network_header"], 2),
+        net_device_ifindex: off("net_device", &["ifindex"], 4),
+        net_device_name: off("net_device", &["name"], 16),
+        net_device_net: off("net_device", &["nd_net", "net"], 8),
+        net_inum: off("net", &["ns", "inum"], 4),
+        sock_net: off("sock", &["__sk_common", "skc_net", "net"], 8),
+        _pad: 0,
+    }
+}

@@ -1,0 +1,17 @@
+//! netdrop: attribute kernel packet drops to their cause.
+//!
+//! The data path reads top to bottom: `kernel` (facts about the running
+//! kernel) → `loader` (programs attached) → ring buffer → `decode` →
+//! `classify`/`event` → `sink`s, with `counters`/`summary` giving exact totals.
+
+pub mod classify;
+pub mod cli;
+pub mod counters;
+pub mod decode;
+pub mod event;
+pub mod kernel;
+pub mod loader;
+pub mod privileges;
+pub mod sink;
+pub mod summary;
+pub mod watch;

@@ -1,0 +1,273 @@
+//! The live view for a terminal: a line per drop (rate-limited per cause, so a
+//! storm of one cause cannot hide another), a per-cause summary every interval,
+//! and the exact totals at the end.
+
+use std::{
+    collections::BTreeMap,
+    io::{self, Write},
+    time::Instant,
+};
+
+use super::{Session, Sink};
+use crate::{classify::Cause, decode::NeighRecord, event::DropView, summary::Summary};
+
+/// A token bucket: `rate` lines per second, bursts of up to `burst`.
+#[derive(Debug, Clone)]
+pub struct RateLimit {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Option<Instant>,
+}
+
+impl RateLimit {
+    pub fn new(rate: f64) -> Self {
+        let burst = (rate * 2.0).max(1.0);
+        RateLimit {
+            rate,
+            burst,
+            tokens: burst,
+            last: None,
+        }
+    }
+
+    /// May a line be printed at `now`?
+    pub fn allow(&mut self, now: Instant) -> bool {
+        if let Some(last) = self.last {
+            self.tokens =
+                (self.tokens + now.duration_since(last).as_secs_f64() * self.rate).min(self.burst);
+        }
+        self.last = Some(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+pub struct HumanSink<W: Write> {
+    out: W,
+    per_cause_rate: f64,
+    limits: BTreeMap<Cause, RateLimit>,
+    suppressed: BTreeMap<Cause, u64>,
+    last: Summary,
+}
+
+impl<W: Write> HumanSink<W> {
+    pub fn new(out: W, lines_per_sec: f64) -> Self {
+        HumanSink {
+            out,
+            per_cause_rate: lines_per_sec,
+            limits: BTreeMap::new(),
+            suppressed: BTreeMap::new(),
+            last: Summary::default(),
+        }
+    }
+
+    fn allow(&mut self, cause: Cause) -> bool {
+        let rate = self.per_cause_rate;
+        let ok = self
+            .limits
+            .entry(cause)
+            .or_insert_with(|| RateLimit::new(rate))
+            .allow(Instant::now());
+        if !ok {
+            *self.suppressed.entry(cause).or_default() += 1;
+        }
+        ok
+    }
+
+    fn table(&mut self, title: &str, s: &Summary, since: Option<&Summary>) -> io::Result<()> {
+        writeln!(self.out, "── {title} ──")?;
+        let mut any = false;
+        for cause in Cause::ALL {
+            let total = s.cause(cause);
+            let delta = total - since.map_or(0, |p| p.cause(cause));
+            if total == 0 {
+                continue;
+            }
+            any = true;
+            let reasons: Vec<String> = s
+                .reasons
+                .iter()
+                .filter(|(name, _)| crate::classify::cause_of(name) == cause)
+                .map(|(name, n)| format!("{name} {n}"))
+                .take(4)
+                .collect();
+            let recent = if since.is_some() {
+                format!(" (+{delta})")
+            } else {
+                String::new()
+            };
+            writeln!(
+                self.out,
+                "  {:<22}{:>10}{recent:<10} {}",
+                cause.as_str(),
+                total,
+                reasons.join(", ")
+            )?;
+            if cause != Cause::Other {
+                writeln!(self.out, "  {:<22}{}", "", cause.meaning())?;
+            }
+        }
+        if !any {
+            writeln!(self.out, "  no drops")?;
+        }
+        if s.neigh_create_failures > 0 {
+            writeln!(
+                self.out,
+                "  neighbour creates refused (table full): {}",
+                s.neigh_create_failures
+            )?;
+        }
+        let suppressed: u64 = self.suppressed.values().sum();
+        if s.lost_events > 0 || suppressed > 0 {
+            writeln!(
+                self.out,
+                "  detail not shown: {} events lost in the ring buffer, {} lines rate-limited (counts above are exact)",
+                s.lost_events, suppressed
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl<W: Write> Sink for HumanSink<W> {
+    fn on_drop(&mut self, ev: &DropView<'_>) -> io::Result<()> {
+        if !self.allow(ev.cause) {
+            return Ok(());
+        }
+        let r = ev.rec;
+        let mut flow = String::new();
+        if let Some(p) = &r.packet {
+            let port = |a: &std::net::IpAddr, port: Option<u16>| match port {
+                Some(n) => format!("{a}:{n}"),
+                None => a.to_string(),
+            };
+            flow = format!(
+                " {} {} → {}",
+                p.l4_name().unwrap_or("ip"),
+                port(&p.saddr, p.sport),
+                port(&p.daddr, p.dport)
+            );
+        }
+        let dev = if r.dev.is_empty() {
+            String::new()
+        } else {
+            format!(" dev {}", r.dev)
+        };
+        writeln!(
+            self.out,
+            "{} {:<20} {:<20} {}  netns {}{dev}{flow}  [task {} {}]",
+            clock_time(ev.ts),
+            ev.cause.as_str(),
+            ev.reason,
+            ev.location,
+            r.netns,
+            r.pid,
+            r.comm
+        )
+    }
+
+    fn on_neigh_fail(&mut self, rec: &NeighRecord, ts: f64) -> io::Result<()> {
+        if !self.allow(Cause::NeighTableOverflow) {
+            return Ok(());
+        }
+        let addr = rec.addr.map(|a| a.to_string()).unwrap_or_default();
+        writeln!(
+            self.out,
+            "{} {:<20} {:<20} table has {} entries, no room for {addr} dev {}  [task {} {}]",
+            clock_time(ts),
+            "neigh_table_overflow",
+            "neigh_create refused",
+            rec.entries,
+            rec.dev,
+            rec.pid,
+            rec.comm
+        )
+    }
+
+    fn tick(&mut self, s: &Summary, session: &Session) -> io::Result<()> {
+        if s.total_drops != self.last.total_drops
+            || s.neigh_create_failures != self.last.neigh_create_failures
+        {
+            let title = format!(
+                "{:.0}s: drops since start (+ in the last interval)",
+                session.duration_s
+            );
+            let last = std::mem::take(&mut self.last);
+            self.table(&title, s, Some(&last))?;
+            self.last = s.clone();
+        }
+        self.out.flush()
+    }
+
+    fn finish(&mut self, s: &Summary, session: &Session) -> io::Result<()> {
+        let title = format!(
+            "netdrop summary: {} drops in {:.1}s",
+            s.total_drops, session.duration_s
+        );
+        self.table(&title, s, None)?;
+        self.out.flush()
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// `HH:MM:SS.micro` (UTC) of a unix timestamp.
+fn clock_time(ts: f64) -> String {
+    let secs = ts.max(0.0) as u64;
+    let micros = ((ts.max(0.0) - secs as f64) * 1e6) as u64;
+    format!(
+        "{:02}:{:02}:{:02}.{micros:06}",
+        (secs / 3600) % 24,
+        (secs / 60) % 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn rate_limit_allows_bursts_then_the_rate() {
+        let mut rl = RateLimit::new(10.0);
+        let t0 = Instant::now();
+        let first: usize = (0..100).filter(|_| rl.allow(t0)).count();
+        assert_eq!(first, 20, "burst is twice the rate");
+        assert!(!rl.allow(t0));
+        assert!(
+            rl.allow(t0 + Duration::from_millis(100)),
+            "one token after 100 ms at 10/s"
+        );
+        assert!(!rl.allow(t0 + Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn clock_time_formats() {
+        assert_eq!(clock_time(3661.5), "01:01:01.500000");
+    }
+
+    #[test]
+    fn summary_table_shows_causes_and_suppression() {
+        let mut sink = HumanSink::new(Vec::new(), 1.0);
+        sink.suppressed.insert(Cause::NeighQueueFull, 3);
+        let mut s = Summary::default();
+        s.causes.insert("neigh_queue_full", 15);
+        s.reasons.insert("NEIGH_QUEUEFULL".into(), 15);
+        s.total_drops = 15;
+        sink.finish(&s, &Session::default()).unwrap();
+        let text = String::from_utf8(sink.out).unwrap();
+        assert!(
+            text.contains("neigh_queue_full") && text.contains("NEIGH_QUEUEFULL 15"),
+            "{text}"
+        );
+        assert!(text.contains("3 lines rate-limited"), "{text}");
+    }
+}

@@ -1,0 +1,133 @@
+//! JSON lines: one object per drop, per refused neighbour, and a summary at the end.
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use super::{Session, Sink};
+use crate::{decode::NeighRecord, event::DropView, summary::Summary};
+
+pub struct JsonSink<W: Write> {
+    out: W,
+}
+
+impl<W: Write> JsonSink<W> {
+    pub fn new(out: W) -> Self {
+        JsonSink { out }
+    }
+
+    fn line<T: Serialize>(&mut self, v: &T) -> io::Result<()> {
+        serde_json::to_writer(&mut self.out, v)?;
+        self.out.write_all(b"\n")
+    }
+}
+
+#[derive(Serialize)]
+pub struct DropLine<'a> {
+    #[serde(rename = "type")]
+    pub ty: &'static str,
+    pub ts: f64,
+    pub cause: &'static str,
+    pub reason: &'a str,
+    pub location: &'a str,
+    pub netns: u32,
+    pub ifindex: u32,
+    pub dev: &'a str,
+    pub protocol: u16,
+    pub saddr: Option<String>,
+    pub daddr: Option<String>,
+    pub sport: Option<u16>,
+    pub dport: Option<u16>,
+    pub l4: Option<&'static str>,
+    /// The task running when the skb was freed (not necessarily the packet's owner).
+    pub pid: u32,
+    pub comm: &'a str,
+}
+
+impl<'a> DropLine<'a> {
+    pub fn new(ev: &'a DropView<'a>) -> Self {
+        let p = ev.rec.packet.as_ref();
+        DropLine {
+            ty: "drop",
+            ts: ev.ts,
+            cause: ev.cause.as_str(),
+            reason: &ev.reason,
+            location: &ev.location,
+            netns: ev.rec.netns,
+            ifindex: ev.rec.ifindex,
+            dev: &ev.rec.dev,
+            protocol: ev.rec.protocol,
+            saddr: p.map(|p| p.saddr.to_string()),
+            daddr: p.map(|p| p.daddr.to_string()),
+            sport: p.and_then(|p| p.sport),
+            dport: p.and_then(|p| p.dport),
+            l4: p.and_then(|p| p.l4_name()),
+            pid: ev.rec.pid,
+            comm: &ev.rec.comm,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct NeighLine<'a> {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    ts: f64,
+    cause: &'static str,
+    entries: i32,
+    dev: &'a str,
+    addr: Option<String>,
+    family: u32,
+    pid: u32,
+    comm: &'a str,
+}
+
+#[derive(Serialize)]
+struct SummaryLine<'a> {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    #[serde(flatten)]
+    summary: &'a Summary,
+    events_read: u64,
+    undecodable: u64,
+    duration_s: f64,
+}
+
+impl<W: Write> Sink for JsonSink<W> {
+    fn on_drop(&mut self, ev: &DropView<'_>) -> io::Result<()> {
+        self.line(&DropLine::new(ev))
+    }
+
+    fn on_neigh_fail(&mut self, rec: &NeighRecord, ts: f64) -> io::Result<()> {
+        self.line(&NeighLine {
+            ty: "neigh_create_failed",
+            ts,
+            cause: "neigh_table_overflow",
+            entries: rec.entries,
+            dev: &rec.dev,
+            addr: rec.addr.map(|a| a.to_string()),
+            family: rec.family,
+            pid: rec.pid,
+            comm: &rec.comm,
+        })
+    }
+
+    fn tick(&mut self, _summary: &Summary, _session: &Session) -> io::Result<()> {
+        self.out.flush()
+    }
+
+    fn finish(&mut self, summary: &Summary, session: &Session) -> io::Result<()> {
+        self.line(&SummaryLine {
+            ty: "summary",
+            summary,
+            events_read: session.events_read,
+            undecodable: session.undecodable,
+            duration_s: session.duration_s,
+        })?;
+        self.out.flush()
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}

@@ -1,0 +1,194 @@
+//! Exact totals: per-reason kernel counters → per-cause summary. Pure.
+
+use std::collections::BTreeMap;
+
+use netdrop_common::{REASON_OVERFLOW_SLOT, stat};
+use serde::Serialize;
+
+use crate::{
+    classify::{Cause, cause_of},
+    kernel::reasons::ReasonTable,
+};
+
+/// A read of the kernel's counters (summed over CPUs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Drops per reason slot (index = reason value; the last slot gathers larger values).
+    pub drops: Vec<u64>,
+    /// Detail events lost per reason slot (counts are not lost).
+    pub lost: Vec<u64>,
+    /// Indexed by `netdrop_common::stat`.
+    pub stats: Vec<u64>,
+}
+
+impl Counts {
+    fn stat(&self, i: u32) -> u64 {
+        self.stats.get(i as usize).copied().unwrap_or(0)
+    }
+}
+
+/// How the agent names reason slots on this kernel.
+#[derive(Debug, Clone)]
+pub struct Naming {
+    pub reasons: ReasonTable,
+    /// False on kernels before 5.17: every drop is in slot 0, reason unknown.
+    pub has_reason_field: bool,
+}
+
+impl Naming {
+    pub fn slot_name(&self, slot: u32) -> String {
+        if !self.has_reason_field {
+            "UNKNOWN".into()
+        } else if slot == REASON_OVERFLOW_SLOT {
+            format!("UNKNOWN_GE_{REASON_OVERFLOW_SLOT}")
+        } else {
+            self.reasons.name(slot)
+        }
+    }
+
+    pub fn reason_name(&self, reason: u32) -> String {
+        if self.has_reason_field {
+            self.reasons.name(reason)
+        } else {
+            "UNKNOWN".into()
+        }
+    }
+}
+
+/// The summary line of `watch` and the totals of every report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Summary {
+    /// Every cause, zero included.
+    pub causes: BTreeMap<&'static str, u64>,
+    /// Non-zero reasons by kernel name.
+    pub reasons: BTreeMap<String, u64>,
+    /// neigh:neigh_create refusals (a full neighbour table), whether or not a packet was dropped.
+    pub neigh_create_failures: u64,
+    /// Detail events the ring buffer could not take (the counts above still include them).
+    pub lost_events: u64,
+    pub lost_by_cause: BTreeMap<&'static str, u64>,
+    pub total_drops: u64,
+}
+
+impl Summary {
+    pub fn from_counts(counts: &Counts, naming: &Naming) -> Summary {
+        let mut s = Summary::default();
+        for c in Cause::ALL {
+            s.causes.insert(c.as_str(), 0);
+        }
+        for (slot, &n) in counts.drops.iter().enumerate() {
+            let lost = counts.lost.get(slot).copied().unwrap_or(0);
+            if n == 0 && lost == 0 {
+                continue;
+            }
+            let name = naming.slot_name(slot as u32);
+            let cause = cause_of(&name).as_str();
+            *s.causes.entry(cause).or_default() += n;
+            if n > 0 {
+                *s.reasons.entry(name).or_default() += n;
+            }
+            if lost > 0 {
+                *s.lost_by_cause.entry(cause).or_default() += lost;
+            }
+            s.total_drops += n;
+            s.lost_events += lost;
+        }
+        s.neigh_create_failures = counts.stat(stat::NEIGH_CREATE_FAIL);
+        let neigh_lost = counts.stat(stat::NEIGH_CREATE_FAIL_LOST);
+        s.lost_events += neigh_lost;
+        if neigh_lost > 0 {
+            *s.lost_by_cause
+                .entry(Cause::NeighTableOverflow.as_str())
+                .or_default() += neigh_lost;
+        }
+        // Without drop reasons the refused creates are the only sign of a full table.
+        if !naming.has_reason_field {
+            *s.causes
+                .entry(Cause::NeighTableOverflow.as_str())
+                .or_default() += s.neigh_create_failures;
+        }
+        s
+    }
+
+    pub fn cause(&self, c: Cause) -> u64 {
+        self.causes.get(c.as_str()).copied().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netdrop_common::MAX_REASONS;
+
+    fn naming(has_reason_field: bool) -> Naming {
+        let reasons = ReasonTable::from_pairs(
+            [
+                ("NOT_SPECIFIED", 2),
+                ("IP_RPFILTER", 16),
+                ("TCP_LISTEN_OVERFLOW", 40),
+                ("NEIGH_CREATEFAIL", 57),
+                ("NEIGH_QUEUEFULL", 59),
+            ]
+            .map(|(n, v)| (format!("SKB_DROP_REASON_{n}"), v)),
+        );
+        Naming {
+            reasons,
+            has_reason_field,
+        }
+    }
+
+    fn counts(pairs: &[(u32, u64)], lost: &[(u32, u64)], stats: [u64; 3]) -> Counts {
+        let mut c = Counts {
+            drops: vec![0; MAX_REASONS as usize],
+            lost: vec![0; MAX_REASONS as usize],
+            stats: stats.to_vec(),
+        };
+        for &(slot, n) in pairs {
+            c.drops[slot as usize] = n;
+        }
+        for &(slot, n) in lost {
+            c.lost[slot as usize] = n;
+        }
+        c
+    }
+
+    #[test]
+    fn causes_sum_their_reasons() {
+        let c = counts(
+            &[
+                (2, 5),
+                (16, 3),
+                (40, 7),
+                (57, 11),
+                (59, 13),
+                (REASON_OVERFLOW_SLOT, 1),
+            ],
+            &[(59, 4)],
+            [11, 2, 0],
+        );
+        let s = Summary::from_counts(&c, &naming(true));
+        assert_eq!(s.cause(Cause::RpFilter), 3);
+        assert_eq!(s.cause(Cause::AcceptQueueFull), 7);
+        assert_eq!(s.cause(Cause::NeighTableOverflow), 11);
+        assert_eq!(s.cause(Cause::NeighQueueFull), 13);
+        assert_eq!(s.cause(Cause::Other), 6);
+        assert_eq!(s.reasons["NEIGH_QUEUEFULL"], 13);
+        assert_eq!(s.reasons["UNKNOWN_GE_511"], 1);
+        assert_eq!(s.total_drops, 40);
+        assert_eq!(s.neigh_create_failures, 11);
+        assert_eq!(s.lost_events, 6);
+        assert_eq!(s.lost_by_cause["neigh_queue_full"], 4);
+        assert_eq!(s.lost_by_cause["neigh_table_overflow"], 2);
+        assert!(!s.reasons.contains_key("TCP_CSUM"));
+        assert_eq!(s.causes.len(), 5);
+    }
+
+    #[test]
+    fn without_reasons_the_table_is_known_from_refused_creates() {
+        let c = counts(&[(0, 9)], &[], [4, 0, 0]);
+        let s = Summary::from_counts(&c, &naming(false));
+        assert_eq!(s.reasons["UNKNOWN"], 9);
+        assert_eq!(s.cause(Cause::Other), 9);
+        assert_eq!(s.cause(Cause::NeighTableOverflow), 4);
+    }
+}
