@@ -1,1 +1,124 @@
-fn main() {}
+//! Project tasks: `cargo xtask test | run | build`.
+//!
+//! The eBPF object is built by netdrop/build.rs as part of the normal build;
+//! xtask only sequences things that are not a plain cargo command.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Build netdrop (release) with its embedded eBPF object.
+    Build,
+    /// Build netdrop (release) and run it with these arguments (as root: via sudo if needed).
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// The whole test suite: unit tests, then the kernel integration tests one at a time (root).
+    Test {
+        /// Only the unit tests (no root, no kernel state touched).
+        #[arg(long)]
+        unit: bool,
+        /// Extra arguments for the integration test binary (e.g. a test name filter).
+        #[arg(trailing_var_arg = true)]
+        filter: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+fn status(mut cmd: Command) -> Result<()> {
+    eprintln!("xtask: {cmd:?}");
+    let st = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !st.success() {
+        bail!("{cmd:?} failed: {st}");
+    }
+    Ok(())
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .unwrap_or(false)
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.task {
+        Task::Build => {
+            let mut c = cargo();
+            c.args(["build", "--release", "-p", "netdrop"]);
+            status(c)
+        }
+        Task::Run { args } => {
+            let mut c = cargo();
+            c.args(["build", "--release", "-p", "netdrop"]);
+            status(c)?;
+            let bin = root().join("target/release/netdrop");
+            let mut cmd = if is_root() {
+                Command::new(&bin)
+            } else {
+                let mut s = Command::new("sudo");
+                s.arg(&bin);
+                s
+            };
+            cmd.args(&args);
+            let st = cmd.status().with_context(|| format!("running {}", bin.display()))?;
+            std::process::exit(st.code().unwrap_or(1));
+        }
+        Task::Test { unit, filter } => {
+            // Unit tests: pure logic, fixtures, no root.
+            let mut c = cargo();
+            c.args(["test", "-p", "netdrop-common", "-p", "netdrop", "-p", "xtask"]);
+            status(c)?;
+            if unit {
+                return Ok(());
+            }
+            // Integration tests against the real kernel, one at a time (shared kernel state).
+            let mut c = cargo();
+            c.args(["build", "-p", "netdrop"]);
+            status(c)?;
+            if !is_root() {
+                eprintln!(
+                    "xtask: SKIP integration tests: they need root (namespaces, sysctls, eBPF); run `sudo -E cargo xtask test`"
+                );
+                return Ok(());
+            }
+            let mut c = cargo();
+            c.args(["test", "-p", "netdrop-tests", "--", "--test-threads=1"]).args(&filter);
+            c.env("NETDROP_BIN", root().join("target/debug/netdrop"));
+            status(c)
+        }
+    }
+}

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs what netdrop needs to build and test, on a Debian (bookworm) machine.
+# Idempotent: when everything is there it checks and returns in well under a second.
+#
+# What and why:
+#   rustc-web, libstd-rust-web-dev-bpf  Debian's Rust 1.96 with a PREBUILT core for
+#                                       bpfel-unknown-none (no rust-src / build-std needed)
+#   llvm-22-dev, libpolly-22-dev        to build bpf-linker against the LLVM rustc 1.96 uses
+#   bpf-linker (crates.io)              links the eBPF object
+#   iproute2, bpftool, util-linux       the tests: namespaces, veth, sysctls, "no program left"
+#
+# On a machine with internet access to the Rust distribution server the standard
+# aya route works too: `rustup toolchain install nightly --component rust-src` and
+# `cargo install bpf-linker`; netdrop's build picks whichever is installed.
+set -euo pipefail
+
+BPF_LINKER_VERSION=0.13.0
+PKGS=(rustc-web cargo-web libstd-rust-web-dev-bpf llvm-22-dev libpolly-22-dev iproute2 bpftool util-linux procps)
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if ! command -v cargo >/dev/null 2>&1; then
+  say "cargo not found: install Rust with rustup (https://rustup.rs) first"
+  exit 1
+fi
+
+missing=()
+if command -v dpkg >/dev/null 2>&1; then
+  for p in "${PKGS[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "installing Debian packages: ${missing[*]}"
+    as_root apt-get update -q >&2
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >&2
+  fi
+else
+  say "not a Debian machine: install a nightly toolchain with rust-src, iproute2 and bpftool yourself"
+fi
+
+if ! bpf-linker --version >/dev/null 2>&1; then
+  say "installing bpf-linker $BPF_LINKER_VERSION"
+  if [ -d /usr/lib/llvm-22 ]; then
+    PATH=/usr/lib/llvm-22/bin:$PATH LLVM_PREFIX=/usr/lib/llvm-22 \
+      cargo install --locked bpf-linker --version "$BPF_LINKER_VERSION" --no-default-features --features llvm-22 >&2
+  else
+    cargo install --locked bpf-linker --version "$BPF_LINKER_VERSION" >&2
+  fi
+fi
+say "ready"
