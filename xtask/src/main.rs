@@ -49,7 +49,10 @@ fn main() -> ExitCode {
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn cargo() -> Command {
@@ -70,7 +73,11 @@ fn status(mut cmd: Command) -> Result<()> {
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
         .unwrap_or(false)
 }
 
@@ -94,13 +101,23 @@ fn run(cli: Cli) -> Result<()> {
                 s
             };
             cmd.args(&args);
-            let st = cmd.status().with_context(|| format!("running {}", bin.display()))?;
+            let st = cmd
+                .status()
+                .with_context(|| format!("running {}", bin.display()))?;
             std::process::exit(st.code().unwrap_or(1));
         }
         Task::Test { unit, filter } => {
             // Unit tests: pure logic, fixtures, no root.
             let mut c = cargo();
-            c.args(["test", "-p", "netdrop-common", "-p", "netdrop", "-p", "xtask"]);
+            c.args([
+                "test",
+                "-p",
+                "netdrop-common",
+                "-p",
+                "netdrop",
+                "-p",
+                "xtask",
+            ]);
             status(c)?;
             if unit {
                 return Ok(());
@@ -116,7 +133,8 @@ fn run(cli: Cli) -> Result<()> {
                 return Ok(());
             }
             let mut c = cargo();
-            c.args(["test", "-p", "netdrop-tests", "--", "--test-threads=1"]).args(&filter);
+            c.args(["test", "-p", "netdrop-tests", "--", "--test-threads=1"])
+                .args(&filter);
             c.env("NETDROP_BIN", root().join("target/debug/netdrop"));
             status(c)
         }
