@@ -17,6 +17,8 @@ pub mod names {
     pub const CONFIG: &str = "NETDROP_CONFIG";
     pub const PROG_KFREE_SKB: &str = "netdrop_kfree_skb";
     pub const PROG_NEIGH_CREATE: &str = "netdrop_neigh_create";
+    pub const PROG_CONN_REQUEST_FENTRY: &str = "netdrop_tcp_conn_request_fentry";
+    pub const PROG_CONN_REQUEST_KPROBE: &str = "netdrop_tcp_conn_request_kprobe";
 }
 
 /// Size of the per-reason counter arrays. Reasons at or above `MAX_REASONS - 1`
@@ -34,7 +36,12 @@ pub mod stat {
     pub const NEIGH_CREATE_FAIL_LOST: u32 = 1;
     /// Drop events submitted to the ring buffer.
     pub const DROP_EVENTS_SENT: u32 = 2;
-    pub const COUNT: u32 = 3;
+    /// SYNs refused by tcp_conn_request because the listener's accept queue was
+    /// full (these carry no kfree_skb reason: the caller consumes them).
+    pub const ACCEPT_SYN_DROP: u32 = 3;
+    /// Such a SYN whose event did not fit in the ring buffer.
+    pub const ACCEPT_SYN_DROP_LOST: u32 = 4;
+    pub const COUNT: u32 = 5;
 }
 
 /// "This field does not exist on this kernel" in a [`Config`] offset.
@@ -83,7 +90,18 @@ pub struct StructOffsets {
     pub net_inum: u32,
     /// `sock.__sk_common.skc_net.net`.
     pub sock_net: u32,
-    pub _pad: u32,
+    /// `sock.__sk_common.skc_family` (u16).
+    pub sock_family: u32,
+    /// `sock.__sk_common.skc_num`: local port, host order (u16).
+    pub sock_num: u32,
+    /// `sock.__sk_common.skc_rcv_saddr` (IPv4 local address).
+    pub sock_rcv_saddr: u32,
+    /// `sock.__sk_common.skc_v6_rcv_saddr` (16 bytes).
+    pub sock_v6_rcv_saddr: u32,
+    /// `sock.sk_ack_backlog` (u32): connections waiting in the accept queue.
+    pub sock_ack_backlog: u32,
+    /// `sock.sk_max_ack_backlog` (u32): min(listen() backlog, somaxconn).
+    pub sock_max_ack_backlog: u32,
 }
 
 /// Everything the kernel side needs, written into its read-only data before load.
@@ -129,7 +147,12 @@ impl Config {
                 net_device_net: ABSENT,
                 net_inum: ABSENT,
                 sock_net: ABSENT,
-                _pad: 0,
+                sock_family: ABSENT,
+                sock_num: ABSENT,
+                sock_rcv_saddr: ABSENT,
+                sock_v6_rcv_saddr: ABSENT,
+                sock_ack_backlog: ABSENT,
+                sock_max_ack_backlog: ABSENT,
             },
             emit_events: 1,
             net_hdr_len: NET_HDR_LEN as u32,
@@ -141,6 +164,7 @@ impl Config {
 pub mod kind {
     pub const DROP: u32 = 1;
     pub const NEIGH_CREATE_FAIL: u32 = 2;
+    pub const LISTEN_SYN_DROP: u32 = 3;
 }
 
 pub const IFNAMSIZ: usize = 16;
@@ -198,14 +222,36 @@ pub struct RawNeighEvent {
     pub comm: [u8; TASK_COMM_LEN],
 }
 
+/// A SYN refused because the listener's accept queue was full (tcp_conn_request hook).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct RawListenEvent {
+    /// [`kind::LISTEN_SYN_DROP`]
+    pub kind: u32,
+    pub family: u16,
+    /// The listener's local port.
+    pub port: u16,
+    pub ts_ns: u64,
+    pub netns: u32,
+    /// Accept queue length and its limit when the SYN arrived.
+    pub ack_backlog: u32,
+    pub max_ack_backlog: u32,
+    pub pid: u32,
+    /// The listener's local address (first 4 bytes for IPv4).
+    pub addr: [u8; 16],
+    pub comm: [u8; TASK_COMM_LEN],
+}
+
 #[cfg(feature = "user")]
 mod pod {
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::RawDropEvent {}
     unsafe impl aya::Pod for super::RawNeighEvent {}
+    unsafe impl aya::Pod for super::RawListenEvent {}
 }
 
 // The kernel writes these records as they are; keep their sizes stable and 8-aligned.
 const _: () = assert!(core::mem::size_of::<RawDropEvent>() == 160);
 const _: () = assert!(core::mem::size_of::<RawNeighEvent>() == 72);
+const _: () = assert!(core::mem::size_of::<RawListenEvent>() == 64);
 const _: () = assert!(core::mem::size_of::<Config>() % 4 == 0);

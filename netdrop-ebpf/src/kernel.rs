@@ -101,3 +101,39 @@ pub fn skb_net_header(skb: u64, o: &StructOffsets, len: u32, out: &mut [u8; NET_
         0
     }
 }
+
+/// A listening socket's address and accept queue.
+pub struct Listener {
+    pub family: u16,
+    pub port: u16,
+    pub addr: [u8; 16],
+    pub ack_backlog: u32,
+    pub max_ack_backlog: u32,
+}
+
+const AF_INET: u16 = 2;
+
+/// Reads what the accept-queue hook needs from a listener; `None` if the queue
+/// fields are unknown on this kernel.
+#[inline(always)]
+pub fn listener(sk: u64, o: &StructOffsets) -> Option<Listener> {
+    let ack_backlog = read::<u32>(sk, o.sock_ack_backlog)?;
+    let max_ack_backlog = read::<u32>(sk, o.sock_max_ack_backlog)?;
+    let family = read::<u16>(sk, o.sock_family).unwrap_or(0);
+    let port = read::<u16>(sk, o.sock_num).unwrap_or(0);
+    let mut addr = [0u8; 16];
+    if family == AF_INET {
+        if let Some(a) = read::<[u8; 4]>(sk, o.sock_rcv_saddr) {
+            addr[..4].copy_from_slice(&a);
+        }
+    } else if let Some(a) = read::<[u8; 16]>(sk, o.sock_v6_rcv_saddr) {
+        addr = a;
+    }
+    Some(Listener {
+        family,
+        port,
+        addr,
+        ack_backlog,
+        max_ack_backlog,
+    })
+}

@@ -1,11 +1,18 @@
 //! Embeds the eBPF object, writes the config into it, loads and attaches the
-//! usable hooks. Dropping [`Loaded`] detaches everything.
+//! usable hooks slot by slot (first alternative that attaches wins). Dropping
+//! [`Loaded`] detaches everything.
 
 use anyhow::{Context, Result};
-use aya::{Ebpf, EbpfLoader, programs::TracePoint};
+use aya::{
+    Btf, Ebpf, EbpfLoader,
+    programs::{FEntry, KProbe, ProgramError, TracePoint},
+};
 use netdrop_common::names;
 
-use crate::kernel::{KernelFacts, hooks::Attach};
+use crate::kernel::{
+    KernelFacts,
+    hooks::{Attach, Hook, SlotOutcome, slots},
+};
 
 /// The eBPF object built by build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netdrop.bpf.o"));
@@ -14,6 +21,19 @@ pub struct Loaded {
     pub ebpf: Ebpf,
     /// Labels of the attached hooks, e.g. `skb:kfree_skb`.
     pub attached: Vec<String>,
+    /// Optional slots no alternative could fill: (slot, [(hook, why)]).
+    pub unavailable: Vec<(&'static str, Vec<(String, String)>)>,
+}
+
+impl Loaded {
+    pub fn has(&self, label: &str) -> bool {
+        self.attached.iter().any(|a| a == label)
+    }
+
+    /// Whether any hook of `slot` is attached.
+    pub fn slot_attached(&self, slot: &str) -> bool {
+        !self.unavailable.iter().any(|(s, _)| *s == slot)
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -32,22 +52,76 @@ pub fn load(facts: &KernelFacts, opts: LoadOptions) -> Result<Loaded> {
         .load(OBJECT)
         .map_err(explain)
         .context("loading the eBPF object")?;
+    let mut btf = None;
     let mut attached = Vec::new();
-    for hook in &facts.usable {
-        let Attach::Tracepoint { system, event } = hook.attach;
-        let prog: &mut TracePoint = ebpf
-            .program_mut(hook.program)
-            .with_context(|| format!("program {} missing from the eBPF object", hook.program))?
-            .try_into()?;
-        prog.load()
-            .map_err(explain)
-            .with_context(|| format!("loading {}", hook.program))?;
-        prog.attach(system, event)
-            .map_err(explain)
-            .with_context(|| format!("attaching to {}", hook.label()))?;
-        attached.push(hook.label());
+    let mut unavailable = Vec::new();
+    for (slot, alternatives) in slots(&facts.usable) {
+        match attach_slot(&mut ebpf, &alternatives, &mut btf)? {
+            SlotOutcome::Attached(label) => attached.push(label),
+            SlotOutcome::Unavailable(why) => unavailable.push((slot, why)),
+        }
     }
-    Ok(Loaded { ebpf, attached })
+    Ok(Loaded {
+        ebpf,
+        attached,
+        unavailable,
+    })
+}
+
+fn attach_slot(
+    ebpf: &mut Ebpf,
+    alternatives: &[Hook],
+    btf: &mut Option<Btf>,
+) -> Result<SlotOutcome> {
+    let mut refused = Vec::new();
+    for hook in alternatives {
+        match attach_one(ebpf, hook, btf) {
+            Ok(()) => return Ok(SlotOutcome::Attached(hook.label())),
+            Err(e) if !hook.required => refused.push((hook.label(), short(&e))),
+            Err(e) => {
+                return Err(explain(e)).with_context(|| format!("attaching {}", hook.label()));
+            }
+        }
+    }
+    Ok(SlotOutcome::Unavailable(refused))
+}
+
+fn attach_one(ebpf: &mut Ebpf, hook: &Hook, btf: &mut Option<Btf>) -> Result<(), ProgramError> {
+    let prog = ebpf
+        .program_mut(hook.program)
+        .ok_or_else(|| ProgramError::UnexpectedProgramType)?;
+    match hook.attach {
+        Attach::Tracepoint { system, event } => {
+            let p: &mut TracePoint = prog.try_into()?;
+            p.load()?;
+            p.attach(system, event)?;
+        }
+        Attach::KProbe { function } => {
+            let p: &mut KProbe = prog.try_into()?;
+            p.load()?;
+            p.attach(function, 0)?;
+        }
+        Attach::FEntry { function } => {
+            if btf.is_none() {
+                *btf = Some(Btf::from_sys_fs().map_err(|e| ProgramError::Btf(e))?);
+            }
+            let p: &mut FEntry = prog.try_into()?;
+            p.load(function, btf.as_ref().expect("set above"))?;
+            p.attach()?;
+        }
+    }
+    Ok(())
+}
+
+/// The innermost message of an error chain, for a one-line notice.
+fn short(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg = s.to_string();
+        src = s.source();
+    }
+    msg.lines().next().unwrap_or_default().to_string()
 }
 
 /// Turns a permission error into the one line an operator needs.

@@ -85,6 +85,17 @@ async fn run_with(facts: &KernelFacts, opts: &WatchOptions) -> Result<()> {
             hook.why
         );
     }
+    for (slot, refused) in &loaded.unavailable {
+        let tried: Vec<String> = refused
+            .iter()
+            .map(|(h, why)| format!("{h}: {why}"))
+            .collect();
+        eprintln!(
+            "netdrop: notice: no {slot} hook on this kernel ({}); {}",
+            tried.join("; "),
+            crate::kernel::hooks::fallback_note(slot)
+        );
+    }
     if !facts.has_reason_field {
         eprintln!(
             "netdrop: notice: this kernel's skb:kfree_skb has no drop reasons (before 5.17): drops are shown as UNKNOWN"

@@ -1,3 +1,4 @@
 //! One module per hook, named after it.
 pub mod kfree_skb;
 pub mod neigh_create;
+pub mod tcp_conn_request;

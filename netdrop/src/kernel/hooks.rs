@@ -11,6 +11,10 @@ pub enum Attach {
         system: &'static str,
         event: &'static str,
     },
+    /// fentry on a kernel function (5.5+; needs BTF and ftrace to be allowed).
+    FEntry { function: &'static str },
+    /// kprobe on a kernel function (needs CONFIG_KPROBES).
+    KProbe { function: &'static str },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -21,6 +25,8 @@ pub struct Hook {
     /// Without a required hook netdrop refuses to start; an optional one is
     /// skipped with a one-line notice.
     pub required: bool,
+    /// Hooks with the same `slot` are alternatives: the first that attaches wins.
+    pub slot: &'static str,
     /// What it gives, and from which kernel (for the notice and the README).
     pub why: &'static str,
 }
@@ -33,6 +39,7 @@ pub const HOOKS: &[Hook] = &[
             event: "kfree_skb",
         },
         required: true,
+        slot: "kfree_skb",
         why: "every dropped skb; drop reasons since 5.17, rx_sk since 6.12",
     },
     Hook {
@@ -42,7 +49,26 @@ pub const HOOKS: &[Hook] = &[
             event: "neigh_create",
         },
         required: false,
+        slot: "neigh_create",
         why: "neighbour creates refused by a full table (since 5.0)",
+    },
+    Hook {
+        program: names::PROG_CONN_REQUEST_FENTRY,
+        attach: Attach::FEntry {
+            function: "tcp_conn_request",
+        },
+        required: false,
+        slot: "tcp_conn_request",
+        why: "SYNs refused by a full accept queue (they carry no drop reason)",
+    },
+    Hook {
+        program: names::PROG_CONN_REQUEST_KPROBE,
+        attach: Attach::KProbe {
+            function: "tcp_conn_request",
+        },
+        required: false,
+        slot: "tcp_conn_request",
+        why: "SYNs refused by a full accept queue (they carry no drop reason)",
     },
 ];
 
@@ -50,6 +76,64 @@ impl Hook {
     pub fn label(&self) -> String {
         match self.attach {
             Attach::Tracepoint { system, event } => format!("{system}:{event}"),
+            Attach::FEntry { function } => format!("fentry:{function}"),
+            Attach::KProbe { function } => format!("kprobe:{function}"),
         }
+    }
+}
+
+/// What became of the hooks of one slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotOutcome {
+    Attached(String),
+    /// Every alternative was refused: (label, why) for each.
+    Unavailable(Vec<(String, String)>),
+}
+
+/// Groups the table into slots, in table order.
+pub fn slots(hooks: &[Hook]) -> Vec<(&'static str, Vec<Hook>)> {
+    let mut out: Vec<(&'static str, Vec<Hook>)> = Vec::new();
+    for h in hooks {
+        match out.iter_mut().find(|(s, _)| *s == h.slot) {
+            Some((_, v)) => v.push(*h),
+            None => out.push((h.slot, vec![*h])),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fentry_is_tried_before_kprobe_and_slots_keep_order() {
+        let s = slots(HOOKS);
+        let names: Vec<_> = s.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, ["kfree_skb", "neigh_create", "tcp_conn_request"]);
+        let conn = &s[2].1;
+        assert_eq!(
+            conn.iter().map(Hook::label).collect::<Vec<_>>(),
+            ["fentry:tcp_conn_request", "kprobe:tcp_conn_request"]
+        );
+        assert!(
+            HOOKS
+                .iter()
+                .filter(|h| h.required)
+                .all(|h| matches!(h.attach, Attach::Tracepoint { .. }))
+        );
+    }
+}
+
+/// What netdrop does instead when a slot has no hook.
+pub fn fallback_note(slot: &str) -> &'static str {
+    match slot {
+        "tcp_conn_request" => {
+            "SYNs refused by full accept queues are taken from the kernel's ListenOverflows counters"
+        }
+        "neigh_create" => {
+            "a full neighbour table is still seen through NEIGH_CREATEFAIL drops and arp_cache table_fulls"
+        }
+        _ => "its detail is not available",
     }
 }

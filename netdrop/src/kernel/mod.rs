@@ -64,7 +64,11 @@ impl KernelFacts {
         let mut skipped = Vec::new();
         let mut has_reason_field = false;
         for hook in HOOKS {
-            let Attach::Tracepoint { system, event } = hook.attach;
+            // Function hooks are tried at load: only the kernel can say if it allows them.
+            let Attach::Tracepoint { system, event } = hook.attach else {
+                usable.push(*hook);
+                continue;
+            };
             let format = match tracefs.format(system, event) {
                 Ok(f) => f,
                 Err(e @ TracefsError::Missing { .. }) if !hook.required => {
@@ -135,6 +139,11 @@ pub fn struct_offsets(btf: &Btf) -> StructOffsets {
         net_device_net: off("net_device", &["nd_net", "net"], 8),
         net_inum: off("net", &["ns", "inum"], 4),
         sock_net: off("sock", &["__sk_common", "skc_net", "net"], 8),
-        _pad: 0,
+        sock_family: off("sock", &["__sk_common", "skc_family"], 2),
+        sock_num: off("sock", &["__sk_common", "skc_num"], 2),
+        sock_rcv_saddr: off("sock", &["__sk_common", "skc_rcv_saddr"], 4),
+        sock_v6_rcv_saddr: off("sock", &["__sk_common", "skc_v6_rcv_saddr"], 16),
+        sock_ack_backlog: off("sock", &["sk_ack_backlog"], 4),
+        sock_max_ack_backlog: off("sock", &["sk_max_ack_backlog"], 4),
     }
 }
