@@ -1,9 +1,9 @@
 //! Reason → cause. Pure; the reason *names* come from the running kernel's BTF.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What netdrop blames a drop on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Cause {
     /// The neighbour (ARP/NDISC) table is full: gc_thresh3.

@@ -4,6 +4,7 @@
 //! kernel) → `loader` (programs attached) → ring buffer → `decode` →
 //! `classify`/`event` → `sink`s, with `counters`/`summary` giving exact totals.
 
+pub mod advice;
 pub mod classify;
 pub mod cli;
 pub mod counters;
