@@ -19,6 +19,38 @@ pub struct Cli {
 pub enum Command {
     /// Watch drops live: a line per drop, a per-cause summary, exact totals on exit.
     Watch(WatchArgs),
+    /// Watch for a while, then report: causes ranked, the listener/neighbour/table/device
+    /// each hit, live values, what to change, and the kernel's counters beside netdrop's.
+    Diagnose(DiagnoseArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DiagnoseArgs {
+    /// Output format (json: one JSON document).
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+    /// How long to observe, seconds.
+    #[arg(short, long, value_name = "SECONDS", default_value_t = 10.0, value_parser = positive_secs)]
+    pub duration: f64,
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+}
+
+/// Where netdrop reads the kernel's facts, and how it buffers events.
+#[derive(Debug, Args)]
+pub struct KernelArgs {
+    /// Ring buffer size for detail events, KiB (power of two, >= 4). Counts never depend on it.
+    #[arg(long, value_name = "KIB", default_value_t = 1024, value_parser = ring_kib)]
+    pub ring_buffer_kib: u32,
+    /// Seconds between snapshots of the kernel's counters, sysctls, listeners and neighbours.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0, value_parser = positive_secs)]
+    pub snapshot_interval: f64,
+    /// Kernel BTF to read reasons and struct layouts from.
+    #[arg(long, value_name = "PATH", default_value = crate::kernel::DEFAULT_BTF)]
+    pub btf: PathBuf,
+    /// tracefs mount point (default: find it, or mount it at /sys/kernel/tracing).
+    #[arg(long, value_name = "DIR")]
+    pub tracefs: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -43,15 +75,8 @@ pub struct WatchArgs {
     /// Drop lines per second per cause in the human view (counts stay exact).
     #[arg(long, value_name = "N", default_value_t = 10.0)]
     pub lines_per_sec: f64,
-    /// Ring buffer size for detail events, KiB (power of two, >= 4). Counts never depend on it.
-    #[arg(long, value_name = "KIB", default_value_t = 1024, value_parser = ring_kib)]
-    pub ring_buffer_kib: u32,
-    /// Kernel BTF to read reasons and struct layouts from.
-    #[arg(long, value_name = "PATH", default_value = crate::kernel::DEFAULT_BTF)]
-    pub btf: PathBuf,
-    /// tracefs mount point (default: find it, or mount it at /sys/kernel/tracing).
-    #[arg(long, value_name = "DIR")]
-    pub tracefs: Option<PathBuf>,
+    #[command(flatten)]
+    pub kernel: KernelArgs,
 }
 
 fn positive_secs(s: &str) -> Result<f64, String> {
@@ -91,6 +116,8 @@ mod tests {
             vec!["netdrop", "watch", "--output", "xml"],
             vec!["netdrop", "watch", "--bogus"],
             vec!["netdrop"],
+            vec!["netdrop", "diagnose", "--duration", "0"],
+            vec!["netdrop", "diagnose", "--snapshot-interval", "x"],
         ] {
             assert!(Cli::try_parse_from(&bad).is_err(), "{bad:?}");
         }

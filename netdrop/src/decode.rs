@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use netdrop_common::{RawDropEvent, RawNeighEvent, kind};
+use netdrop_common::{RawDropEvent, RawListenEvent, RawNeighEvent, kind};
 use thiserror::Error;
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -18,6 +18,20 @@ pub enum DecodeError {
 pub enum Record {
     Drop(DropRecord),
     NeighCreateFail(NeighRecord),
+    ListenSynDrop(ListenRecord),
+}
+
+/// A SYN refused because the listener's accept queue was full (tcp_conn_request hook).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenRecord {
+    pub ts_ns: u64,
+    pub netns: u32,
+    pub addr: IpAddr,
+    pub port: u16,
+    pub ack_backlog: u32,
+    pub max_ack_backlog: u32,
+    pub pid: u32,
+    pub comm: String,
 }
 
 /// A dropped skb.
@@ -91,6 +105,10 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
             let raw: RawNeighEvent = read_struct(bytes)?;
             Ok(Record::NeighCreateFail(neigh_record(&raw)))
         }
+        kind::LISTEN_SYN_DROP => {
+            let raw: RawListenEvent = read_struct(bytes)?;
+            Ok(Record::ListenSynDrop(listen_record(&raw)))
+        }
         other => Err(DecodeError::Kind(other)),
     }
 }
@@ -146,6 +164,29 @@ fn neigh_record(raw: &RawNeighEvent) -> NeighRecord {
         entries: raw.entries,
         dev: cstr(&raw.dev),
         addr,
+        pid: raw.pid,
+        comm: cstr(&raw.comm),
+    }
+}
+
+fn listen_record(raw: &RawListenEvent) -> ListenRecord {
+    let addr = if u32::from(raw.family) == AF_INET {
+        IpAddr::V4(Ipv4Addr::new(
+            raw.addr[0],
+            raw.addr[1],
+            raw.addr[2],
+            raw.addr[3],
+        ))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(raw.addr))
+    };
+    ListenRecord {
+        ts_ns: raw.ts_ns,
+        netns: raw.netns,
+        addr,
+        port: raw.port,
+        ack_backlog: raw.ack_backlog,
+        max_ack_backlog: raw.max_ack_backlog,
         pid: raw.pid,
         comm: cstr(&raw.comm),
     }
@@ -282,6 +323,36 @@ mod tests {
         };
         assert_eq!((n.entries, n.dev.as_str()), (1025, "nd0"));
         assert_eq!(n.addr.unwrap().to_string(), "198.18.2.20");
+    }
+
+    #[test]
+    fn decodes_a_refused_syn() {
+        let mut addr = [0u8; 16];
+        addr[..4].copy_from_slice(&[198, 18, 3, 2]);
+        let raw = RawListenEvent {
+            kind: kind::LISTEN_SYN_DROP,
+            family: 2,
+            port: 8080,
+            ts_ns: 5,
+            netns: 77,
+            ack_backlog: 2,
+            max_ack_backlog: 1,
+            pid: 3,
+            addr,
+            comm: [0; 16],
+        };
+        let Record::ListenSynDrop(l) = decode(&bytes_of(&raw)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                l.addr.to_string().as_str(),
+                l.port,
+                l.ack_backlog,
+                l.max_ack_backlog
+            ),
+            ("198.18.3.2", 8080, 2, 1)
+        );
     }
 
     #[test]

@@ -7,12 +7,15 @@
 pub mod advice;
 pub mod classify;
 pub mod cli;
+pub mod context;
 pub mod counters;
 pub mod decode;
+pub mod diagnose;
 pub mod event;
 pub mod kernel;
 pub mod loader;
 pub mod privileges;
+pub mod session;
 pub mod sink;
 pub mod summary;
 pub mod watch;

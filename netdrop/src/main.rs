@@ -1,9 +1,10 @@
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{process::ExitCode, time::Duration};
 
 use clap::Parser;
 use netdrop::{
-    cli::{Cli, Command, OutputFormat},
+    cli::{Cli, Command, KernelArgs, OutputFormat},
     kernel::Sources,
+    session::SessionOptions,
     watch::{self, Output, WatchOptions},
 };
 
@@ -33,26 +34,41 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Watch(w) => {
                 let opts = WatchOptions {
-                    output: match w.output {
-                        OutputFormat::Human => Output::Human,
-                        OutputFormat::Json => Output::Json,
-                    },
-                    duration: w.duration.map(Duration::from_secs_f64),
-                    interval: Duration::from_secs_f64(w.interval),
+                    output: output(w.output),
                     lines_per_sec: w.lines_per_sec,
-                    ring_bytes: w.ring_buffer_kib * 1024,
-                    sources: Sources {
-                        btf: Some(w.btf),
-                        tracefs: w.tracefs.map(PathBuf::from),
-                    },
+                    session: session(w.duration, w.interval, w.kernel),
                 };
                 watch::run(opts).await
+            }
+            Command::Diagnose(d) => {
+                let s = session(Some(d.duration), d.duration, d.kernel);
+                watch::diagnose(output(d.output), s).await
             }
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e),
+    }
+}
+
+fn output(o: OutputFormat) -> Output {
+    match o {
+        OutputFormat::Human => Output::Human,
+        OutputFormat::Json => Output::Json,
+    }
+}
+
+fn session(duration: Option<f64>, interval: f64, k: KernelArgs) -> SessionOptions {
+    SessionOptions {
+        duration: duration.map(Duration::from_secs_f64),
+        interval: Duration::from_secs_f64(interval),
+        snapshot_every: Duration::from_secs_f64(k.snapshot_interval),
+        ring_bytes: k.ring_buffer_kib * 1024,
+        sources: Sources {
+            btf: Some(k.btf),
+            tracefs: k.tracefs,
+        },
     }
 }
 

@@ -67,6 +67,9 @@ pub struct Summary {
     /// Detail events the ring buffer could not take (the counts above still include them).
     pub lost_events: u64,
     pub lost_by_cause: BTreeMap<&'static str, u64>,
+    /// SYNs refused by a full accept queue, seen by the tcp_conn_request hook
+    /// (they carry no drop reason); included in causes.accept_queue_full.
+    pub accept_syn_drops: u64,
     pub total_drops: u64,
 }
 
@@ -100,6 +103,16 @@ impl Summary {
             *s.lost_by_cause
                 .entry(Cause::NeighTableOverflow.as_str())
                 .or_default() += neigh_lost;
+        }
+        s.accept_syn_drops = counts.stat(stat::ACCEPT_SYN_DROP);
+        *s.causes.entry(Cause::AcceptQueueFull.as_str()).or_default() += s.accept_syn_drops;
+        s.total_drops += s.accept_syn_drops;
+        let syn_lost = counts.stat(stat::ACCEPT_SYN_DROP_LOST);
+        s.lost_events += syn_lost;
+        if syn_lost > 0 {
+            *s.lost_by_cause
+                .entry(Cause::AcceptQueueFull.as_str())
+                .or_default() += syn_lost;
         }
         // Without drop reasons the refused creates are the only sign of a full table.
         if !naming.has_reason_field {
@@ -137,7 +150,7 @@ mod tests {
         }
     }
 
-    fn counts(pairs: &[(u32, u64)], lost: &[(u32, u64)], stats: [u64; 3]) -> Counts {
+    fn counts(pairs: &[(u32, u64)], lost: &[(u32, u64)], stats: [u64; 5]) -> Counts {
         let mut c = Counts {
             drops: vec![0; MAX_REASONS as usize],
             lost: vec![0; MAX_REASONS as usize],
@@ -184,8 +197,23 @@ mod tests {
     }
 
     #[test]
+    fn refused_syns_count_as_accept_queue_drops() {
+        let c = counts(&[(40, 2)], &[], [0, 0, 0, 7, 1]);
+        let s = Summary::from_counts(&c, &naming(true));
+        assert_eq!(
+            (
+                s.cause(Cause::AcceptQueueFull),
+                s.accept_syn_drops,
+                s.total_drops
+            ),
+            (9, 7, 9)
+        );
+        assert_eq!(s.lost_by_cause["accept_queue_full"], 1);
+    }
+
+    #[test]
     fn without_reasons_the_table_is_known_from_refused_creates() {
-        let c = counts(&[(0, 9)], &[], [4, 0, 0]);
+        let c = counts(&[(0, 9)], &[], [4, 0, 0, 0, 0]);
         let s = Summary::from_counts(&c, &naming(false));
         assert_eq!(s.reasons["UNKNOWN"], 9);
         assert_eq!(s.cause(Cause::Other), 9);

@@ -83,7 +83,12 @@ pub fn parse_neigh(payload: &[u8]) -> Option<NeighEntry> {
         (libc::AF_INET6, 16) => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(dst).ok()?)),
         _ => return None,
     };
-    Some(NeighEntry { ifindex, dev: String::new(), addr, state })
+    Some(NeighEntry {
+        ifindex,
+        dev: String::new(),
+        addr,
+        state,
+    })
 }
 
 /// Parses every RTM_NEWNEIGH message of a dump; other messages are skipped.
@@ -115,7 +120,8 @@ fn dump_family(family: u8) -> io::Result<Vec<NeighEntry>> {
 
 /// IPv4 and IPv6 neighbour entries of the calling thread's network namespace, sorted
 /// by interface then address. Needs no privileges. A kernel without IPv6 yields the
-/// IPv4 entries only.
+/// IPv4 entries only. Unlike `ip neigh show` (without `nud all`), NOARP entries such as
+/// `0.0.0.0 dev lo` are included; proxy entries are not.
 pub fn neighbours() -> io::Result<Vec<NeighEntry>> {
     let mut out = dump_family(libc::AF_INET as u8)?;
     match dump_family(libc::AF_INET6 as u8) {
@@ -130,7 +136,7 @@ pub fn neighbours() -> io::Result<Vec<NeighEntry>> {
             .or_insert_with(|| ifindex_name(entry.ifindex).unwrap_or_default())
             .clone();
     }
-    out.sort_by(|a, b| (a.ifindex, a.addr).cmp(&(b.ifindex, b.addr)));
+    out.sort_by_key(|e| (e.ifindex, e.addr));
     Ok(out)
 }
 
@@ -182,7 +188,10 @@ mod tests {
         assert_eq!((e.ifindex, e.state, e.dev.as_str()), (3, NUD_STALE, ""));
         let v6: Ipv6Addr = "2001:db8::2".parse().unwrap();
         let e = parse_neigh(&neigh_msg(10, 7, NUD_PERMANENT, &v6.octets())).unwrap();
-        assert_eq!((e.addr, e.ifindex, e.state), (IpAddr::V6(v6), 7, NUD_PERMANENT));
+        assert_eq!(
+            (e.addr, e.ifindex, e.state),
+            (IpAddr::V6(v6), 7, NUD_PERMANENT)
+        );
     }
 
     #[test]
@@ -202,7 +211,12 @@ mod tests {
     #[test]
     fn dump_fixture() {
         let mut d = Dump::default();
-        let mut dg = msg(RTM_NEWNEIGH, NLM_F_MULTI, 1, &neigh_msg(2, 1, 2, &[198, 18, 0, 9]));
+        let mut dg = msg(
+            RTM_NEWNEIGH,
+            NLM_F_MULTI,
+            1,
+            &neigh_msg(2, 1, 2, &[198, 18, 0, 9]),
+        );
         dg.extend(msg(RTM_NEWNEIGH, NLM_F_MULTI, 1, &[2, 0])); // truncated: skipped
         dg.extend(msg(NLMSG_DONE, NLM_F_MULTI, 1, &0i32.to_ne_bytes()));
         absorb_datagram(&dg, 1, &mut d).unwrap();

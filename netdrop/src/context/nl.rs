@@ -33,11 +33,15 @@ pub(crate) const fn align4(n: usize) -> usize {
 }
 
 pub(crate) fn u16_at(b: &[u8], off: usize) -> Option<u16> {
-    Some(u16::from_ne_bytes(b.get(off..off.checked_add(2)?)?.try_into().ok()?))
+    Some(u16::from_ne_bytes(
+        b.get(off..off.checked_add(2)?)?.try_into().ok()?,
+    ))
 }
 
 pub(crate) fn u32_at(b: &[u8], off: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(off..off.checked_add(4)?)?.try_into().ok()?))
+    Some(u32::from_ne_bytes(
+        b.get(off..off.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 
 /// `struct nlmsghdr`.
@@ -75,7 +79,14 @@ pub(crate) fn build_request(kind: u16, flags: u16, seq: u32, body: &[u8]) -> Vec
     let len = align4(NLMSG_HDRLEN + body.len());
     let mut out = Vec::with_capacity(len);
     let len32 = u32::try_from(len).unwrap_or(u32::MAX);
-    NlHeader { len: len32, kind, flags, seq, pid: 0 }.write(&mut out);
+    NlHeader {
+        len: len32,
+        kind,
+        flags,
+        seq,
+        pid: 0,
+    }
+    .write(&mut out);
     out.extend_from_slice(body);
     out.resize(len, 0);
     out
@@ -118,7 +129,9 @@ pub(crate) enum Progress {
 }
 
 fn errno_payload(payload: &[u8]) -> io::Result<i32> {
-    u32_at(payload, 0).map(|v| v as i32).ok_or_else(|| invalid("short error message"))
+    u32_at(payload, 0)
+        .map(|v| v as i32)
+        .ok_or_else(|| invalid("short error message"))
 }
 
 /// Folds one received datagram of the dump numbered `seq` into `dump`.
@@ -184,14 +197,23 @@ impl NlSocket {
     fn open(protocol: libc::c_int) -> io::Result<NlSocket> {
         // SAFETY: plain syscall; the result is checked before use.
         let fd = unsafe {
-            libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, protocol)
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                protocol,
+            )
         };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: fd is a fresh descriptor owned by nobody else.
-        let sock = NlSocket { fd: unsafe { OwnedFd::from_raw_fd(fd) } };
-        let tv = libc::timeval { tv_sec: RECV_TIMEOUT_SECS, tv_usec: 0 };
+        let sock = NlSocket {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        };
+        let tv = libc::timeval {
+            tv_sec: RECV_TIMEOUT_SECS,
+            tv_usec: 0,
+        };
         // SAFETY: tv lives across the call and its size is passed.
         let rc = unsafe {
             libc::setsockopt(
@@ -247,14 +269,22 @@ impl NlSocket {
             // Peek with MSG_TRUNC to learn the datagram's real size first.
             // SAFETY: buf is valid for buf.len() bytes.
             let want = unsafe {
-                libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_PEEK | libc::MSG_TRUNC)
+                libc::recv(
+                    fd,
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_PEEK | libc::MSG_TRUNC,
+                )
             };
             if want < 0 {
                 let err = io::Error::last_os_error();
                 match err.kind() {
                     io::ErrorKind::Interrupted => continue,
                     io::ErrorKind::WouldBlock => {
-                        return Err(io::Error::new(io::ErrorKind::TimedOut, "netlink: timed out"));
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "netlink: timed out",
+                        ));
                     }
                     _ => return Err(err),
                 }
@@ -334,7 +364,14 @@ pub(crate) mod tests {
     pub(crate) fn msg(kind: u16, flags: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
         let len = (NLMSG_HDRLEN + payload.len()) as u32;
         let mut out = Vec::new();
-        NlHeader { len, kind, flags, seq, pid: 4242 }.write(&mut out);
+        NlHeader {
+            len,
+            kind,
+            flags,
+            seq,
+            pid: 4242,
+        }
+        .write(&mut out);
         out.extend_from_slice(payload);
         out.resize(align4(out.len()), 0);
         out
@@ -345,7 +382,16 @@ pub(crate) mod tests {
         let r = build_request(20, NLM_F_REQUEST | NLM_F_DUMP, 7, &[1, 2, 3]);
         assert_eq!(r.len(), 20);
         let h = NlHeader::parse(&r).unwrap();
-        assert_eq!(h, NlHeader { len: 20, kind: 20, flags: 0x301, seq: 7, pid: 0 });
+        assert_eq!(
+            h,
+            NlHeader {
+                len: 20,
+                kind: 20,
+                flags: 0x301,
+                seq: 7,
+                pid: 0
+            }
+        );
         assert_eq!(&r[16..], &[1, 2, 3, 0]);
     }
 
@@ -362,7 +408,10 @@ pub(crate) mod tests {
         assert!(!d.interrupted);
         // An empty NLMSG_DONE (old kernels) also ends the dump.
         let empty_done = msg(NLMSG_DONE, NLM_F_MULTI, 1, &[]);
-        assert_eq!(absorb_datagram(&empty_done, 1, &mut d).unwrap(), Progress::Done);
+        assert_eq!(
+            absorb_datagram(&empty_done, 1, &mut d).unwrap(),
+            Progress::Done
+        );
     }
 
     #[test]
@@ -382,14 +431,20 @@ pub(crate) mod tests {
         let intr = msg(28, NLM_F_MULTI | NLM_F_DUMP_INTR, 1, &[]);
         assert_eq!(absorb_datagram(&intr, 1, &mut d).unwrap(), Progress::More);
         assert!(d.interrupted);
-        assert_eq!(absorb_datagram(&msg(28, 0, 1, &[]), 1, &mut d).unwrap(), Progress::Done);
+        assert_eq!(
+            absorb_datagram(&msg(28, 0, 1, &[]), 1, &mut d).unwrap(),
+            Progress::Done
+        );
     }
 
     #[test]
     fn garbage_never_panics() {
         let mut d = Dump::default();
         assert_eq!(absorb_datagram(&[], 1, &mut d).unwrap(), Progress::More);
-        assert_eq!(absorb_datagram(&[1, 2, 3], 1, &mut d).unwrap(), Progress::More);
+        assert_eq!(
+            absorb_datagram(&[1, 2, 3], 1, &mut d).unwrap(),
+            Progress::More
+        );
         let mut short = msg(20, NLM_F_MULTI, 1, &[0; 8]);
         short[0..4].copy_from_slice(&8u32.to_ne_bytes()); // len < header
         assert!(absorb_datagram(&short, 1, &mut d).is_err());

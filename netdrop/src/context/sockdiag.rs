@@ -105,7 +105,7 @@ pub fn tcp_listeners() -> io::Result<Vec<Listener>> {
         Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EAFNOSUPPORT)) => {}
         Err(e) => return Err(e),
     }
-    out.sort_by(|a, b| (a.port, a.addr).cmp(&(b.port, b.addr)));
+    out.sort_by_key(|l| (l.port, l.addr));
     Ok(out)
 }
 
@@ -151,7 +151,10 @@ mod tests {
         let v4 = diag_msg(2, TCP_LISTEN, &[127, 0, 0, 1], 8080, 3, 128);
         let l = parse_listener(&v4).unwrap();
         assert_eq!(l.addr, IpAddr::V4(Ipv4Addr::LOCALHOST));
-        assert_eq!((l.family, l.port, l.accept_queue, l.backlog), (2, 8080, 3, 128));
+        assert_eq!(
+            (l.family, l.port, l.accept_queue, l.backlog),
+            (2, 8080, 3, 128)
+        );
         assert_eq!((l.uid, l.inode), (1000, 123_456));
         let v6 = diag_msg(10, TCP_LISTEN, &Ipv6Addr::LOCALHOST.octets(), 443, 0, 4096);
         let l = parse_listener(&v6).unwrap();
@@ -169,15 +172,28 @@ mod tests {
         with_attrs.extend([8, 0, 1, 0, 0, 0, 0, 0]);
         assert!(parse_listener(&with_attrs).is_some());
         assert_eq!(parse_listener(&diag_msg(1, TCP_LISTEN, &[], 1, 0, 1)), None);
-        assert_eq!(parse_listener(&diag_msg(2, 1, &[10, 0, 0, 1], 1, 0, 1)), None);
+        assert_eq!(
+            parse_listener(&diag_msg(2, 1, &[10, 0, 0, 1], 1, 0, 1)),
+            None
+        );
     }
 
     #[test]
     fn multipart_dump_fixture() {
         let mut d = Dump::default();
-        let mut dg1 = msg(20, NLM_F_MULTI, 1, &diag_msg(2, TCP_LISTEN, &[0; 4], 22, 0, 128));
+        let mut dg1 = msg(
+            20,
+            NLM_F_MULTI,
+            1,
+            &diag_msg(2, TCP_LISTEN, &[0; 4], 22, 0, 128),
+        );
         dg1.extend(msg(20, NLM_F_MULTI, 1, &[1, 2, 3])); // garbage payload: skipped
-        let dg2 = msg(20, NLM_F_MULTI, 1, &diag_msg(10, TCP_LISTEN, &[0; 16], 80, 1, 511));
+        let dg2 = msg(
+            20,
+            NLM_F_MULTI,
+            1,
+            &diag_msg(10, TCP_LISTEN, &[0; 16], 80, 1, 511),
+        );
         assert_eq!(absorb_datagram(&dg1, 1, &mut d).unwrap(), Progress::More);
         assert_eq!(absorb_datagram(&dg2, 1, &mut d).unwrap(), Progress::More);
         let done = msg(NLMSG_DONE, NLM_F_MULTI, 1, &0i32.to_ne_bytes());
@@ -189,7 +205,9 @@ mod tests {
 
     fn find(port: u16) -> Listener {
         let all = tcp_listeners().expect("sock_diag dump");
-        let mut hits = all.into_iter().filter(|l| l.port == port && l.addr.is_loopback());
+        let mut hits = all
+            .into_iter()
+            .filter(|l| l.port == port && l.addr.is_loopback());
         let l = hits.next().expect("our listener is listed");
         assert!(hits.next().is_none());
         l

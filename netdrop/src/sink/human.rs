@@ -9,7 +9,12 @@ use std::{
 };
 
 use super::{Session, Sink};
-use crate::{classify::Cause, decode::NeighRecord, event::DropView, summary::Summary};
+use crate::{
+    classify::Cause,
+    decode::{ListenRecord, NeighRecord},
+    event::DropView,
+    summary::Summary,
+};
 
 /// A token bucket: `rate` lines per second, bursts of up to `burst`.
 #[derive(Debug, Clone)]
@@ -189,6 +194,24 @@ impl<W: Write> Sink for HumanSink<W> {
         )
     }
 
+    fn on_listen_drop(&mut self, rec: &ListenRecord, ts: f64) -> io::Result<()> {
+        if !self.allow(Cause::AcceptQueueFull) {
+            return Ok(());
+        }
+        writeln!(
+            self.out,
+            "{} {:<20} {:<20} listener {}:{} accept queue {}/{}  netns {}",
+            clock_time(ts),
+            "accept_queue_full",
+            "LISTEN_OVERFLOW_SYN",
+            rec.addr,
+            rec.port,
+            rec.ack_backlog,
+            rec.max_ack_backlog,
+            rec.netns
+        )
+    }
+
     fn tick(&mut self, s: &Summary, session: &Session) -> io::Result<()> {
         if s.total_drops != self.last.total_drops
             || s.neigh_create_failures != self.last.neigh_create_failures
@@ -202,6 +225,15 @@ impl<W: Write> Sink for HumanSink<W> {
             self.last = s.clone();
         }
         self.out.flush()
+    }
+
+    fn on_report(&mut self, report: &crate::diagnose::Report) -> io::Result<()> {
+        if !report.causes.is_empty() {
+            writeln!(self.out)?;
+            self.out.write_all(report.render().as_bytes())?;
+            writeln!(self.out)?;
+        }
+        Ok(())
     }
 
     fn finish(&mut self, s: &Summary, session: &Session) -> io::Result<()> {

@@ -5,7 +5,11 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use super::{Session, Sink};
-use crate::{decode::NeighRecord, event::DropView, summary::Summary};
+use crate::{
+    decode::{ListenRecord, NeighRecord},
+    event::DropView,
+    summary::Summary,
+};
 
 pub struct JsonSink<W: Write> {
     out: W,
@@ -82,6 +86,25 @@ struct NeighLine<'a> {
     comm: &'a str,
 }
 
+/// A SYN refused by a full accept queue: no kernel drop reason exists for it, so
+/// netdrop names it LISTEN_OVERFLOW_SYN.
+#[derive(Serialize)]
+struct ListenLine<'a> {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    ts: f64,
+    cause: &'static str,
+    reason: &'static str,
+    location: &'static str,
+    netns: u32,
+    listener: String,
+    dport: u16,
+    accept_queue: u32,
+    backlog: u32,
+    pid: u32,
+    comm: &'a str,
+}
+
 #[derive(Serialize)]
 struct SummaryLine<'a> {
     #[serde(rename = "type")]
@@ -112,8 +135,39 @@ impl<W: Write> Sink for JsonSink<W> {
         })
     }
 
+    fn on_listen_drop(&mut self, rec: &ListenRecord, ts: f64) -> io::Result<()> {
+        self.line(&ListenLine {
+            ty: "drop",
+            ts,
+            cause: "accept_queue_full",
+            reason: "LISTEN_OVERFLOW_SYN",
+            location: "tcp_conn_request",
+            netns: rec.netns,
+            listener: format!("{}:{}", rec.addr, rec.port),
+            dport: rec.port,
+            accept_queue: rec.ack_backlog,
+            backlog: rec.max_ack_backlog,
+            pid: rec.pid,
+            comm: &rec.comm,
+        })
+    }
+
     fn tick(&mut self, _summary: &Summary, _session: &Session) -> io::Result<()> {
         self.out.flush()
+    }
+
+    fn on_report(&mut self, report: &crate::diagnose::Report) -> io::Result<()> {
+        #[derive(Serialize)]
+        struct ReportLine<'a> {
+            #[serde(rename = "type")]
+            ty: &'static str,
+            #[serde(flatten)]
+            report: &'a crate::diagnose::Report,
+        }
+        self.line(&ReportLine {
+            ty: "diagnosis",
+            report,
+        })
     }
 
     fn finish(&mut self, summary: &Summary, session: &Session) -> io::Result<()> {

@@ -2,10 +2,15 @@
 
 pub mod human;
 pub mod json;
+pub mod null;
 
 use std::io;
 
-use crate::{decode::NeighRecord, event::DropView, summary::Summary};
+use crate::{
+    decode::{ListenRecord, NeighRecord},
+    event::DropView,
+    summary::Summary,
+};
 
 /// Totals the sinks print beside the kernel's counters.
 #[derive(Debug, Clone, Copy, Default)]
@@ -20,10 +25,16 @@ pub struct Session {
 pub trait Sink {
     fn on_drop(&mut self, ev: &DropView<'_>) -> io::Result<()>;
     fn on_neigh_fail(&mut self, rec: &NeighRecord, ts: f64) -> io::Result<()>;
+    /// A SYN refused by a full accept queue (only where tcp_conn_request is hooked).
+    fn on_listen_drop(&mut self, rec: &ListenRecord, ts: f64) -> io::Result<()>;
     /// Called every interval with the running totals.
     fn tick(&mut self, summary: &Summary, session: &Session) -> io::Result<()>;
     /// Called once at the end with the exact totals.
     fn finish(&mut self, summary: &Summary, session: &Session) -> io::Result<()>;
+    /// The diagnosis at the end of a watch (groups, advice).
+    fn on_report(&mut self, _report: &crate::diagnose::Report) -> io::Result<()> {
+        Ok(())
+    }
     /// Push buffered output out (after each batch of events).
     fn flush(&mut self) -> io::Result<()>;
 }

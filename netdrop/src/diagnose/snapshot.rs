@@ -1,0 +1,130 @@
+//! A point-in-time read of the kernel's own view, every namespace in its own
+//! namespace: counters, the sysctls the advice needs, listeners, neighbours.
+
+use std::{collections::BTreeMap, path::Path};
+
+use serde::Serialize;
+
+use crate::context::{
+    self, ArpCacheStats, Listener, NeighEntry, NetnsHandle, NetnsSysctls, in_netns, list_netns,
+};
+
+/// At most this many namespaces are read per snapshot (a node with thousands of
+/// pods would otherwise spend its time here); the rest are counted.
+pub const MAX_NETNS: usize = 512;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NetnsSnapshot {
+    pub inode: u64,
+    pub name: Option<String>,
+    /// TcpExt:ListenOverflows, TcpExt:ListenDrops, TcpExt:IPReversePathFilter.
+    pub listen_overflows: Option<u64>,
+    pub listen_drops: Option<u64>,
+    pub rp_filter_drops: Option<u64>,
+    pub sysctls: NetnsSysctls,
+    pub listeners: Vec<Listener>,
+    pub neighbours: Vec<NeighEntry>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Snapshot {
+    /// Seconds since the observation started.
+    pub at_s: f64,
+    /// The ARP and ND tables are global: read in the initial namespace.
+    pub arp: Option<ArpCacheStats>,
+    pub ndisc: Option<ArpCacheStats>,
+    /// net.ipv4.neigh.default.gc_thresh1..3 and the ipv6 ones.
+    pub gc_thresh4: [Option<u64>; 3],
+    pub gc_thresh6: [Option<u64>; 3],
+    pub netns: Vec<NetnsSnapshot>,
+    /// Namespaces not read because of MAX_NETNS.
+    pub netns_skipped: usize,
+}
+
+impl Snapshot {
+    pub fn netns(&self, inode: u64) -> Option<&NetnsSnapshot> {
+        self.netns.iter().find(|n| n.inode == inode)
+    }
+
+    /// Reads everything. Blocking (threads join each namespace): call from a
+    /// blocking task.
+    pub fn read(at_s: f64) -> Snapshot {
+        let mut snap = Snapshot {
+            at_s,
+            ..Snapshot::default()
+        };
+        let read_global = || {
+            let g = |p: &str| context::read_sysctl_int(p).ok().map(|v| v.max(0) as u64);
+            (
+                context::read_arp_cache().ok().flatten(),
+                context::read_ndisc_cache().ok().flatten(),
+                [1, 2, 3].map(|i| g(&format!("net/ipv4/neigh/default/gc_thresh{i}"))),
+                [1, 2, 3].map(|i| g(&format!("net/ipv6/neigh/default/gc_thresh{i}"))),
+            )
+        };
+        // The tables are only visible from the initial namespace; netdrop normally
+        // runs there (and /proc/1/ns/net may be refused even to root).
+        let global = if context::netns::is_initial_netns() {
+            Ok(read_global())
+        } else {
+            in_netns(Path::new(context::netns::ROOT_NETNS_PATH), read_global)
+        };
+        if let Ok((arp, ndisc, g4, g6)) = global {
+            (snap.arp, snap.ndisc, snap.gc_thresh4, snap.gc_thresh6) = (arp, ndisc, g4, g6);
+        }
+        let all = list_netns();
+        snap.netns_skipped = all.len().saturating_sub(MAX_NETNS);
+        for ns in all.into_iter().take(MAX_NETNS) {
+            if let Some(s) = read_netns(&ns) {
+                snap.netns.push(s);
+            }
+        }
+        snap
+    }
+}
+
+fn read_netns(ns: &NetnsHandle) -> Option<NetnsSnapshot> {
+    let (inode, name) = (ns.inode, ns.name.clone());
+    in_netns(&ns.path, move || {
+        let netstat = context::read_netstat().unwrap_or_default();
+        let get = |k: &str| netstat.get(k).copied();
+        let devs: Vec<String> = std::fs::read_dir("/proc/sys/net/ipv4/conf")
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|d| d != "all" && d != "default")
+                    .collect()
+            })
+            .unwrap_or_default();
+        NetnsSnapshot {
+            inode,
+            name,
+            listen_overflows: get("TcpExt:ListenOverflows"),
+            listen_drops: get("TcpExt:ListenDrops"),
+            rp_filter_drops: get("TcpExt:IPReversePathFilter"),
+            sysctls: context::read_netns_sysctls(&devs),
+            listeners: context::tcp_listeners().unwrap_or_default(),
+            neighbours: context::neighbours().unwrap_or_default(),
+        }
+    })
+    .ok()
+}
+
+/// Per-namespace counter differences between two snapshots.
+pub fn deltas(
+    before: &Snapshot,
+    after: &Snapshot,
+    get: impl Fn(&NetnsSnapshot) -> Option<u64>,
+) -> BTreeMap<u64, u64> {
+    after
+        .netns
+        .iter()
+        .filter_map(|a| {
+            let now = get(a)?;
+            // A namespace that appeared during the observation started from 0.
+            let then = before.netns(a.inode).and_then(&get).unwrap_or(0);
+            Some((a.inode, now.saturating_sub(then)))
+        })
+        .filter(|(_, d)| *d > 0)
+        .collect()
+}

@@ -1,0 +1,222 @@
+//! One observation, shared by `watch` and `diagnose`. The data path, in order:
+//! hook (kernel) → ring buffer → decode → classify → sinks; beside it, the exact
+//! kernel counters and periodic snapshots of the kernel's own view (counters,
+//! sysctls, listeners, neighbours) feed the diagnosis.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use aya::maps::{MapData, RingBuf};
+use netdrop_common::names;
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{SignalKind, signal},
+    task::JoinHandle,
+};
+
+use crate::{
+    counters::CounterMaps,
+    decode::{Record, decode},
+    diagnose::{Diagnosis, Report, Snapshot, report::Hooks},
+    event::{Classifier, Clock},
+    kernel::{KernelFacts, Sources, hooks::fallback_note, kallsyms::Kallsyms},
+    loader::{self, LoadOptions, Loaded},
+    privileges,
+    sink::{Session, Sink},
+    summary::{Naming, Summary},
+};
+
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    pub duration: Option<Duration>,
+    /// How often sinks get the running totals.
+    pub interval: Duration,
+    /// How often the kernel's own view is snapshotted for the diagnosis.
+    pub snapshot_every: Duration,
+    pub ring_bytes: u32,
+    pub sources: Sources,
+}
+
+/// What an observation leaves behind.
+pub struct Outcome {
+    pub summary: Summary,
+    pub session: Session,
+    pub report: Report,
+}
+
+/// Loads, attaches, observes until the duration ends or SIGINT/SIGTERM, detaches,
+/// and returns the totals and the diagnosis. `sink` gets every event.
+pub async fn observe(opts: &SessionOptions, sink: &mut dyn Sink) -> Result<Outcome> {
+    privileges::check()?;
+    let facts = KernelFacts::discover(&opts.sources)?;
+    let result = observe_with(&facts, opts, sink).await;
+    facts.tracefs.release();
+    result
+}
+
+fn announce(facts: &KernelFacts, loaded: &Loaded) -> Hooks {
+    for (hook, why) in &facts.skipped {
+        eprintln!(
+            "netdrop: notice: hook {} skipped ({why}); it gives: {}",
+            hook.label(),
+            hook.why
+        );
+    }
+    let mut unavailable = Vec::new();
+    for (slot, refused) in &loaded.unavailable {
+        let tried: Vec<String> = refused
+            .iter()
+            .map(|(h, why)| format!("{h}: {why}"))
+            .collect();
+        eprintln!(
+            "netdrop: notice: no {slot} hook on this kernel ({}); {}",
+            tried.join("; "),
+            fallback_note(slot)
+        );
+        unavailable.push(format!("{slot} hook: {}", fallback_note(slot)));
+    }
+    if !facts.has_reason_field {
+        eprintln!(
+            "netdrop: notice: this kernel's skb:kfree_skb has no drop reasons (before 5.17): drops are shown as UNKNOWN"
+        );
+    }
+    eprintln!(
+        "netdrop: watching ({}); Ctrl-C to stop",
+        loaded.attached.join(", ")
+    );
+    Hooks {
+        attached: loaded.attached.clone(),
+        unavailable,
+    }
+}
+
+async fn observe_with(
+    facts: &KernelFacts,
+    opts: &SessionOptions,
+    sink: &mut dyn Sink,
+) -> Result<Outcome> {
+    let classifier = Classifier {
+        naming: Naming {
+            reasons: facts.reasons.clone(),
+            has_reason_field: facts.has_reason_field,
+        },
+        syms: Kallsyms::load("/proc/kallsyms".as_ref()).unwrap_or_default(),
+        clock: Clock::now(),
+    };
+    let started = Instant::now();
+    // The baseline is read before the hooks attach, so nothing is counted twice.
+    let mut diagnosis = Diagnosis::default();
+    diagnosis.on_snapshot(tokio::task::spawn_blocking(|| Snapshot::read(0.0)).await?);
+
+    let mut loaded = loader::load(
+        facts,
+        LoadOptions {
+            ring_bytes: opts.ring_bytes,
+            emit_events: true,
+        },
+    )?;
+    let counters = CounterMaps::take(&mut loaded.ebpf)?;
+    let ring = RingBuf::try_from(
+        loaded
+            .ebpf
+            .take_map(names::EVENTS)
+            .context("ring buffer map missing")?,
+    )?;
+    // SAFETY: the ring buffer owns its fd and outlives the registration (both live here).
+    let mut ring = unsafe { AsyncFd::register(ring) }
+        .map_err(|e| anyhow::anyhow!("polling the ring buffer: {}", e.into_parts().1))?;
+    let hooks = announce(facts, &loaded);
+
+    let mut session = Session::default();
+    let mut tick = tokio::time::interval(opts.interval);
+    tick.tick().await;
+    let mut snap_tick = tokio::time::interval(opts.snapshot_every);
+    snap_tick.tick().await;
+    let mut pending: Option<JoinHandle<Snapshot>> = None;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let deadline = tokio::time::sleep(
+        opts.duration
+            .unwrap_or(Duration::from_secs(u32::MAX.into())),
+    );
+    tokio::pin!(deadline);
+
+    loop {
+        tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard?;
+                drain(guard.get_inner_mut(), &classifier, sink, &mut diagnosis, &mut session)?;
+                guard.clear_ready();
+                sink.flush()?;
+            }
+            _ = tick.tick() => {
+                session.duration_s = started.elapsed().as_secs_f64();
+                let summary = Summary::from_counts(&counters.read()?, &classifier.naming);
+                sink.tick(&summary, &session)?;
+            }
+            _ = snap_tick.tick(), if pending.is_none() => {
+                let at = started.elapsed().as_secs_f64();
+                pending = Some(tokio::task::spawn_blocking(move || Snapshot::read(at)));
+            }
+            snap = async { pending.as_mut().expect("guarded").await }, if pending.is_some() => {
+                pending = None;
+                diagnosis.on_snapshot(snap?);
+            }
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            _ = &mut deadline, if opts.duration.is_some() => break,
+        }
+    }
+
+    // Detach first so the counters stop moving, take what is left in the ring,
+    // then the final snapshot: kernel counters and hooks now cover the same span.
+    let mut ring = ring.into_inner();
+    drop(loaded);
+    drain(&mut ring, &classifier, sink, &mut diagnosis, &mut session)?;
+    if let Some(p) = pending {
+        diagnosis.on_snapshot(p.await?);
+    }
+    let at = started.elapsed().as_secs_f64();
+    diagnosis.on_snapshot(tokio::task::spawn_blocking(move || Snapshot::read(at)).await?);
+    session.duration_s = started.elapsed().as_secs_f64();
+    let summary = Summary::from_counts(&counters.read()?, &classifier.naming);
+    let report = diagnosis.report(&summary, &session, hooks);
+    Ok(Outcome {
+        summary,
+        session,
+        report,
+    })
+}
+
+/// Reads every record available now: decode → classify → sink and diagnosis.
+fn drain(
+    ring: &mut RingBuf<MapData>,
+    classifier: &Classifier,
+    sink: &mut dyn Sink,
+    diagnosis: &mut Diagnosis,
+    session: &mut Session,
+) -> Result<()> {
+    while let Some(item) = ring.next() {
+        session.events_read += 1;
+        match decode(&item) {
+            Ok(Record::Drop(rec)) => {
+                let view = classifier.drop_view(&rec);
+                diagnosis.on_drop(&view);
+                sink.on_drop(&view)?;
+            }
+            Ok(Record::NeighCreateFail(rec)) => {
+                diagnosis.on_neigh_fail(&rec);
+                sink.on_neigh_fail(&rec, classifier.clock.wall(rec.ts_ns))?;
+            }
+            Ok(Record::ListenSynDrop(rec)) => {
+                diagnosis.on_listen_drop(&rec);
+                sink.on_listen_drop(&rec, classifier.clock.wall(rec.ts_ns))?;
+            }
+            Err(e) => {
+                session.undecodable += 1;
+                tracing::warn!("undecodable ring buffer record: {e}");
+            }
+        }
+    }
+    Ok(())
+}

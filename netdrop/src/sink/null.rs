@@ -1,0 +1,33 @@
+//! A sink that shows nothing (diagnose prints only its report).
+
+use std::io;
+
+use super::{Session, Sink};
+use crate::{
+    decode::{ListenRecord, NeighRecord},
+    event::DropView,
+    summary::Summary,
+};
+
+pub struct NullSink;
+
+impl Sink for NullSink {
+    fn on_drop(&mut self, _: &DropView<'_>) -> io::Result<()> {
+        Ok(())
+    }
+    fn on_neigh_fail(&mut self, _: &NeighRecord, _: f64) -> io::Result<()> {
+        Ok(())
+    }
+    fn on_listen_drop(&mut self, _: &ListenRecord, _: f64) -> io::Result<()> {
+        Ok(())
+    }
+    fn tick(&mut self, _: &Summary, _: &Session) -> io::Result<()> {
+        Ok(())
+    }
+    fn finish(&mut self, _: &Summary, _: &Session) -> io::Result<()> {
+        Ok(())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
