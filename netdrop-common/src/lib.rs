@@ -254,4 +254,4 @@ mod pod {
 const _: () = assert!(core::mem::size_of::<RawDropEvent>() == 160);
 const _: () = assert!(core::mem::size_of::<RawNeighEvent>() == 72);
 const _: () = assert!(core::mem::size_of::<RawListenEvent>() == 64);
-const _: () = assert!(core::mem::size_of::<Config>() % 4 == 0);
+const _: () = assert!(core::mem::size_of::<Config>().is_multiple_of(4));

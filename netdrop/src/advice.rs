@@ -238,13 +238,13 @@ pub fn advise_neigh_table(f: &NeighTableFacts) -> Advice {
         "{} packets dropped and {} neighbour entries refused: the table is global (all namespaces) and was full",
         f.drops, f.refused_creates
     );
-    if let Some(g3) = g3 {
-        if f.entries >= g3 {
-            reason.push_str(&format!(
-                " (it holds {} entries now, gc_thresh3 is {g3})",
-                f.entries
-            ));
-        }
+    if let Some(g3) = g3
+        && f.entries >= g3
+    {
+        reason.push_str(&format!(
+            " (it holds {} entries now, gc_thresh3 is {g3})",
+            f.entries
+        ));
     }
     let stuck = f.incomplete + f.failed;
     if stuck > 0 && stuck * 4 >= f.entries.max(1) {

@@ -104,11 +104,18 @@ mod tests {
         let cli =
             Cli::try_parse_from(["netdrop", "watch", "--output", "json", "--duration", "2.5"])
                 .unwrap();
-        let Command::Watch(w) = cli.command;
+        let Command::Watch(w) = cli.command else {
+            panic!("not watch")
+        };
         assert_eq!(
-            (w.output, w.duration, w.ring_buffer_kib),
+            (w.output, w.duration, w.kernel.ring_buffer_kib),
             (OutputFormat::Json, Some(2.5), 1024)
         );
+        let cli = Cli::try_parse_from(["netdrop", "diagnose", "-o", "json"]).unwrap();
+        let Command::Diagnose(d) = cli.command else {
+            panic!("not diagnose")
+        };
+        assert_eq!((d.output, d.duration), (OutputFormat::Json, 10.0));
         for bad in [
             vec!["netdrop", "watch", "--duration", "0"],
             vec!["netdrop", "watch", "--duration", "-1"],

@@ -103,7 +103,7 @@ fn attach_one(ebpf: &mut Ebpf, hook: &Hook, btf: &mut Option<Btf>) -> Result<(),
         }
         Attach::FEntry { function } => {
             if btf.is_none() {
-                *btf = Some(Btf::from_sys_fs().map_err(|e| ProgramError::Btf(e))?);
+                *btf = Some(Btf::from_sys_fs().map_err(ProgramError::Btf)?);
             }
             let p: &mut FEntry = prog.try_into()?;
             p.load(function, btf.as_ref().expect("set above"))?;
@@ -129,12 +129,12 @@ fn explain<E: std::error::Error + Send + Sync + 'static>(e: E) -> anyhow::Error 
     let text = format!("{e:#}");
     let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&e);
     while let Some(err) = src {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if matches!(io.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) {
-                return anyhow::anyhow!(
-                    "permission denied by the kernel ({text}): netdrop needs root (CAP_BPF, CAP_PERFMON)"
-                );
-            }
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && matches!(io.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES))
+        {
+            return anyhow::anyhow!(
+                "permission denied by the kernel ({text}): netdrop needs root (CAP_BPF, CAP_PERFMON)"
+            );
         }
         src = err.source();
     }

@@ -177,7 +177,7 @@ mod tests {
                 (REASON_OVERFLOW_SLOT, 1),
             ],
             &[(59, 4)],
-            [11, 2, 0],
+            [11, 2, 0, 0, 0],
         );
         let s = Summary::from_counts(&c, &naming(true));
         assert_eq!(s.cause(Cause::RpFilter), 3);

@@ -106,6 +106,79 @@ impl AcceptOverflow {
     }
 }
 
+impl AcceptOverflow {
+    /// The seed incident's way: a listener with a small backlog that does not
+    /// accept, and a burst of `clients` connects at once. SYNs that meet the full
+    /// queue are refused by tcp_conn_request and carry NO kfree_skb reason; only
+    /// TcpExt:ListenOverflows counts them. The clients are closed before this
+    /// returns (nothing retransmits any more); the listener is returned so it
+    /// stays full until the caller drops it.
+    pub fn syn_burst(&self, backlog: i32, clients: usize) -> Result<TcpListener> {
+        let listener = in_netns(&self.s, move || -> Result<TcpListener> {
+            let l = TcpListener::bind(SocketAddrV4::new(Self::SERVER, Self::PORT))?;
+            relisten(&l, backlog)?;
+            Ok(l)
+        })??;
+        let server = SocketAddr::V4(SocketAddrV4::new(Self::SERVER, Self::PORT));
+        let socks = in_netns(&self.c, move || -> Result<Vec<socket2_lite::Socket>> {
+            (0..clients.min(64))
+                .map(|_| socket2_lite::Socket::connect_nonblocking(&server))
+                .collect()
+        })??;
+        // SYN retransmits at 1 s: let one round of them hit the full queue too.
+        std::thread::sleep(Duration::from_millis(1300));
+        drop(socks);
+        Ok(listener)
+    }
+}
+
+/// A non-blocking TCP connect without extra crates.
+mod socket2_lite {
+    use std::{
+        net::SocketAddr,
+        os::fd::{FromRawFd, OwnedFd},
+    };
+
+    use anyhow::{Result, bail};
+
+    pub struct Socket(#[allow(dead_code)] OwnedFd);
+
+    impl Socket {
+        pub fn connect_nonblocking(addr: &SocketAddr) -> Result<Socket> {
+            let SocketAddr::V4(v4) = addr else {
+                bail!("IPv4 only")
+            };
+            crate::check_test_addr(*v4.ip());
+            // SAFETY: plain socket/connect syscalls on a descriptor we own.
+            unsafe {
+                let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0);
+                if fd < 0 {
+                    bail!("socket: {}", std::io::Error::last_os_error());
+                }
+                let sock = Socket(OwnedFd::from_raw_fd(fd));
+                let sa = libc::sockaddr_in {
+                    sin_family: libc::AF_INET as libc::sa_family_t,
+                    sin_port: v4.port().to_be(),
+                    sin_addr: libc::in_addr {
+                        s_addr: u32::from_ne_bytes(v4.ip().octets()),
+                    },
+                    sin_zero: [0; 8],
+                };
+                let rc = libc::connect(
+                    fd,
+                    (&sa as *const libc::sockaddr_in).cast(),
+                    size_of::<libc::sockaddr_in>() as u32,
+                );
+                let err = std::io::Error::last_os_error();
+                if rc != 0 && err.raw_os_error() != Some(libc::EINPROGRESS) {
+                    bail!("connect: {err}");
+                }
+                Ok(sock)
+            }
+        }
+    }
+}
+
 /// listen() on a socket that already listens: only the backlog changes.
 pub fn relisten(l: &TcpListener, backlog: i32) -> Result<()> {
     // SAFETY: plain listen(2) on a descriptor we own.

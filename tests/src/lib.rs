@@ -67,11 +67,20 @@ pub fn require_root(test: &str) -> bool {
     if unsafe { libc::geteuid() } == 0 {
         return true;
     }
-    eprintln!(
-        "\n********\nSKIP: {test}: needs root (network namespaces, sysctls, BPF); \
-         run the tests as root\n********\n"
-    );
+    skip_loudly(&format!(
+        "{test}: needs root (network namespaces, sysctls, BPF); run the tests as root"
+    ));
     false
+}
+
+/// Prints a SKIP line that the test harness does not capture (`eprintln!` output
+/// of a passing test is swallowed), so a skipped check is always visible.
+pub fn skip_loudly(msg: &str) {
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "\n********\nSKIP: {msg}\n********"
+    );
 }
 
 /// How long to let the kernel and netdrop catch up after traffic stopped.

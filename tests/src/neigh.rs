@@ -126,6 +126,22 @@ impl NeighTableOverflow {
     /// forced GC, which may free unreferenced stale or FAILED entries of other
     /// namespaces (the host's too; they are simply resolved again later).
     pub fn generate(&self) -> Result<OverflowRun> {
+        let (run, guards) = self.generate_held()?;
+        // Restore now, in reverse order; a guard that fails tries again on Drop.
+        let mut restored = Ok(());
+        for g in guards.into_iter().rev() {
+            if let Err(e) = g.restore() {
+                restored = Err(e);
+            }
+        }
+        restored?;
+        Ok(run)
+    }
+
+    /// Like [`generate`](Self::generate), but the thresholds stay low until the
+    /// returned guards are dropped or restored (so netdrop can read them while
+    /// they are in force, as in a real incident). Keep the window short.
+    pub fn generate_held(&self) -> Result<(OverflowRun, Vec<SysctlGuard>)> {
         let entries_before = arp_cache()?["entries"];
         let thresh3 = entries_before + Self::HEADROOM;
         let value = thresh3.to_string();
@@ -138,19 +154,14 @@ impl NeighTableOverflow {
             .iter()
             .map(|t| SocketAddrV4::new(*t, PORT))
             .collect();
-        let sent = udp_send_each(&self.a, Some(Self::SRC), &dsts);
-        // Restore now, in reverse order; a guard that fails tries again on Drop.
-        let mut restored = Ok(());
-        while let Some(g) = guards.pop() {
-            if let Err(e) = g.restore() {
-                restored = Err(e);
-            }
-        }
-        restored?;
-        Ok(OverflowRun {
-            thresh3,
-            entries_before,
-            sent: sent?,
-        })
+        let sent = udp_send_each(&self.a, Some(Self::SRC), &dsts)?;
+        Ok((
+            OverflowRun {
+                thresh3,
+                entries_before,
+                sent,
+            },
+            guards,
+        ))
     }
 }

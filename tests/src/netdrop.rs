@@ -234,6 +234,22 @@ impl NetdropOutput {
         );
     }
 
+    /// The `{"type":"diagnosis"}` line watch prints before the summary.
+    pub fn diagnosis(&self) -> &Value {
+        self.lines
+            .iter()
+            .find(|l| l["type"] == "diagnosis")
+            .unwrap_or_else(|| panic!("netdrop printed no diagnosis; stderr:\n{}", self.stderr))
+    }
+
+    /// The diagnosis entry of `cause`, if the cause had drops.
+    pub fn diagnosed(&self, cause: &str) -> Option<&Value> {
+        self.diagnosis()["causes"]
+            .as_array()?
+            .iter()
+            .find(|c| c["cause"] == cause)
+    }
+
     /// The summary line; panics (showing stderr) if there was none.
     pub fn summary(&self) -> &Value {
         self.summary

@@ -26,6 +26,7 @@ impl RpFilter {
     pub const DST: Ipv4Addr = Ipv4Addr::new(198, 18, 4, 2);
     pub const PORT: u16 = 9;
     pub const SENDS: usize = 10;
+    pub const DEV_OTHER: &str = "rpd0";
 
     pub fn setup() -> Result<Self> {
         let a = Netns::new()?;
@@ -55,6 +56,40 @@ impl RpFilter {
             "permanent",
         ])?;
         Ok(RpFilter { a, b })
+    }
+
+    /// The LVS/tunnel shape: B does have a route back to the spoofed source, but
+    /// through another interface (one end of a veth pair kept inside B: this
+    /// kernel has no dummy driver), so strict mode drops and loose mode (source
+    /// reachable through ANY interface) accepts.
+    pub fn route_back_elsewhere(&self) -> Result<()> {
+        let peer = format!("{}p", Self::DEV_OTHER);
+        self.b.ip(&[
+            "link",
+            "add",
+            Self::DEV_OTHER,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &peer,
+        ])?;
+        self.b.ip(&["link", "set", &peer, "up"])?;
+        self.b.ip(&["link", "set", Self::DEV_OTHER, "up"])?;
+        self.b
+            .ip(&["route", "add", "198.19.9.0/24", "dev", Self::DEV_OTHER])?;
+        Ok(())
+    }
+
+    /// Sets B's rp_filter on `all` and on its veth.
+    pub fn set_mode(&self, mode: u8) -> Result<()> {
+        self.b
+            .sysctl("net.ipv4.conf.all.rp_filter", &mode.to_string())?;
+        self.b.sysctl(
+            &format!("net.ipv4.conf.{}.rp_filter", Self::DEV_B),
+            &mode.to_string(),
+        )?;
+        Ok(())
     }
 
     /// Sends [`SENDS`](Self::SENDS) datagrams from the spoofed source.

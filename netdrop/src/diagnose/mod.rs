@@ -64,8 +64,6 @@ pub struct Diagnosis {
     /// Accept-queue drops the hooks saw per namespace, and at the last snapshot.
     accept_seen: BTreeMap<u64, u64>,
     accept_seen_at_snapshot: BTreeMap<u64, u64>,
-    /// Unseen accept-queue drops in a namespace with no full listener at the time.
-    pub accept_unattributed: BTreeMap<u64, u64>,
     /// (netns, dev, neighbour) → drops.
     pub neigh_queue: BTreeMap<(u64, String, IpAddr), u64>,
     /// [ipv4, ipv6].
@@ -110,10 +108,10 @@ impl Diagnosis {
             Cause::RpFilter => {
                 let g = self.rp.entry((netns, r.dev.clone())).or_default();
                 g.drops += 1;
-                if let Some(p) = p {
-                    if g.sources.len() < MAX_EXAMPLES {
-                        g.sources.insert(p.saddr);
-                    }
+                if let Some(p) = p
+                    && g.sources.len() < MAX_EXAMPLES
+                {
+                    g.sources.insert(p.saddr);
                 }
             }
             Cause::Other => {}
@@ -184,8 +182,9 @@ impl Diagnosis {
                     .collect()
             })
             .unwrap_or_default();
+        // With no full listener the report leaves them unattributed (it computes
+        // the exact split at the end; these are only the weights).
         if full.is_empty() {
-            *self.accept_unattributed.entry(netns).or_default() += unseen;
             return;
         }
         let share = unseen / full.len() as u64;
@@ -206,3 +205,6 @@ impl Diagnosis {
         self.peak_listener.get(&key).copied()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -102,6 +102,19 @@ pub fn slots(hooks: &[Hook]) -> Vec<(&'static str, Vec<Hook>)> {
     out
 }
 
+/// What netdrop does instead when a slot has no hook.
+pub fn fallback_note(slot: &str) -> &'static str {
+    match slot {
+        "tcp_conn_request" => {
+            "SYNs refused by full accept queues are taken from the kernel's ListenOverflows counters"
+        }
+        "neigh_create" => {
+            "a full neighbour table is still seen through NEIGH_CREATEFAIL drops and arp_cache table_fulls"
+        }
+        _ => "its detail is not available",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,18 +135,5 @@ mod tests {
                 .filter(|h| h.required)
                 .all(|h| matches!(h.attach, Attach::Tracepoint { .. }))
         );
-    }
-}
-
-/// What netdrop does instead when a slot has no hook.
-pub fn fallback_note(slot: &str) -> &'static str {
-    match slot {
-        "tcp_conn_request" => {
-            "SYNs refused by full accept queues are taken from the kernel's ListenOverflows counters"
-        }
-        "neigh_create" => {
-            "a full neighbour table is still seen through NEIGH_CREATEFAIL drops and arp_cache table_fulls"
-        }
-        _ => "its detail is not available",
     }
 }

@@ -90,11 +90,11 @@ impl Tracefs {
 
     /// Unmounts tracefs if this process mounted it.
     pub fn release(&self) {
-        if self.mounted_by_us {
-            if let Ok(c) = std::ffi::CString::new(self.root.as_os_str().as_encoded_bytes()) {
-                // SAFETY: plain syscall with a valid C string.
-                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-            }
+        if self.mounted_by_us
+            && let Ok(c) = std::ffi::CString::new(self.root.as_os_str().as_encoded_bytes())
+        {
+            // SAFETY: plain syscall with a valid C string.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
         }
     }
 }

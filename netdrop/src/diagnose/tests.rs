@@ -1,0 +1,209 @@
+use std::net::IpAddr;
+
+use super::{report::Hooks, snapshot::NetnsSnapshot, *};
+use crate::{
+    context::{Listener, NetnsSysctls},
+    decode::{DropRecord, Packet},
+};
+
+const NS: u64 = 4026532177;
+
+fn drop_rec(dev: &str, saddr: &str, daddr: &str, dport: u16) -> DropRecord {
+    DropRecord {
+        ts_ns: 0,
+        reason: 0,
+        location: 0,
+        skbaddr: 0,
+        sk: 0,
+        rx_sk: 0,
+        netns: NS as u32,
+        ifindex: 2,
+        dev: dev.into(),
+        protocol: 0x0800,
+        pid: 0,
+        comm: String::new(),
+        packet: Some(Packet {
+            saddr: saddr.parse().unwrap(),
+            daddr: daddr.parse().unwrap(),
+            l4: 6,
+            sport: Some(40000),
+            dport: Some(dport),
+        }),
+    }
+}
+
+fn view(rec: &DropRecord, cause: Cause) -> DropView<'_> {
+    DropView {
+        rec,
+        cause,
+        reason: String::new(),
+        location: String::new(),
+        ts: 0.0,
+    }
+}
+
+fn snap(at: f64, overflows: u64, queue: u32) -> Snapshot {
+    let mut sysctls = NetnsSysctls {
+        somaxconn: Some(4096),
+        ..Default::default()
+    };
+    sysctls.rp_filter_all = Some(0);
+    sysctls.devs.insert(
+        "eth1".into(),
+        crate::context::DevSysctls {
+            rp_filter: Some(1),
+            ..Default::default()
+        },
+    );
+    Snapshot {
+        at_s: at,
+        netns: vec![NetnsSnapshot {
+            inode: NS,
+            name: Some("lb".into()),
+            listen_overflows: Some(overflows),
+            sysctls,
+            listeners: vec![Listener {
+                family: 2,
+                addr: "198.18.0.1".parse().unwrap(),
+                port: 80,
+                accept_queue: queue,
+                backlog: 1,
+                inode: 1,
+                uid: 0,
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn summary(accept: u64, rp: u64) -> Summary {
+    let mut s = Summary::default();
+    for c in Cause::ALL {
+        s.causes.insert(c.as_str(), 0);
+    }
+    s.causes.insert("accept_queue_full", accept);
+    s.causes.insert("rp_filter", rp);
+    s
+}
+
+#[test]
+fn accept_total_is_hooks_plus_counter_exactly() {
+    let mut d = Diagnosis::default();
+    d.on_snapshot(snap(0.0, 100, 0));
+    let ack = drop_rec("eth0", "198.18.0.2", "198.18.0.1", 80);
+    d.on_drop(&view(&ack, Cause::AcceptQueueFull));
+    d.on_drop(&view(&ack, Cause::AcceptQueueFull));
+    // The counter moved by 7 while the listener was full: 5 no hook saw.
+    d.on_snapshot(snap(1.0, 107, 2));
+    // Then by 3 more; the final snapshot finds the listener still full.
+    d.on_snapshot(snap(2.0, 110, 2));
+    let r = d.report(&summary(2, 0), &Session::default(), Hooks::default());
+    let c = &r.causes[0];
+    assert_eq!(c.cause, Cause::AcceptQueueFull);
+    assert_eq!(
+        (c.drops, c.seen_by_hooks, c.counted_by_kernel_only),
+        (10, 2, 8)
+    );
+    let report::Group::Listener {
+        listener,
+        limit,
+        peak_queue,
+        somaxconn,
+        drops,
+        netns_name,
+        ..
+    } = &c.groups[0]
+    else {
+        panic!("not a listener group: {:?}", c.groups[0]);
+    };
+    assert_eq!(listener, "198.18.0.1:80");
+    assert_eq!(
+        (*limit, *peak_queue, *somaxconn, *drops),
+        (Some(1), Some(2), Some(4096), 10)
+    );
+    assert_eq!(netns_name.as_deref(), Some("lb"));
+    assert!(
+        c.advice[0]
+            .action
+            .contains("listen() backlog of 198.18.0.1:80 from 1 to 1024"),
+        "{}",
+        c.advice[0].action
+    );
+    let row = r
+        .kernel_counters
+        .iter()
+        .find(|r| r.counter == "TcpExt:ListenOverflows")
+        .unwrap();
+    assert_eq!(row.kernel, Some(10));
+}
+
+#[test]
+fn unseen_drops_without_a_full_listener_stay_unattributed() {
+    let mut d = Diagnosis::default();
+    d.on_snapshot(snap(0.0, 0, 0));
+    d.on_snapshot(snap(1.0, 4, 0));
+    let r = d.report(&summary(0, 0), &Session::default(), Hooks::default());
+    let c = &r.causes[0];
+    assert_eq!((c.drops, c.counted_by_kernel_only), (4, 4));
+    let report::Group::Listener { listener, .. } = &c.groups[0] else {
+        panic!()
+    };
+    assert!(listener.contains("no listener full"), "{listener}");
+}
+
+#[test]
+fn rp_filter_groups_by_device_with_examples_and_live_values() {
+    let mut d = Diagnosis::default();
+    d.on_snapshot(snap(0.0, 0, 0));
+    for src in ["198.19.9.1", "198.19.9.2", "198.19.9.1"] {
+        let r = drop_rec("eth1", src, "198.18.4.2", 9);
+        d.on_drop(&view(&r, Cause::RpFilter));
+    }
+    d.on_snapshot(snap(1.0, 0, 0));
+    let r = d.report(&summary(0, 3), &Session::default(), Hooks::default());
+    assert_eq!(r.causes.len(), 1);
+    let report::Group::Device {
+        dev,
+        rp_filter_all,
+        rp_filter_dev,
+        effective,
+        drops,
+        sources,
+        ..
+    } = &r.causes[0].groups[0]
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (
+            dev.as_str(),
+            *rp_filter_all,
+            *rp_filter_dev,
+            *effective,
+            *drops
+        ),
+        ("eth1", Some(0), Some(1), Some(1), 3)
+    );
+    let want: Vec<IpAddr> = ["198.19.9.1", "198.19.9.2"]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert_eq!(sources, &want);
+    assert!(
+        r.render()
+            .contains("rp_filter all 0 / eth1 1 → effective 1"),
+        "{}",
+        r.render()
+    );
+}
+
+#[test]
+fn nothing_to_report_says_so() {
+    let mut d = Diagnosis::default();
+    d.on_snapshot(snap(0.0, 5, 0));
+    d.on_snapshot(snap(1.0, 5, 0));
+    let r = d.report(&summary(0, 0), &Session::default(), Hooks::default());
+    assert!(r.causes.is_empty());
+    assert!(r.render().contains("nothing to change"));
+}
