@@ -128,6 +128,7 @@ async fn observe_with(
     let hooks = announce(facts, &loaded);
 
     let mut session = Session::default();
+    let mut last_total = 0;
     let mut tick = tokio::time::interval(opts.interval);
     tick.tick().await;
     let mut snap_tick = tokio::time::interval(opts.snapshot_every);
@@ -153,6 +154,11 @@ async fn observe_with(
                 session.duration_s = started.elapsed().as_secs_f64();
                 let summary = Summary::from_counts(&counters.read()?, &classifier.naming);
                 sink.tick(&summary, &session)?;
+                // The groups and advice on the first screen, not only at exit.
+                if sink.wants_live_report() && summary.total_drops != last_total {
+                    sink.on_report(&diagnosis.report(&summary, &session, hooks.clone()))?;
+                }
+                last_total = summary.total_drops;
             }
             _ = snap_tick.tick(), if pending.is_none() => {
                 let at = started.elapsed().as_secs_f64();

@@ -227,6 +227,10 @@ impl<W: Write> Sink for HumanSink<W> {
         self.out.flush()
     }
 
+    fn wants_live_report(&self) -> bool {
+        true
+    }
+
     fn on_report(&mut self, report: &crate::diagnose::Report) -> io::Result<()> {
         if !report.causes.is_empty() {
             writeln!(self.out)?;

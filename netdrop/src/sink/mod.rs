@@ -31,7 +31,13 @@ pub trait Sink {
     fn tick(&mut self, summary: &Summary, session: &Session) -> io::Result<()>;
     /// Called once at the end with the exact totals.
     fn finish(&mut self, summary: &Summary, session: &Session) -> io::Result<()>;
-    /// The diagnosis at the end of a watch (groups, advice).
+    /// Whether this sink shows the diagnosis while watching (every interval in which
+    /// drops changed), not only at the end.
+    fn wants_live_report(&self) -> bool {
+        false
+    }
+    /// The diagnosis (groups, advice): at the end of a watch, and every interval
+    /// for sinks that want it live.
     fn on_report(&mut self, _report: &crate::diagnose::Report) -> io::Result<()> {
         Ok(())
     }
