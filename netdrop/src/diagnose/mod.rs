@@ -4,6 +4,7 @@
 //! Fed by the same data path as `watch` (it is a [`Sink`]) plus periodic
 //! [`Snapshot`]s; [`Diagnosis::report`] turns both into a [`Report`].
 
+mod render;
 pub mod report;
 pub mod snapshot;
 

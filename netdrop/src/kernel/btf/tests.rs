@@ -1,0 +1,819 @@
+use super::*;
+
+// Raw kind numbers, as written by the builder.
+const INT: u32 = 1;
+const PTR: u32 = 2;
+const ARRAY: u32 = 3;
+const STRUCT: u32 = 4;
+const UNION: u32 = 5;
+const ENUM: u32 = 6;
+const FWD: u32 = 7;
+const TYPEDEF: u32 = 8;
+const VOLATILE: u32 = 9;
+const CONST: u32 = 10;
+const RESTRICT: u32 = 11;
+const FUNC: u32 = 12;
+const FUNC_PROTO: u32 = 13;
+const VAR: u32 = 14;
+const DATASEC: u32 = 15;
+const FLOAT: u32 = 16;
+const DECL_TAG: u32 = 17;
+const TYPE_TAG: u32 = 18;
+const ENUM64: u32 = 19;
+
+/// Writes synthetic BTF blobs. Each method appends one type and returns
+/// its id; member offsets are given in bits, as in BTF.
+struct Builder {
+    types: Vec<u8>,
+    strings: Vec<u8>,
+    next_id: u32,
+}
+
+impl Builder {
+    fn new() -> Self {
+        Builder {
+            types: Vec::new(),
+            strings: vec![0],
+            next_id: 1,
+        }
+    }
+
+    fn name(&mut self, s: &str) -> u32 {
+        if s.is_empty() {
+            return 0;
+        }
+        let offset = self.strings.len() as u32;
+        self.strings.extend_from_slice(s.as_bytes());
+        self.strings.push(0);
+        offset
+    }
+
+    fn raw(
+        &mut self,
+        name: &str,
+        kind: u32,
+        kind_flag: bool,
+        vlen: usize,
+        size_or_type: u32,
+        trailing: &[u32],
+    ) -> u32 {
+        let name_off = self.name(name);
+        let info = vlen as u32 | kind << 24 | u32::from(kind_flag) << 31;
+        for word in [name_off, info, size_or_type].iter().chain(trailing) {
+            self.types.extend_from_slice(&word.to_le_bytes());
+        }
+        self.next_id += 1;
+        self.next_id - 1
+    }
+
+    fn int(&mut self, name: &str, size: u32) -> u32 {
+        self.raw(name, INT, false, 0, size, &[size * 8])
+    }
+
+    fn int_encoded(&mut self, name: &str, size: u32, bits: u32, bit_offset: u32) -> u32 {
+        self.raw(name, INT, false, 0, size, &[bits | bit_offset << 16])
+    }
+
+    fn ptr(&mut self, target: u32) -> u32 {
+        self.raw("", PTR, false, 0, target, &[])
+    }
+
+    fn array(&mut self, elem: u32, index: u32, nelems: u32) -> u32 {
+        self.raw("", ARRAY, false, 0, 0, &[elem, index, nelems])
+    }
+
+    fn composite(
+        &mut self,
+        kind: u32,
+        name: &str,
+        size: u32,
+        kind_flag: bool,
+        members: &[(&str, u32, u32)],
+    ) -> u32 {
+        let mut trailing = Vec::new();
+        for &(member, type_id, offset) in members {
+            trailing.extend([self.name(member), type_id, offset]);
+        }
+        self.raw(name, kind, kind_flag, members.len(), size, &trailing)
+    }
+
+    fn struct_(&mut self, name: &str, size: u32, members: &[(&str, u32, u32)]) -> u32 {
+        self.composite(STRUCT, name, size, false, members)
+    }
+
+    fn union_(&mut self, name: &str, size: u32, members: &[(&str, u32, u32)]) -> u32 {
+        self.composite(UNION, name, size, false, members)
+    }
+
+    /// Struct with kind_flag set: offsets are `bitfield_size << 24 | bit_offset`.
+    fn struct_kf(&mut self, name: &str, size: u32, members: &[(&str, u32, u32)]) -> u32 {
+        self.composite(STRUCT, name, size, true, members)
+    }
+
+    fn enum32(&mut self, name: &str, values: &[(&str, i32)]) -> u32 {
+        let mut trailing = Vec::new();
+        for &(n, v) in values {
+            trailing.extend([self.name(n), v as u32]);
+        }
+        self.raw(name, ENUM, false, values.len(), 4, &trailing)
+    }
+
+    fn enum64(&mut self, name: &str, values: &[(&str, u64)]) -> u32 {
+        let mut trailing = Vec::new();
+        for &(n, v) in values {
+            trailing.extend([self.name(n), v as u32, (v >> 32) as u32]);
+        }
+        self.raw(name, ENUM64, false, values.len(), 8, &trailing)
+    }
+
+    fn modifier(&mut self, kind: u32, name: &str, target: u32) -> u32 {
+        self.raw(name, kind, false, 0, target, &[])
+    }
+
+    fn typedef(&mut self, name: &str, target: u32) -> u32 {
+        self.modifier(TYPEDEF, name, target)
+    }
+
+    /// Every kind at least once, so a wrong record length for any of them
+    /// shifts all later types and breaks the lookups that follow.
+    fn all_kinds(&mut self) {
+        let int = self.int("int", 4);
+        let ptr = self.ptr(int);
+        self.array(int, int, 3);
+        self.struct_("filler_s", 8, &[("a", int, 0), ("b", ptr, 0)]);
+        self.union_("filler_u", 8, &[("c", int, 0)]);
+        self.enum32("filler_e", &[("FE_A", 1), ("FE_B", 2)]);
+        self.raw("filler_fwd", FWD, true, 0, 0, &[]);
+        self.typedef("filler_t", int);
+        self.modifier(VOLATILE, "", int);
+        self.modifier(CONST, "", int);
+        self.modifier(RESTRICT, "", ptr);
+        let (a, b) = (self.name("a"), self.name("b"));
+        let proto = self.raw("", FUNC_PROTO, false, 2, int, &[a, int, b, ptr]);
+        self.raw("filler_fn", FUNC, false, 1, proto, &[]);
+        let var = self.raw("filler_var", VAR, false, 0, int, &[1]);
+        self.raw(".data", DATASEC, false, 1, 4, &[var, 0, 4]);
+        self.raw("double", FLOAT, false, 0, 8, &[]);
+        self.raw("filler_tag", DECL_TAG, false, 0, var, &[u32::MAX]);
+        self.modifier(TYPE_TAG, "rcu", int);
+        self.enum64("filler_e64", &[("FE64_A", 1 << 40)]);
+    }
+
+    fn build(&self) -> Vec<u8> {
+        let type_len = self.types.len() as u32;
+        let str_len = self.strings.len() as u32;
+        let mut out = Vec::new();
+        out.extend_from_slice(&BTF_MAGIC.to_le_bytes());
+        out.extend([BTF_VERSION, 0]);
+        for word in [HEADER_LEN as u32, 0, type_len, type_len, str_len] {
+            out.extend_from_slice(&word.to_le_bytes());
+        }
+        out.extend_from_slice(&self.types);
+        out.extend_from_slice(&self.strings);
+        out
+    }
+}
+
+/// A blob exercising every kind and every lookup path; used by the
+/// corruption tests.
+fn sample_blob() -> Vec<u8> {
+    let mut b = Builder::new();
+    b.all_kinds();
+    let u32_t = b.int("unsigned int", 4);
+    let u16_t = b.int("short unsigned int", 2);
+    let char_t = b.int("char", 1);
+    let fwd = b.raw("net_device", FWD, false, 0, 0, &[]);
+    let dev_ptr = b.ptr(fwd);
+    let name_arr = b.array(char_t, u32_t, 16);
+    let inner = b.struct_("", 8, &[("x", u32_t, 0), ("hdr", u16_t, 32)]);
+    let anon_union = b.union_("", 8, &[("", inner, 0), ("dev", dev_ptr, 0)]);
+    let tdef = b.typedef("possible_t", anon_union);
+    b.struct_kf(
+        "outer",
+        40,
+        &[
+            ("a", u32_t, 0),
+            ("", tdef, 64),
+            ("flag", u32_t, 1 << 24 | 128),
+            ("name", name_arr, 192),
+        ],
+    );
+    b.struct_("wrapper", 48, &[("pad", u32_t, 0), ("o", tdef, 64)]);
+    b.enum32("color", &[("RED", 0), ("GREEN", 1), ("NEG", -1)]);
+    b.build()
+}
+
+/// Runs every public lookup; used to show that nothing panics.
+fn exercise(btf: &Btf) {
+    for name in ["outer", "wrapper", "color", "filler_s", "filler_e64", ""] {
+        let _ = btf.enum_values(name);
+        for m in ["a", "x", "hdr", "dev", "flag", "name", "o", ""] {
+            let _ = btf.member(name, m);
+        }
+        let _ = btf.member_path(name, &["o", "x"]);
+        let _ = btf.member_path(name, &["o", "dev", "x"]);
+    }
+}
+
+#[test]
+fn sample_blob_lookups() {
+    let btf = Btf::parse(&sample_blob()).unwrap();
+    assert_eq!(
+        btf.member("outer", "a"),
+        Some(Member { offset: 0, size: 4 })
+    );
+    assert_eq!(
+        btf.member("outer", "hdr"),
+        Some(Member {
+            offset: 12,
+            size: 2
+        })
+    );
+    assert_eq!(
+        btf.member("outer", "dev"),
+        Some(Member { offset: 8, size: 8 })
+    );
+    assert_eq!(
+        btf.member("outer", "name"),
+        Some(Member {
+            offset: 24,
+            size: 16
+        })
+    );
+    assert_eq!(btf.member("outer", "flag"), None);
+    assert_eq!(
+        btf.member_path("wrapper", &["o", "hdr"]),
+        Some(Member {
+            offset: 12,
+            size: 2
+        })
+    );
+    exercise(&btf);
+}
+
+#[test]
+fn enum_lookup() {
+    let mut b = Builder::new();
+    b.all_kinds();
+    // A declaration-only enum comes first and must be skipped.
+    b.enum32("skb_drop_reason", &[]);
+    b.enum32(
+        "skb_drop_reason",
+        &[
+            ("SKB_NOT_DROPPED_YET", 0),
+            ("SKB_CONSUMED", 1),
+            ("SKB_DROP_REASON_NOT_SPECIFIED", 2),
+            ("NEGATIVE", -2),
+        ],
+    );
+    b.enum32("only_declared", &[]);
+    let btf = Btf::parse(&b.build()).unwrap();
+    assert_eq!(
+        btf.enum_values("skb_drop_reason").unwrap(),
+        vec![
+            ("SKB_NOT_DROPPED_YET".to_string(), 0),
+            ("SKB_CONSUMED".to_string(), 1),
+            ("SKB_DROP_REASON_NOT_SPECIFIED".to_string(), 2),
+            ("NEGATIVE".to_string(), 0xffff_fffe),
+        ]
+    );
+    assert_eq!(btf.enum_values("only_declared"), Some(vec![]));
+    assert_eq!(btf.enum_values("filler_e").unwrap().len(), 2);
+    assert_eq!(btf.enum_values("missing"), None);
+    // A struct of that name is not an enum.
+    assert_eq!(btf.enum_values("filler_s"), None);
+}
+
+#[test]
+fn enum64_lookup() {
+    let mut b = Builder::new();
+    b.all_kinds();
+    b.enum64(
+        "big",
+        &[
+            ("SMALL", 7),
+            ("HUGE", 0x1234_5678_9abc_def0),
+            ("MAX", u64::MAX),
+        ],
+    );
+    let btf = Btf::parse(&b.build()).unwrap();
+    assert_eq!(
+        btf.enum_values("big").unwrap(),
+        vec![
+            ("SMALL".to_string(), 7),
+            ("HUGE".to_string(), 0x1234_5678_9abc_def0),
+            ("MAX".to_string(), u64::MAX),
+        ]
+    );
+    assert_eq!(
+        btf.enum_values("filler_e64").unwrap(),
+        vec![("FE64_A".to_string(), 1 << 40)]
+    );
+}
+
+#[test]
+fn member_in_nested_anonymous_union_and_struct() {
+    let mut b = Builder::new();
+    b.all_kinds();
+    let u64_t = b.int("long long unsigned int", 8);
+    let u32_t = b.int("unsigned int", 4);
+    let u16_t = b.int("short unsigned int", 2);
+    // struct outer {
+    //     u64 first;                          // 0
+    //     union {                             // 8
+    //         u64 whole;
+    //         struct {                        // 8
+    //             u32 lo;                     // 8
+    //             u16 mid;                    // 12
+    //             u16 deep;                   // 14
+    //         };
+    //     };
+    //     u32 last;                           // 16
+    // };
+    let level2 = b.struct_(
+        "",
+        8,
+        &[("lo", u32_t, 0), ("mid", u16_t, 32), ("deep", u16_t, 48)],
+    );
+    let level1 = b.union_("", 8, &[("whole", u64_t, 0), ("", level2, 0)]);
+    b.struct_(
+        "outer",
+        24,
+        &[("first", u64_t, 0), ("", level1, 64), ("last", u32_t, 128)],
+    );
+    let btf = Btf::parse(&b.build()).unwrap();
+
+    assert_eq!(
+        btf.member("outer", "first"),
+        Some(Member { offset: 0, size: 8 })
+    );
+    assert_eq!(
+        btf.member("outer", "whole"),
+        Some(Member { offset: 8, size: 8 })
+    );
+    assert_eq!(
+        btf.member("outer", "lo"),
+        Some(Member { offset: 8, size: 4 })
+    );
+    assert_eq!(
+        btf.member("outer", "mid"),
+        Some(Member {
+            offset: 12,
+            size: 2
+        })
+    );
+    assert_eq!(
+        btf.member("outer", "deep"),
+        Some(Member {
+            offset: 14,
+            size: 2
+        })
+    );
+    assert_eq!(
+        btf.member("outer", "last"),
+        Some(Member {
+            offset: 16,
+            size: 4
+        })
+    );
+    assert_eq!(btf.member("outer", "nope"), None);
+    assert_eq!(btf.member("outer", ""), None);
+    assert_eq!(btf.member("nope", "first"), None);
+    // An enum is not a struct.
+    assert_eq!(btf.member("filler_e", "FE_A"), None);
+}
+
+#[test]
+fn member_through_typedef_pointer_and_arrays() {
+    let mut b = Builder::new();
+    b.all_kinds();
+    let char_t = b.int("char", 1);
+    let u32_t = b.int("unsigned int", 4);
+    let fwd = b.raw("net_device", FWD, false, 0, 0, &[]);
+    let tagged = b.modifier(TYPE_TAG, "rcu", fwd);
+    let ptr = b.ptr(tagged);
+    let dev_p = b.typedef("dev_p", ptr);
+    let const_dev_p = b.modifier(CONST, "", dev_p);
+    let volatile_dev_p = b.modifier(VOLATILE, "", const_dev_p);
+    let name = b.array(char_t, u32_t, 16);
+    let matrix_row = b.array(u32_t, u32_t, 3);
+    let matrix = b.array(matrix_row, u32_t, 2);
+    let typedef_u32 = b.typedef("u32", u32_t);
+    let typedef_typedef = b.typedef("__u32_alias", typedef_u32);
+    let flex = b.array(u32_t, u32_t, 0);
+    b.struct_(
+        "holder",
+        64,
+        &[
+            ("dev", volatile_dev_p, 0),
+            ("name", name, 64),
+            ("matrix", matrix, 192),
+            ("alias", typedef_typedef, 384),
+            ("flex", flex, 416),
+        ],
+    );
+    let btf = Btf::parse(&b.build()).unwrap();
+    assert_eq!(
+        btf.member("holder", "dev"),
+        Some(Member { offset: 0, size: 8 })
+    );
+    assert_eq!(
+        btf.member("holder", "name"),
+        Some(Member {
+            offset: 8,
+            size: 16
+        })
+    );
+    assert_eq!(
+        btf.member("holder", "matrix"),
+        Some(Member {
+            offset: 24,
+            size: 24
+        })
+    );
+    assert_eq!(
+        btf.member("holder", "alias"),
+        Some(Member {
+            offset: 48,
+            size: 4
+        })
+    );
+    assert_eq!(
+        btf.member("holder", "flex"),
+        Some(Member {
+            offset: 52,
+            size: 0
+        })
+    );
+}
+
+#[test]
+fn bitfield_members_are_none() {
+    let mut b = Builder::new();
+    b.all_kinds();
+    let u8_t = b.int("unsigned char", 1);
+    let u32_t = b.int("unsigned int", 4);
+    // kind_flag encoding: bitfield_size << 24 | bit_offset.
+    let anon = b.struct_kf(
+        "",
+        4,
+        &[("inner_bits", u8_t, 3 << 24 | 2), ("inner_byte", u8_t, 8)],
+    );
+    b.struct_kf(
+        "flags",
+        12,
+        &[
+            ("cloned", u8_t, 1 << 24),
+            ("fclone", u8_t, 2 << 24 | 1),
+            ("whole", u8_t, 8), // bitfield_size 0: an ordinary member
+            ("", anon, 32),
+            ("after", u32_t, 64),
+        ],
+    );
+    // Old encoding (kind_flag clear): the INT type carries the bitfield.
+    let three_bits = b.int_encoded("unsigned int", 4, 3, 0);
+    let shifted = b.int_encoded("unsigned int", 4, 32, 4);
+    b.struct_(
+        "legacy",
+        8,
+        &[
+            ("bits", three_bits, 0),
+            ("shifted", shifted, 8),
+            ("plain", u32_t, 32),
+        ],
+    );
+    // A non-byte-aligned offset is a bitfield whatever the encoding.
+    b.struct_("unaligned", 4, &[("odd", u8_t, 3)]);
+    let btf = Btf::parse(&b.build()).unwrap();
+
+    assert_eq!(btf.member("flags", "cloned"), None);
+    assert_eq!(btf.member("flags", "fclone"), None);
+    assert_eq!(btf.member("flags", "inner_bits"), None);
+    assert_eq!(
+        btf.member("flags", "whole"),
+        Some(Member { offset: 1, size: 1 })
+    );
+    assert_eq!(
+        btf.member("flags", "inner_byte"),
+        Some(Member { offset: 5, size: 1 })
+    );
+    assert_eq!(
+        btf.member("flags", "after"),
+        Some(Member { offset: 8, size: 4 })
+    );
+    assert_eq!(btf.member("legacy", "bits"), None);
+    assert_eq!(btf.member("legacy", "shifted"), None);
+    assert_eq!(
+        btf.member("legacy", "plain"),
+        Some(Member { offset: 4, size: 4 })
+    );
+    assert_eq!(btf.member("unaligned", "odd"), None);
+}
+
+#[test]
+fn member_path_across_named_structs() {
+    let mut b = Builder::new();
+    b.all_kinds();
+    let u32_t = b.int("unsigned int", 4);
+    let net_fwd = b.raw("net", FWD, false, 0, 0, &[]);
+    let net_ptr = b.ptr(net_fwd);
+    // typedef struct { struct net *net; } possible_net_t;
+    let possible = b.struct_("", 8, &[("net", net_ptr, 0)]);
+    let possible_t = b.typedef("possible_net_t", possible);
+    // struct ns_common { u32 pad; union { u32 inum; u32 other; }; };
+    let inum_union = b.union_("", 4, &[("inum", u32_t, 0), ("other", u32_t, 0)]);
+    let ns_common = b.struct_("ns_common", 8, &[("pad", u32_t, 0), ("", inum_union, 32)]);
+    b.struct_("net", 24, &[("passive", u32_t, 0), ("ns", ns_common, 128)]);
+    // struct sock_common { u32 a; union { u64 b; struct { u32 c; possible_net_t skc_net; }; }; };
+    let anon_s = b.struct_("", 16, &[("c", u32_t, 0), ("skc_net", possible_t, 64)]);
+    let anon_u = b.union_("", 16, &[("", anon_s, 0)]);
+    let sock_common = b.struct_("sock_common", 24, &[("a", u32_t, 0), ("", anon_u, 64)]);
+    let const_common = b.modifier(CONST, "", sock_common);
+    b.struct_(
+        "sock",
+        40,
+        &[
+            ("__sk_common", const_common, 0),
+            ("sk_x", u32_t, 192),
+            ("ptr", net_ptr, 256),
+        ],
+    );
+    let btf = Btf::parse(&b.build()).unwrap();
+
+    assert_eq!(
+        btf.member_path("sock", &["__sk_common", "skc_net", "net"]),
+        Some(Member {
+            offset: 16,
+            size: 8
+        })
+    );
+    assert_eq!(
+        btf.member_path("sock", &["__sk_common", "skc_net"]),
+        Some(Member {
+            offset: 16,
+            size: 8
+        })
+    );
+    assert_eq!(
+        btf.member_path("sock", &["sk_x"]),
+        btf.member("sock", "sk_x")
+    );
+    assert_eq!(
+        btf.member_path("net", &["ns", "inum"]),
+        Some(Member {
+            offset: 20,
+            size: 4
+        })
+    );
+    // Pointers are not followed, unknown steps and empty paths fail.
+    assert_eq!(btf.member_path("sock", &["ptr", "passive"]), None);
+    assert_eq!(btf.member_path("sock", &["sk_x", "anything"]), None);
+    assert_eq!(btf.member_path("sock", &["__sk_common", "nope"]), None);
+    assert_eq!(btf.member_path("sock", &[]), None);
+}
+
+#[test]
+fn duplicate_struct_names_use_first_with_member() {
+    let mut b = Builder::new();
+    let u32_t = b.int("unsigned int", 4);
+    let u64_t = b.int("long unsigned int", 8);
+    b.raw("dup", FWD, false, 0, 0, &[]);
+    b.struct_("dup", 4, &[("only_first", u32_t, 0)]);
+    b.struct_(
+        "dup",
+        16,
+        &[("only_first", u64_t, 64), ("only_second", u64_t, 0)],
+    );
+    let btf = Btf::parse(&b.build()).unwrap();
+    assert_eq!(
+        btf.member("dup", "only_first"),
+        Some(Member { offset: 0, size: 4 })
+    );
+    assert_eq!(
+        btf.member("dup", "only_second"),
+        Some(Member { offset: 0, size: 8 })
+    );
+}
+
+#[test]
+fn reference_cycles_do_not_hang() {
+    let mut b = Builder::new();
+    let u32_t = b.int("unsigned int", 4);
+    // Type 2 is a typedef of itself; type 3 a struct whose anonymous
+    // members are itself; type 4 an array of itself.
+    let self_typedef = b.next_id;
+    b.typedef("loop_t", self_typedef);
+    let self_struct = b.next_id;
+    b.struct_(
+        "selfish",
+        8,
+        &[
+            ("", self_struct, 0),
+            ("", self_struct, 0),
+            ("val", self_typedef, 32),
+        ],
+    );
+    let self_array = b.next_id;
+    b.array(self_array, u32_t, 2);
+    b.struct_(
+        "holder",
+        8,
+        &[
+            ("arr", self_array, 0),
+            ("dangling", 999, 32),
+            ("void", 0, 0),
+        ],
+    );
+    let btf = Btf::parse(&b.build()).unwrap();
+    assert_eq!(btf.member("selfish", "missing"), None);
+    assert_eq!(btf.member("selfish", "val"), None); // size unresolvable
+    assert_eq!(btf.member("holder", "arr"), None);
+    assert_eq!(btf.member("holder", "dangling"), None);
+    assert_eq!(btf.member("holder", "void"), None);
+    assert_eq!(btf.member_path("selfish", &["val", "val"]), None);
+}
+
+#[test]
+fn every_truncation_is_an_error() {
+    let blob = sample_blob();
+    Btf::parse(&blob).unwrap();
+    for len in 0..blob.len() {
+        assert!(
+            Btf::parse(&blob[..len]).is_err(),
+            "truncated to {len} bytes parsed"
+        );
+    }
+}
+
+#[test]
+fn header_errors() {
+    let blob = sample_blob();
+
+    let mut bad = blob.clone();
+    bad[0] = 0x00;
+    assert!(matches!(Btf::parse(&bad), Err(BtfError::BadMagic { .. })));
+
+    let mut swapped = blob.clone();
+    swapped.swap(0, 1);
+    let err = Btf::parse(&swapped).unwrap_err();
+    assert!(matches!(err, BtfError::BigEndian), "{err}");
+
+    let mut version = blob.clone();
+    version[2] = 2;
+    assert!(matches!(
+        Btf::parse(&version),
+        Err(BtfError::UnsupportedVersion { found: 2 })
+    ));
+
+    let mut hdr_len = blob.clone();
+    hdr_len[4..8].copy_from_slice(&8u32.to_le_bytes());
+    assert!(matches!(
+        Btf::parse(&hdr_len),
+        Err(BtfError::BadHeaderLen { .. })
+    ));
+
+    let mut huge = blob.clone();
+    huge[20..24].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(matches!(
+        Btf::parse(&huge),
+        Err(BtfError::SectionOutOfBounds { .. })
+    ));
+
+    // Type section length not a multiple of the record size.
+    let mut ragged = blob.clone();
+    let type_len = read_u32(&ragged, 12).unwrap();
+    ragged[12..16].copy_from_slice(&(type_len - 2).to_le_bytes());
+    assert!(matches!(
+        Btf::parse(&ragged),
+        Err(BtfError::Truncated { .. })
+    ));
+
+    // Kind 20 does not exist (yet), so it cannot be skipped.
+    let mut unknown = Builder::new();
+    unknown.int("int", 4);
+    unknown.raw("future", 20, false, 0, 0, &[]);
+    let err = Btf::parse(&unknown.build()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            BtfError::UnknownKind {
+                type_id: 2,
+                kind: 20
+            }
+        ),
+        "{err}"
+    );
+
+    assert!(matches!(
+        Btf::parse(&[]),
+        Err(BtfError::TooShort { len: 0 })
+    ));
+}
+
+#[test]
+fn longer_header_and_trailing_bytes_are_accepted() {
+    let blob = sample_blob();
+    // Insert 8 unknown header bytes (a future header extension) and
+    // append garbage after the sections.
+    let mut longer = blob[..HEADER_LEN].to_vec();
+    longer[4..8].copy_from_slice(&(HEADER_LEN as u32 + 8).to_le_bytes());
+    longer.extend([0xaa; 8]);
+    longer.extend_from_slice(&blob[HEADER_LEN..]);
+    longer.extend([0x55; 5]);
+    let btf = Btf::parse(&longer).unwrap();
+    assert_eq!(
+        btf.member("outer", "hdr"),
+        Some(Member {
+            offset: 12,
+            size: 2
+        })
+    );
+}
+
+#[test]
+fn empty_sections_parse() {
+    let btf = Btf::parse(&Builder::new().build()).unwrap();
+    assert_eq!(btf.member("sk_buff", "dev"), None);
+    assert_eq!(btf.enum_values("skb_drop_reason"), None);
+}
+
+#[test]
+fn random_corruption_never_panics() {
+    let blob = sample_blob();
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        // xorshift64
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..20_000 {
+        let mut corrupt = blob.clone();
+        for _ in 0..1 + next() % 4 {
+            let at = (next() as usize) % corrupt.len();
+            corrupt[at] = next() as u8;
+        }
+        if let Ok(btf) = Btf::parse(&corrupt) {
+            exercise(&btf);
+        }
+    }
+}
+
+#[test]
+fn from_file_errors_mention_the_path() {
+    let missing = Path::new("/nonexistent/netdrop-btf-test");
+    let err = Btf::from_file(missing).unwrap_err();
+    assert!(
+        err.to_string().contains("/nonexistent/netdrop-btf-test"),
+        "{err}"
+    );
+
+    let path = std::env::temp_dir().join(format!("netdrop-btf-test-{}", std::process::id()));
+    std::fs::write(&path, b"definitely not BTF data, just some text").unwrap();
+    let err = Btf::from_file(&path).unwrap_err();
+    std::fs::remove_file(&path).unwrap();
+    assert!(err.to_string().contains(&*path.to_string_lossy()), "{err}");
+    let source = std::error::Error::source(&err).map(ToString::to_string);
+    assert!(source.unwrap_or_default().contains("bad magic"), "{err:?}");
+}
+
+#[test]
+fn real_vmlinux() {
+    let path = Path::new("/sys/kernel/btf/vmlinux");
+    if !path.exists() {
+        eprintln!("SKIP: no /sys/kernel/btf/vmlinux");
+        println!("SKIP: no /sys/kernel/btf/vmlinux");
+        return;
+    }
+    let btf = Btf::from_file(path).unwrap();
+
+    let reasons = btf
+        .enum_values("skb_drop_reason")
+        .expect("enum skb_drop_reason");
+    let has = |name: &str| reasons.iter().any(|(n, _)| n == name);
+    assert!(has("SKB_DROP_REASON_NOT_SPECIFIED"), "{reasons:?}");
+    assert!(has("SKB_DROP_REASON_NEIGH_QUEUEFULL"), "{reasons:?}");
+
+    let check = |name: &str, path: &[&str], size: Option<u32>| {
+        let m = btf.member_path(name, path);
+        println!("{name}.{} = {m:?}", path.join("."));
+        let m = m.unwrap_or_else(|| panic!("{name}.{} not found", path.join(".")));
+        if let Some(size) = size {
+            assert_eq!(m.size, size, "{name}.{}", path.join("."));
+        }
+        m
+    };
+    let dev = check("sk_buff", &["dev"], Some(8));
+    let head = check("sk_buff", &["head"], Some(8));
+    assert_ne!(dev.offset, head.offset);
+    check("sk_buff", &["network_header"], Some(2));
+    check("net_device", &["ifindex"], Some(4));
+    check("net_device", &["name"], Some(16));
+    check("net_device", &["nd_net", "net"], Some(8));
+    check("net", &["ns", "inum"], Some(4));
+    check("sock", &["__sk_common", "skc_net", "net"], Some(8));
+    check("task_struct", &["tgid"], Some(4));
+    // member() and a one-step member_path() agree.
+    assert_eq!(btf.member("sk_buff", "dev"), Some(dev));
+}
