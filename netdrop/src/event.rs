@@ -2,7 +2,7 @@
 
 use crate::{
     classify::{Cause, cause_of},
-    decode::{DropRecord, NeighRecord},
+    decode::DropRecord,
     kernel::kallsyms::Kallsyms,
     summary::Naming,
 };
@@ -30,10 +30,6 @@ impl Clock {
         Clock {
             offset_ns: real - mono,
         }
-    }
-
-    pub fn from_offset(offset_ns: i128) -> Clock {
-        Clock { offset_ns }
     }
 
     /// Unix seconds of a kernel timestamp.
@@ -69,9 +65,5 @@ impl Classifier {
             ts: self.clock.wall(rec.ts_ns),
             rec,
         }
-    }
-
-    pub fn neigh_ts(&self, rec: &NeighRecord) -> f64 {
-        self.clock.wall(rec.ts_ns)
     }
 }

@@ -25,17 +25,6 @@ pub struct Loaded {
     pub unavailable: Vec<(&'static str, Vec<(String, String)>)>,
 }
 
-impl Loaded {
-    pub fn has(&self, label: &str) -> bool {
-        self.attached.iter().any(|a| a == label)
-    }
-
-    /// Whether any hook of `slot` is attached.
-    pub fn slot_attached(&self, slot: &str) -> bool {
-        !self.unavailable.iter().any(|(s, _)| *s == slot)
-    }
-}
-
 #[derive(Debug, Clone, Copy)]
 pub struct LoadOptions {
     /// Ring buffer size in bytes (a power of two, at least a page).
