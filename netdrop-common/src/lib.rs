@@ -102,6 +102,16 @@ pub struct StructOffsets {
     pub sock_ack_backlog: u32,
     /// `sock.sk_max_ack_backlog` (u32): min(listen() backlog, somaxconn).
     pub sock_max_ack_backlog: u32,
+    /// `sock.__sk_common.skc_state` (u8): request and timewait socks are not full sockets.
+    pub sock_state: u32,
+    /// `sock.sk_uid.val` (u32).
+    pub sock_uid: u32,
+    /// The chain to the socket's inode number, which names the owner in
+    /// /proc/PID/fd: `sock.sk_socket` → `socket.file` → `file.f_inode` → `inode.i_ino`.
+    pub sock_socket: u32,
+    pub socket_file: u32,
+    pub file_inode: u32,
+    pub inode_ino: u32,
 }
 
 /// Everything the kernel side needs, written into its read-only data before load.
@@ -153,6 +163,12 @@ impl Config {
                 sock_v6_rcv_saddr: ABSENT,
                 sock_ack_backlog: ABSENT,
                 sock_max_ack_backlog: ABSENT,
+                sock_state: ABSENT,
+                sock_uid: ABSENT,
+                sock_socket: ABSENT,
+                socket_file: ABSENT,
+                file_inode: ABSENT,
+                inode_ino: ABSENT,
             },
             emit_events: 1,
             net_hdr_len: NET_HDR_LEN as u32,
@@ -203,6 +219,22 @@ pub struct RawDropEvent {
     pub comm: [u8; TASK_COMM_LEN],
     /// The start of the network header, when the skb has one.
     pub net_hdr: [u8; NET_HDR_LEN],
+    /// The socket the drop belongs to: its inode (0 if none) and uid, and where
+    /// it came from ([`owner_src`]).
+    pub owner_ino: u64,
+    pub owner_uid: u32,
+    pub owner_src: u32,
+}
+
+/// Where a drop's socket came from.
+pub mod owner_src {
+    pub const NONE: u32 = 0;
+    /// `skb->sk` of the dropped skb (e.g. the SYN_SENT socket of a queued SYN).
+    pub const SKB_SK: u32 = 1;
+    /// The tracepoint's `rx_sk` (e.g. the listener of an accept-queue overflow).
+    pub const RX_SK: u32 = 2;
+    /// The listener seen by the tcp_conn_request hook.
+    pub const LISTENER: u32 = 3;
 }
 
 /// A neighbour entry the table refused to create (neigh:neigh_create, created = 0).
@@ -240,6 +272,10 @@ pub struct RawListenEvent {
     /// The listener's local address (first 4 bytes for IPv4).
     pub addr: [u8; 16],
     pub comm: [u8; TASK_COMM_LEN],
+    /// The listener's socket inode and uid.
+    pub owner_ino: u64,
+    pub owner_uid: u32,
+    pub _pad: u32,
 }
 
 #[cfg(feature = "user")]
@@ -251,7 +287,7 @@ mod pod {
 }
 
 // The kernel writes these records as they are; keep their sizes stable and 8-aligned.
-const _: () = assert!(core::mem::size_of::<RawDropEvent>() == 160);
+const _: () = assert!(core::mem::size_of::<RawDropEvent>() == 176);
 const _: () = assert!(core::mem::size_of::<RawNeighEvent>() == 72);
-const _: () = assert!(core::mem::size_of::<RawListenEvent>() == 64);
+const _: () = assert!(core::mem::size_of::<RawListenEvent>() == 80);
 const _: () = assert!(core::mem::size_of::<Config>().is_multiple_of(4));

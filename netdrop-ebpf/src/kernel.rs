@@ -137,3 +137,35 @@ pub fn listener(sk: u64, o: &StructOffsets) -> Option<Listener> {
         max_ack_backlog,
     })
 }
+
+/// A socket's owner handle: the socket inode (named in /proc/PID/fd) and uid.
+pub struct SockOwner {
+    pub ino: u64,
+    pub uid: u32,
+}
+
+/// TCP_TIME_WAIT and TCP_NEW_SYN_RECV (include/net/tcp_states.h, stable ABI):
+/// those socks are not full `struct sock`s and have no socket/file behind them.
+const TCP_TIME_WAIT: u8 = 6;
+const TCP_NEW_SYN_RECV: u8 = 12;
+
+/// Follows sk → socket → file → inode → i_ino. `None` for a mini socket or one
+/// without a file (kernel sockets).
+#[inline(always)]
+pub fn sock_owner(sk: u64, o: &StructOffsets) -> Option<SockOwner> {
+    if sk == 0 {
+        return None;
+    }
+    let state = read::<u8>(sk, o.sock_state)?;
+    if state == TCP_TIME_WAIT || state == TCP_NEW_SYN_RECV {
+        return None;
+    }
+    let socket = read::<u64>(sk, o.sock_socket)?;
+    let file = read::<u64>(socket, o.socket_file)?;
+    let inode = read::<u64>(file, o.file_inode)?;
+    let ino = read::<u64>(inode, o.inode_ino)?;
+    Some(SockOwner {
+        ino,
+        uid: read::<u32>(sk, o.sock_uid).unwrap_or(u32::MAX),
+    })
+}

@@ -32,6 +32,9 @@ pub struct ListenRecord {
     pub max_ack_backlog: u32,
     pub pid: u32,
     pub comm: String,
+    /// The listener's socket inode.
+    pub owner_ino: u64,
+    pub owner_uid: u32,
 }
 
 /// A dropped skb.
@@ -51,6 +54,10 @@ pub struct DropRecord {
     pub pid: u32,
     pub comm: String,
     pub packet: Option<Packet>,
+    /// The socket the drop belongs to (inode 0: none).
+    pub owner_ino: u64,
+    pub owner_uid: u32,
+    pub owner_src: u32,
 }
 
 /// Addresses and ports read from the packet's network header.
@@ -147,6 +154,9 @@ fn drop_record(raw: &RawDropEvent) -> DropRecord {
         pid: raw.pid,
         comm: cstr(&raw.comm),
         packet: parse_packet(raw.protocol, &raw.net_hdr[..len]),
+        owner_ino: raw.owner_ino,
+        owner_uid: raw.owner_uid,
+        owner_src: raw.owner_src,
     }
 }
 
@@ -189,6 +199,8 @@ fn listen_record(raw: &RawListenEvent) -> ListenRecord {
         max_ack_backlog: raw.max_ack_backlog,
         pid: raw.pid,
         comm: cstr(&raw.comm),
+        owner_ino: raw.owner_ino,
+        owner_uid: raw.owner_uid,
     }
 }
 
@@ -275,6 +287,9 @@ mod tests {
             dev,
             comm,
             net_hdr,
+            owner_ino: 31337,
+            owner_uid: 1000,
+            owner_src: netdrop_common::owner_src::SKB_SK,
         }
     }
 
@@ -293,6 +308,7 @@ mod tests {
             (59, 4026532000, 7, 42)
         );
         assert_eq!((d.dev.as_str(), d.comm.as_str()), ("veth0", "ping"));
+        assert_eq!((d.owner_ino, d.owner_uid, d.owner_src), (31337, 1000, 1));
         let p = d.packet.unwrap();
         assert_eq!(p.saddr.to_string(), "198.18.1.1");
         assert_eq!(p.daddr.to_string(), "198.18.1.99");
@@ -340,6 +356,9 @@ mod tests {
             pid: 3,
             addr,
             comm: [0; 16],
+            owner_ino: 99,
+            owner_uid: 0,
+            _pad: 0,
         };
         let Record::ListenSynDrop(l) = decode(&bytes_of(&raw)).unwrap() else {
             panic!()

@@ -4,6 +4,7 @@ use crate::{
     classify::{Cause, cause_of},
     decode::DropRecord,
     kernel::kallsyms::Kallsyms,
+    owner::{Owner, Owners},
     summary::Naming,
 };
 
@@ -46,6 +47,8 @@ pub struct DropView<'a> {
     pub reason: String,
     pub location: String,
     pub ts: f64,
+    /// The process owning the drop's socket, when it has one and it is still open.
+    pub owner: Option<Owner>,
 }
 
 /// Turns decoded records into views: names the reason, classifies, resolves the location.
@@ -53,16 +56,18 @@ pub struct Classifier {
     pub naming: Naming,
     pub syms: Kallsyms,
     pub clock: Clock,
+    pub owners: Owners,
 }
 
 impl Classifier {
-    pub fn drop_view<'a>(&self, rec: &'a DropRecord) -> DropView<'a> {
+    pub fn drop_view<'a>(&mut self, rec: &'a DropRecord) -> DropView<'a> {
         let reason = self.naming.reason_name(rec.reason);
         DropView {
             cause: cause_of(&reason),
             reason,
             location: self.syms.resolve(rec.location),
             ts: self.clock.wall(rec.ts_ns),
+            owner: self.owners.lookup(rec.owner_ino).cloned(),
             rec,
         }
     }

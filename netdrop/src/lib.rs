@@ -14,6 +14,7 @@ pub mod diagnose;
 pub mod event;
 pub mod kernel;
 pub mod loader;
+pub mod owner;
 pub mod privileges;
 pub mod session;
 pub mod sink;

@@ -21,6 +21,7 @@ use crate::{
     event::{Classifier, Clock},
     kernel::{KernelFacts, Sources, hooks::fallback_note, kallsyms::Kallsyms},
     loader::{self, LoadOptions, Loaded},
+    owner::Owners,
     privileges,
     sink::{Session, Sink},
     summary::{Naming, Summary},
@@ -95,13 +96,14 @@ async fn observe_with(
     opts: &SessionOptions,
     sink: &mut dyn Sink,
 ) -> Result<Outcome> {
-    let classifier = Classifier {
+    let mut classifier = Classifier {
         naming: Naming {
             reasons: facts.reasons.clone(),
             has_reason_field: facts.has_reason_field,
         },
         syms: Kallsyms::load("/proc/kallsyms".as_ref()).unwrap_or_default(),
         clock: Clock::now(),
+        owners: Owners::default(),
     };
     let started = Instant::now();
     // The baseline is read before the hooks attach, so nothing is counted twice.
@@ -146,7 +148,7 @@ async fn observe_with(
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
-                drain(guard.get_inner_mut(), &classifier, sink, &mut diagnosis, &mut session)?;
+                drain(guard.get_inner_mut(), &mut classifier, sink, &mut diagnosis, &mut session)?;
                 guard.clear_ready();
                 sink.flush()?;
             }
@@ -178,7 +180,13 @@ async fn observe_with(
     // then the final snapshot: kernel counters and hooks now cover the same span.
     let mut ring = ring.into_inner();
     drop(loaded);
-    drain(&mut ring, &classifier, sink, &mut diagnosis, &mut session)?;
+    drain(
+        &mut ring,
+        &mut classifier,
+        sink,
+        &mut diagnosis,
+        &mut session,
+    )?;
     if let Some(p) = pending {
         diagnosis.on_snapshot(p.await?);
     }
@@ -197,7 +205,7 @@ async fn observe_with(
 /// Reads every record available now: decode → classify → sink and diagnosis.
 fn drain(
     ring: &mut RingBuf<MapData>,
-    classifier: &Classifier,
+    classifier: &mut Classifier,
     sink: &mut dyn Sink,
     diagnosis: &mut Diagnosis,
     session: &mut Session,

@@ -6,10 +6,10 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use netdrop_common::{MAX_REASONS, REASON_OVERFLOW_SLOT, RawDropEvent, kind, stat};
+use netdrop_common::{MAX_REASONS, REASON_OVERFLOW_SLOT, RawDropEvent, kind, owner_src, stat};
 
 use crate::{
-    kernel::{skb_info, skb_net_header, tp_field},
+    kernel::{skb_info, skb_net_header, sock_owner, tp_field},
     maps::{DROP_COUNTS, EVENTS, LOST_COUNTS, STATS, bump, config},
 };
 
@@ -39,6 +39,16 @@ fn try_kfree_skb(ctx: &TracePointContext) -> Option<u32> {
     };
     let skbaddr: u64 = tp_field(ctx, tp.skbaddr).unwrap_or(0);
     let info = skb_info(skbaddr, &cfg.structs);
+    let rx_sk: u64 = tp_field(ctx, tp.rx_sk).unwrap_or(0);
+    // The packet's own socket first (the victim of a queue eviction), then the
+    // receiving socket (the listener of an accept-queue overflow).
+    let (owner, src) = match sock_owner(info.sk, &cfg.structs) {
+        Some(o) => (Some(o), owner_src::SKB_SK),
+        None => match sock_owner(rx_sk, &cfg.structs) {
+            Some(o) => (Some(o), owner_src::RX_SK),
+            None => (None, owner_src::NONE),
+        },
+    };
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` points at reserved ring buffer space of the right size; every
     // field is written before submit.
@@ -49,7 +59,10 @@ fn try_kfree_skb(ctx: &TracePointContext) -> Option<u32> {
         (*ev).location = tp_field(ctx, tp.location).unwrap_or(0);
         (*ev).skbaddr = skbaddr;
         (*ev).sk = info.sk;
-        (*ev).rx_sk = tp_field(ctx, tp.rx_sk).unwrap_or(0);
+        (*ev).rx_sk = rx_sk;
+        (*ev).owner_ino = owner.as_ref().map_or(0, |o| o.ino);
+        (*ev).owner_uid = owner.as_ref().map_or(u32::MAX, |o| o.uid);
+        (*ev).owner_src = src;
         (*ev).netns = info.netns;
         (*ev).ifindex = info.ifindex;
         (*ev).pid = (bpf_get_current_pid_tgid() >> 32) as u32;

@@ -12,7 +12,7 @@ use aya_ebpf::{
 use netdrop_common::{RawListenEvent, kind, stat};
 
 use crate::{
-    kernel::{listener, sock_netns},
+    kernel::{listener, sock_netns, sock_owner},
     maps::{EVENTS, STATS, bump, config},
 };
 
@@ -66,6 +66,10 @@ fn on_conn_request(sk: u64) {
         (*ev).pid = (bpf_get_current_pid_tgid() >> 32) as u32;
         (*ev).addr = l.addr;
         (*ev).comm = bpf_get_current_comm().unwrap_or([0; 16]);
+        let owner = sock_owner(sk, &cfg.structs);
+        (*ev).owner_ino = owner.as_ref().map_or(0, |o| o.ino);
+        (*ev).owner_uid = owner.as_ref().map_or(u32::MAX, |o| o.uid);
+        (*ev)._pad = 0;
     }
     entry.submit(0);
 }

@@ -29,6 +29,9 @@ fn drop_rec(dev: &str, saddr: &str, daddr: &str, dport: u16) -> DropRecord {
             sport: Some(40000),
             dport: Some(dport),
         }),
+        owner_ino: 0,
+        owner_uid: 0,
+        owner_src: 0,
     }
 }
 
@@ -39,6 +42,7 @@ fn view(rec: &DropRecord, cause: Cause) -> DropView<'_> {
         reason: String::new(),
         location: String::new(),
         ts: 0.0,
+        owner: None,
     }
 }
 

@@ -145,5 +145,11 @@ pub fn struct_offsets(btf: &Btf) -> StructOffsets {
         sock_v6_rcv_saddr: off("sock", &["__sk_common", "skc_v6_rcv_saddr"], 16),
         sock_ack_backlog: off("sock", &["sk_ack_backlog"], 4),
         sock_max_ack_backlog: off("sock", &["sk_max_ack_backlog"], 4),
+        sock_state: off("sock", &["__sk_common", "skc_state"], 1),
+        sock_uid: off("sock", &["sk_uid", "val"], 4),
+        sock_socket: off("sock", &["sk_socket"], 8),
+        socket_file: off("socket", &["file"], 8),
+        file_inode: off("file", &["f_inode"], 8),
+        inode_ino: off("inode", &["i_ino"], 8),
     }
 }

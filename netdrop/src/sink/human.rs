@@ -163,16 +163,19 @@ impl<W: Write> Sink for HumanSink<W> {
         } else {
             format!(" dev {}", r.dev)
         };
+        // The socket's owner when there is one; else the task that happened to run.
+        let who = match &ev.owner {
+            Some(o) => format!("owner {} {}", o.pid, o.comm),
+            None => format!("task {} {}", r.pid, r.comm),
+        };
         writeln!(
             self.out,
-            "{} {:<20} {:<20} {}  netns {}{dev}{flow}  [task {} {}]",
+            "{} {:<20} {:<20} {}  netns {}{dev}{flow}  [{who}]",
             clock_time(ev.ts),
             ev.cause.as_str(),
             ev.reason,
             ev.location,
             r.netns,
-            r.pid,
-            r.comm
         )
     }
 

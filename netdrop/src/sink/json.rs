@@ -46,6 +46,12 @@ pub struct DropLine<'a> {
     /// The task running when the skb was freed (not necessarily the packet's owner).
     pub pid: u32,
     pub comm: &'a str,
+    /// The process owning the drop's socket (null: no socket, or already closed).
+    pub owner: Option<&'a crate::owner::Owner>,
+    /// Which socket: "skb" (the packet's own) or "rx_sk" (the receiving one, e.g. a listener).
+    pub socket: Option<&'static str>,
+    pub socket_ino: Option<u64>,
+    pub uid: Option<u32>,
 }
 
 impl<'a> DropLine<'a> {
@@ -68,6 +74,14 @@ impl<'a> DropLine<'a> {
             l4: p.and_then(|p| p.l4_name()),
             pid: ev.rec.pid,
             comm: &ev.rec.comm,
+            owner: ev.owner.as_ref(),
+            socket: match ev.rec.owner_src {
+                netdrop_common::owner_src::SKB_SK => Some("skb"),
+                netdrop_common::owner_src::RX_SK => Some("rx_sk"),
+                _ => None,
+            },
+            socket_ino: (ev.rec.owner_ino != 0).then_some(ev.rec.owner_ino),
+            uid: (ev.rec.owner_ino != 0).then_some(ev.rec.owner_uid),
         }
     }
 }

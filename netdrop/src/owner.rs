@@ -1,0 +1,169 @@
+//! Who owns a socket: socket inode → process, from /proc/PID/fd. Works for
+//! sockets opened before netdrop started. The current task at a drop is often
+//! the wrong answer (softirq runs whoever was on the CPU; a queue eviction runs
+//! in the evicting sender's context), so netdrop names the socket's owner.
+
+use std::{
+    collections::HashMap,
+    fs,
+    time::{Duration, Instant},
+};
+
+use serde::Serialize;
+
+/// A process holding the socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Owner {
+    pub pid: u32,
+    pub comm: String,
+    /// Container id (the 64-hex cgroup path segment, shortened to 12), if any.
+    pub container: Option<String>,
+}
+
+/// Socket inode → owner, rescanned at most every [`RESCAN_EVERY`] on a miss.
+#[derive(Debug)]
+pub struct Owners {
+    by_ino: HashMap<u64, Owner>,
+    last_scan: Option<Instant>,
+}
+
+/// A storm of drops on closed sockets must not turn into a storm of /proc scans.
+pub const RESCAN_EVERY: Duration = Duration::from_millis(200);
+
+impl Default for Owners {
+    fn default() -> Self {
+        Owners {
+            by_ino: HashMap::new(),
+            last_scan: None,
+        }
+    }
+}
+
+impl Owners {
+    pub fn lookup(&mut self, ino: u64) -> Option<&Owner> {
+        if ino == 0 {
+            return None;
+        }
+        if !self.by_ino.contains_key(&ino)
+            && self.last_scan.is_none_or(|t| t.elapsed() >= RESCAN_EVERY)
+        {
+            self.rescan();
+        }
+        self.by_ino.get(&ino)
+    }
+
+    pub fn rescan(&mut self) {
+        self.by_ino = scan_all();
+        self.last_scan = Some(Instant::now());
+    }
+}
+
+/// Every socket inode of every process (the lowest pid wins for shared sockets).
+fn scan_all() -> HashMap<u64, Owner> {
+    let mut out: HashMap<u64, Owner> = HashMap::new();
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return out;
+    };
+    let mut pids: Vec<u32> = procs
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    pids.sort_unstable();
+    for pid in pids {
+        let inos = socket_inodes(pid);
+        if inos.is_empty() {
+            continue;
+        }
+        let owner = Owner {
+            pid,
+            comm: comm_of(pid),
+            container: container_of(pid),
+        };
+        for ino in inos {
+            out.entry(ino).or_insert_with(|| owner.clone());
+        }
+    }
+    out
+}
+
+/// Socket inodes open in process `pid` (its threads share the fd table).
+pub fn socket_inodes(pid: u32) -> Vec<u64> {
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    fds.flatten()
+        .filter_map(|fd| {
+            let target = fs::read_link(fd.path()).ok()?;
+            parse_socket_link(target.to_str()?)
+        })
+        .collect()
+}
+
+/// `socket:[12345]` → 12345.
+pub fn parse_socket_link(link: &str) -> Option<u64> {
+    link.strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+pub fn comm_of(pid: u32) -> String {
+    fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|s| s.trim_end().to_string())
+        .unwrap_or_default()
+}
+
+fn container_of(pid: u32) -> Option<String> {
+    container_id(&fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?)
+}
+
+/// The container id in a /proc/PID/cgroup text: a 64-hex path segment, possibly
+/// wrapped (`docker-<id>.scope`, `cri-containerd-<id>.scope`), shortened to 12.
+pub fn container_id(cgroup: &str) -> Option<String> {
+    cgroup
+        .lines()
+        .flat_map(|l| l.rsplit(':').next().unwrap_or("").split('/'))
+        .find_map(|seg| {
+            let core = seg.trim_end_matches(".scope");
+            let id = core.rsplit(['-', ':']).next().unwrap_or(core);
+            (id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then(|| id[..12].to_string())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_links_and_container_ids() {
+        assert_eq!(parse_socket_link("socket:[4026]"), Some(4026));
+        assert_eq!(parse_socket_link("pipe:[4026]"), None);
+        assert_eq!(parse_socket_link("socket:[x]"), None);
+        let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            container_id(&format!("0::/system.slice/docker-{id}.scope\n")).as_deref(),
+            Some("0123456789ab")
+        );
+        assert_eq!(
+            container_id(&format!("0::/kubepods/burstable/pod1/{id}\n")).as_deref(),
+            Some("0123456789ab")
+        );
+        assert_eq!(
+            container_id("0::/user.slice/user-0.slice/session-1.scope\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn finds_the_owner_of_a_socket_opened_before() {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        use std::os::fd::AsRawFd;
+        let link = fs::read_link(format!("/proc/self/fd/{}", sock.as_raw_fd())).unwrap();
+        let ino = parse_socket_link(link.to_str().unwrap()).unwrap();
+        let mut owners = Owners::default();
+        let o = owners.lookup(ino).expect("our socket is found");
+        assert_eq!(o.pid, std::process::id());
+        assert!(owners.lookup(1).is_none(), "no such socket");
+    }
+}
