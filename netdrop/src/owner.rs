@@ -21,7 +21,7 @@ pub struct Owner {
 }
 
 /// Socket inode → owner, rescanned at most every [`RESCAN_EVERY`] on a miss.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Owners {
     by_ino: HashMap<u64, Owner>,
     last_scan: Option<Instant>,
