@@ -30,15 +30,6 @@ pub struct Owners {
 /// A storm of drops on closed sockets must not turn into a storm of /proc scans.
 pub const RESCAN_EVERY: Duration = Duration::from_millis(200);
 
-impl Default for Owners {
-    fn default() -> Self {
-        Owners {
-            by_ino: HashMap::new(),
-            last_scan: None,
-        }
-    }
-}
-
 impl Owners {
     pub fn lookup(&mut self, ino: u64) -> Option<&Owner> {
         if ino == 0 {
