@@ -14,11 +14,13 @@ pub mod names {
     pub const DROP_COUNTS: &str = "DROP_COUNTS";
     pub const LOST_COUNTS: &str = "LOST_COUNTS";
     pub const STATS: &str = "STATS";
+    pub const FILTER_INODES: &str = "FILTER_INODES";
     pub const CONFIG: &str = "NETDROP_CONFIG";
     pub const PROG_KFREE_SKB: &str = "netdrop_kfree_skb";
     pub const PROG_NEIGH_CREATE: &str = "netdrop_neigh_create";
     pub const PROG_CONN_REQUEST_FENTRY: &str = "netdrop_tcp_conn_request_fentry";
     pub const PROG_CONN_REQUEST_KPROBE: &str = "netdrop_tcp_conn_request_kprobe";
+    pub const PROG_SOCK_SET_STATE: &str = "netdrop_inet_sock_set_state";
 }
 
 /// Size of the per-reason counter arrays. Reasons at or above `MAX_REASONS - 1`
@@ -72,6 +74,78 @@ pub struct NeighCreateOffsets {
     pub primary_key6: u32,
 }
 
+/// `sock:inet_sock_set_state` record offsets.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SockSetStateOffsets {
+    pub skaddr: u32,
+    pub newstate: u32,
+}
+
+/// Which drops to keep, decided in the kernel so a storm of other drops costs
+/// little. Counts then cover only the kept drops.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Filter {
+    /// [`filter`] bits.
+    pub flags: u32,
+    /// `--pid`: the process (tgid) whose sockets are kept; its new TCP sockets
+    /// are added to `FILTER_INODES` by the inet_sock_set_state hook.
+    pub pid_tgid: u32,
+    /// `--pid`: drops with no socket are kept when in this namespace.
+    pub pid_netns: u32,
+    /// `--netns`.
+    pub netns: u32,
+    /// `--dev`, NUL-padded.
+    pub dev: [u8; IFNAMSIZ],
+    /// `--cause`: allowed reason slots, one bit per slot.
+    pub reasons: [u64; (MAX_REASONS / 64) as usize],
+}
+
+/// Bits of [`Filter::flags`].
+pub mod filter {
+    pub const PID: u32 = 1;
+    pub const NETNS: u32 = 2;
+    pub const DEV: u32 = 4;
+    pub const REASONS: u32 = 8;
+    /// With REASONS: neighbour-table refusals (neigh_create) are wanted.
+    pub const NEIGH_TABLE: u32 = 16;
+    /// With REASONS: refused SYNs (tcp_conn_request) are wanted.
+    pub const ACCEPT_QUEUE: u32 = 32;
+}
+
+/// [`RawDropEvent::scope`] under `--pid`.
+pub mod scope {
+    pub const ANY: u32 = 0;
+    /// A socket of the watched process.
+    pub const PROCESS: u32 = 1;
+    /// No socket: a namespace-level drop in the process's namespace.
+    pub const NETNS: u32 = 2;
+}
+
+impl Filter {
+    pub const fn none() -> Self {
+        Filter {
+            flags: 0,
+            pid_tgid: 0,
+            pid_netns: 0,
+            netns: 0,
+            dev: [0; IFNAMSIZ],
+            reasons: [0; (MAX_REASONS / 64) as usize],
+        }
+    }
+
+    /// Is reason slot `slot` allowed (always, without a cause filter)?
+    #[inline(always)]
+    pub fn reason_allowed(&self, slot: u32) -> bool {
+        if self.flags & filter::REASONS == 0 {
+            return true;
+        }
+        let word = (slot / 64) as usize;
+        word < self.reasons.len() && self.reasons[word] & (1u64 << (slot % 64)) != 0
+    }
+}
+
 /// Kernel struct member offsets from the running kernel's BTF.
 /// A pointer chain is followed only when every offset on it is known.
 #[repr(C)]
@@ -121,6 +195,8 @@ pub struct Config {
     pub kfree_skb: KfreeSkbOffsets,
     pub neigh_create: NeighCreateOffsets,
     pub structs: StructOffsets,
+    pub sock_set_state: SockSetStateOffsets,
+    pub filter: Filter,
     /// Send detail events (counting never stops); 0 = counters only.
     pub emit_events: u32,
     /// Bytes of the network header to copy into each drop event (0..=NET_HDR_LEN).
@@ -170,6 +246,11 @@ impl Config {
                 file_inode: ABSENT,
                 inode_ino: ABSENT,
             },
+            sock_set_state: SockSetStateOffsets {
+                skaddr: ABSENT,
+                newstate: ABSENT,
+            },
+            filter: Filter::none(),
             emit_events: 1,
             net_hdr_len: NET_HDR_LEN as u32,
         }
@@ -224,6 +305,9 @@ pub struct RawDropEvent {
     pub owner_ino: u64,
     pub owner_uid: u32,
     pub owner_src: u32,
+    /// [`scope`] of the drop under `--pid`.
+    pub scope: u32,
+    pub _pad: u32,
 }
 
 /// Where a drop's socket came from.
@@ -287,7 +371,7 @@ mod pod {
 }
 
 // The kernel writes these records as they are; keep their sizes stable and 8-aligned.
-const _: () = assert!(core::mem::size_of::<RawDropEvent>() == 176);
+const _: () = assert!(core::mem::size_of::<RawDropEvent>() == 184);
 const _: () = assert!(core::mem::size_of::<RawNeighEvent>() == 72);
 const _: () = assert!(core::mem::size_of::<RawListenEvent>() == 80);
 const _: () = assert!(core::mem::size_of::<Config>().is_multiple_of(4));

@@ -6,7 +6,11 @@ use aya_ebpf::{
     helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_buf},
     programs::TracePointContext,
 };
-use netdrop_common::{ABSENT, IFNAMSIZ, NET_HDR_LEN, StructOffsets};
+use netdrop_common::{
+    ABSENT, Filter, IFNAMSIZ, NET_HDR_LEN, StructOffsets, filter, owner_src, scope,
+};
+
+use crate::maps::FILTER_INODES;
 
 /// Reads a `T` at `offset` of the tracepoint record, or `None` if the field is absent.
 #[inline(always)]
@@ -168,4 +172,55 @@ pub fn sock_owner(sk: u64, o: &StructOffsets) -> Option<SockOwner> {
         ino,
         uid: read::<u32>(sk, o.sock_uid).unwrap_or(u32::MAX),
     })
+}
+
+/// What a drop belongs to: its device and namespace, and its socket's owner.
+pub struct DropCtx {
+    pub info: SkbInfo,
+    pub owner: Option<SockOwner>,
+    pub owner_src: u32,
+    pub scope: u32,
+}
+
+impl DropCtx {
+    /// The packet's own socket first (the victim of a queue eviction), then the
+    /// receiving socket (the listener of an accept-queue overflow).
+    #[inline(always)]
+    pub fn read(skb: u64, rx_sk: u64, o: &StructOffsets) -> DropCtx {
+        let info = skb_info(skb, o);
+        let (owner, src) = match sock_owner(info.sk, o) {
+            Some(owner) => (Some(owner), owner_src::SKB_SK),
+            None => match sock_owner(rx_sk, o) {
+                Some(owner) => (Some(owner), owner_src::RX_SK),
+                None => (None, owner_src::NONE),
+            },
+        };
+        DropCtx {
+            info,
+            owner,
+            owner_src: src,
+            scope: scope::ANY,
+        }
+    }
+
+    /// Applies the netns, device and pid filters; sets `scope` under `--pid`.
+    #[inline(always)]
+    pub fn keep(&mut self, f: &Filter) -> bool {
+        if f.flags & filter::NETNS != 0 && self.info.netns != f.netns {
+            return false;
+        }
+        if f.flags & filter::DEV != 0 && self.info.dev != f.dev {
+            return false;
+        }
+        if f.flags & filter::PID != 0 {
+            self.scope = match &self.owner {
+                // SAFETY: a map lookup; the value is not kept.
+                Some(o) if unsafe { FILTER_INODES.get(&o.ino) }.is_some() => scope::PROCESS,
+                Some(_) => return false,
+                None if self.info.netns == f.pid_netns => scope::NETNS,
+                None => return false,
+            };
+        }
+        true
+    }
 }

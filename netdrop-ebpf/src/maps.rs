@@ -2,7 +2,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{PerCpuArray, RingBuf},
+    maps::{HashMap, PerCpuArray, RingBuf},
 };
 use netdrop_common::{Config, MAX_REASONS, stat};
 
@@ -25,6 +25,11 @@ pub static LOST_COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_REA
 /// Other counters, indexed by `netdrop_common::stat`.
 #[map]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
+
+/// `--pid`: socket inodes of the watched process (the agent adds the ones it
+/// finds in /proc/PID/fd; the inet_sock_set_state hook adds new TCP sockets).
+#[map]
+pub static FILTER_INODES: HashMap<u64, u8> = HashMap::with_max_entries(65536, 0);
 
 /// The config as the agent wrote it. The volatile read stops the compiler from
 /// folding the compile-time default into the code.

@@ -33,7 +33,70 @@ pub struct DiagnoseArgs {
     #[arg(short, long, value_name = "SECONDS", default_value_t = 10.0, value_parser = positive_secs)]
     pub duration: f64,
     #[command(flatten)]
+    pub filters: FilterArgs,
+    #[command(flatten)]
     pub kernel: KernelArgs,
+}
+
+/// Which drops to show; they combine (AND). pid, netns, dev and cause are
+/// applied in the kernel, and the counts cover only what they keep.
+#[derive(Debug, Args, Default)]
+pub struct FilterArgs {
+    /// Only drops of this process's sockets (threads included, new sockets too),
+    /// plus drops with no socket in its network namespace.
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+    /// Only drops in this network namespace: an inode number, an `ip netns` name or a path.
+    #[arg(long, value_name = "NETNS")]
+    pub netns: Option<String>,
+    /// Only drops on this interface.
+    #[arg(long, value_name = "NAME")]
+    pub dev: Option<String>,
+    /// Only these causes (repeat for several).
+    #[arg(long, value_enum, value_name = "CAUSE")]
+    pub cause: Vec<CauseArg>,
+    /// Only packets from or to this port.
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+    /// Only packets from or to this address.
+    #[arg(long, value_name = "IP")]
+    pub addr: Option<std::net::IpAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum CauseArg {
+    NeighTableOverflow,
+    NeighQueueFull,
+    AcceptQueueFull,
+    RpFilter,
+    Other,
+}
+
+impl CauseArg {
+    pub fn cause(self) -> crate::classify::Cause {
+        use crate::classify::Cause;
+        match self {
+            CauseArg::NeighTableOverflow => Cause::NeighTableOverflow,
+            CauseArg::NeighQueueFull => Cause::NeighQueueFull,
+            CauseArg::AcceptQueueFull => Cause::AcceptQueueFull,
+            CauseArg::RpFilter => Cause::RpFilter,
+            CauseArg::Other => Cause::Other,
+        }
+    }
+}
+
+impl FilterArgs {
+    pub fn spec(&self) -> crate::filter::FilterSpec {
+        crate::filter::FilterSpec {
+            pid: self.pid,
+            netns: self.netns.clone(),
+            dev: self.dev.clone(),
+            causes: self.cause.iter().map(|c| c.cause()).collect(),
+            port: self.port,
+            addr: self.addr,
+        }
+    }
 }
 
 /// Where netdrop reads the kernel's facts, and how it buffers events.
@@ -75,6 +138,8 @@ pub struct WatchArgs {
     /// Drop lines per second per cause in the human view (counts stay exact).
     #[arg(long, value_name = "N", default_value_t = 10.0)]
     pub lines_per_sec: f64,
+    #[command(flatten)]
+    pub filters: FilterArgs,
     #[command(flatten)]
     pub kernel: KernelArgs,
 }
@@ -125,6 +190,9 @@ mod tests {
             vec!["netdrop"],
             vec!["netdrop", "diagnose", "--duration", "0"],
             vec!["netdrop", "diagnose", "--snapshot-interval", "x"],
+            vec!["netdrop", "watch", "--cause", "bogus"],
+            vec!["netdrop", "watch", "--pid", "-3"],
+            vec!["netdrop", "watch", "--addr", "not-an-ip"],
         ] {
             assert!(Cli::try_parse_from(&bad).is_err(), "{bad:?}");
         }

@@ -58,6 +58,8 @@ pub struct DropRecord {
     pub owner_ino: u64,
     pub owner_uid: u32,
     pub owner_src: u32,
+    /// Under `--pid`: a socket of the process, or a namespace-level drop.
+    pub scope: u32,
 }
 
 /// Addresses and ports read from the packet's network header.
@@ -157,6 +159,7 @@ fn drop_record(raw: &RawDropEvent) -> DropRecord {
         owner_ino: raw.owner_ino,
         owner_uid: raw.owner_uid,
         owner_src: raw.owner_src,
+        scope: raw.scope,
     }
 }
 
@@ -249,6 +252,34 @@ pub fn parse_packet(protocol: u16, hdr: &[u8]) -> Option<Packet> {
     })
 }
 
+/// Fixtures for other modules' tests.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    pub fn drop_record() -> DropRecord {
+        DropRecord {
+            ts_ns: 0,
+            reason: 0,
+            location: 0,
+            skbaddr: 0,
+            sk: 0,
+            rx_sk: 0,
+            netns: 0,
+            ifindex: 0,
+            dev: String::new(),
+            protocol: ETH_P_IP,
+            pid: 0,
+            comm: String::new(),
+            packet: None,
+            owner_ino: 0,
+            owner_uid: 0,
+            owner_src: 0,
+            scope: 0,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,6 +321,8 @@ mod tests {
             owner_ino: 31337,
             owner_uid: 1000,
             owner_src: netdrop_common::owner_src::SKB_SK,
+            scope: 0,
+            _pad: 0,
         }
     }
 

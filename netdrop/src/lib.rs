@@ -12,6 +12,7 @@ pub mod counters;
 pub mod decode;
 pub mod diagnose;
 pub mod event;
+pub mod filter;
 pub mod kernel;
 pub mod loader;
 pub mod owner;

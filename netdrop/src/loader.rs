@@ -30,11 +30,14 @@ pub struct LoadOptions {
     /// Ring buffer size in bytes (a power of two, at least a page).
     pub ring_bytes: u32,
     pub emit_events: bool,
+    /// What the kernel keeps (`--pid`, `--netns`, `--dev`, `--cause`).
+    pub filter: netdrop_common::Filter,
 }
 
 pub fn load(facts: &KernelFacts, opts: LoadOptions) -> Result<Loaded> {
     let mut config = facts.config;
     config.emit_events = u32::from(opts.emit_events);
+    config.filter = opts.filter;
     let mut ebpf = EbpfLoader::new()
         .override_global(names::CONFIG, &config, true)
         .map_max_entries(names::EVENTS, opts.ring_bytes)

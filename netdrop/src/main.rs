@@ -2,7 +2,7 @@ use std::{process::ExitCode, time::Duration};
 
 use clap::Parser;
 use netdrop::{
-    cli::{Cli, Command, KernelArgs, OutputFormat},
+    cli::{Cli, Command, FilterArgs, KernelArgs, OutputFormat},
     kernel::Sources,
     session::SessionOptions,
     watch::{self, Output, WatchOptions},
@@ -36,12 +36,12 @@ fn main() -> ExitCode {
                 let opts = WatchOptions {
                     output: output(w.output),
                     lines_per_sec: w.lines_per_sec,
-                    session: session(w.duration, w.interval, w.kernel),
+                    session: session(w.duration, w.interval, w.kernel, &w.filters),
                 };
                 watch::run(opts).await
             }
             Command::Diagnose(d) => {
-                let s = session(Some(d.duration), d.duration, d.kernel);
+                let s = session(Some(d.duration), d.duration, d.kernel, &d.filters);
                 watch::diagnose(output(d.output), s).await
             }
         }
@@ -59,7 +59,7 @@ fn output(o: OutputFormat) -> Output {
     }
 }
 
-fn session(duration: Option<f64>, interval: f64, k: KernelArgs) -> SessionOptions {
+fn session(duration: Option<f64>, interval: f64, k: KernelArgs, f: &FilterArgs) -> SessionOptions {
     SessionOptions {
         duration: duration.map(Duration::from_secs_f64),
         interval: Duration::from_secs_f64(interval),
@@ -69,6 +69,7 @@ fn session(duration: Option<f64>, interval: f64, k: KernelArgs) -> SessionOption
             btf: Some(k.btf),
             tracefs: k.tracefs,
         },
+        filters: f.spec(),
     }
 }
 

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use aya::maps::{MapData, RingBuf};
+use aya::maps::{HashMap, MapData, RingBuf};
 use netdrop_common::names;
 use tokio::{
     io::unix::AsyncFd,
@@ -19,6 +19,7 @@ use crate::{
     decode::{Record, decode},
     diagnose::{Diagnosis, Report, Snapshot, report::Hooks},
     event::{Classifier, Clock},
+    filter::{self, FilterSpec, Filters},
     kernel::{KernelFacts, Sources, hooks::fallback_note, kallsyms::Kallsyms},
     loader::{self, LoadOptions, Loaded},
     owner::Owners,
@@ -36,6 +37,7 @@ pub struct SessionOptions {
     pub snapshot_every: Duration,
     pub ring_bytes: u32,
     pub sources: Sources,
+    pub filters: FilterSpec,
 }
 
 /// What an observation leaves behind.
@@ -110,14 +112,18 @@ async fn observe_with(
     let mut diagnosis = Diagnosis::default();
     diagnosis.on_snapshot(tokio::task::spawn_blocking(|| Snapshot::read(0.0)).await?);
 
-    let mut loaded = loader::load(
-        facts,
-        LoadOptions {
-            ring_bytes: opts.ring_bytes,
-            emit_events: true,
-        },
-    )?;
+    let filters = filter::resolve(&opts.filters, &facts.reasons, facts.has_reason_field)?;
+    let load = LoadOptions {
+        ring_bytes: opts.ring_bytes,
+        emit_events: true,
+        filter: filters.kernel,
+    };
+    let mut loaded = loader::load(facts, load)?;
     let counters = CounterMaps::take(&mut loaded.ebpf)?;
+    let mut watched = filters
+        .pid
+        .map(|pid| WatchedPid::new(pid, &mut loaded))
+        .transpose()?;
     let ring = RingBuf::try_from(
         loaded
             .ebpf
@@ -136,6 +142,7 @@ async fn observe_with(
     let mut snap_tick = tokio::time::interval(opts.snapshot_every);
     snap_tick.tick().await;
     let mut pending: Option<JoinHandle<Snapshot>> = None;
+    let mut pid_tick = tokio::time::interval(PID_REFRESH);
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let deadline = tokio::time::sleep(
@@ -148,7 +155,7 @@ async fn observe_with(
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
-                drain(guard.get_inner_mut(), &mut classifier, sink, &mut diagnosis, &mut session)?;
+                drain(guard.get_inner_mut(), &mut classifier, &filters, sink, &mut diagnosis, &mut session)?;
                 guard.clear_ready();
                 sink.flush()?;
             }
@@ -170,6 +177,13 @@ async fn observe_with(
                 pending = None;
                 diagnosis.on_snapshot(snap?);
             }
+            _ = pid_tick.tick(), if watched.is_some() => {
+                let w = watched.as_mut().expect("guarded");
+                if !w.refresh()? {
+                    eprintln!("netdrop: process {} exited", w.pid);
+                    break;
+                }
+            }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = &mut deadline, if opts.duration.is_some() => break,
@@ -183,6 +197,7 @@ async fn observe_with(
     drain(
         &mut ring,
         &mut classifier,
+        &filters,
         sink,
         &mut diagnosis,
         &mut session,
@@ -202,10 +217,56 @@ async fn observe_with(
     })
 }
 
-/// Reads every record available now: decode → classify → sink and diagnosis.
+/// How often `--pid` looks for new sockets of the process (and whether it lives).
+const PID_REFRESH: Duration = Duration::from_millis(200);
+
+/// `--pid`: keeps the kernel's FILTER_INODES in step with the process's sockets.
+/// (New TCP sockets are added at once by the inet_sock_set_state hook; this
+/// catches the others, and sockets opened before netdrop started.)
+struct WatchedPid {
+    pid: u32,
+    inodes: HashMap<MapData, u64, u8>,
+    known: std::collections::HashSet<u64>,
+}
+
+impl WatchedPid {
+    fn new(pid: u32, loaded: &mut Loaded) -> Result<WatchedPid> {
+        let map = loaded
+            .ebpf
+            .take_map(names::FILTER_INODES)
+            .context("filter map missing")?;
+        let mut w = WatchedPid {
+            pid,
+            inodes: HashMap::try_from(map)?,
+            known: Default::default(),
+        };
+        if !w.refresh()? {
+            anyhow::bail!("no process {pid}");
+        }
+        Ok(w)
+    }
+
+    /// Adds the process's current sockets; false once the process is gone.
+    fn refresh(&mut self) -> Result<bool> {
+        if filter::check_pid(self.pid).is_err() {
+            return Ok(false);
+        }
+        for ino in crate::owner::socket_inodes(self.pid) {
+            if self.known.insert(ino) {
+                self.inodes
+                    .insert(ino, 1, 0)
+                    .context("adding a socket to the --pid filter")?;
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Reads every record available now: decode → filter → classify → sink and diagnosis.
 fn drain(
     ring: &mut RingBuf<MapData>,
     classifier: &mut Classifier,
+    filters: &Filters,
     sink: &mut dyn Sink,
     diagnosis: &mut Diagnosis,
     session: &mut Session,
@@ -214,15 +275,26 @@ fn drain(
         session.events_read += 1;
         match decode(&item) {
             Ok(Record::Drop(rec)) => {
+                if filters.has_packet_filter() && !filters.keep_packet(&rec) {
+                    continue;
+                }
                 let view = classifier.drop_view(&rec);
                 diagnosis.on_drop(&view);
                 sink.on_drop(&view)?;
             }
             Ok(Record::NeighCreateFail(rec)) => {
+                if filters.port.is_some() || filters.addr.is_some_and(|a| rec.addr != Some(a)) {
+                    continue;
+                }
                 diagnosis.on_neigh_fail(&rec);
                 sink.on_neigh_fail(&rec, classifier.clock.wall(rec.ts_ns))?;
             }
             Ok(Record::ListenSynDrop(rec)) => {
+                if filters.port.is_some_and(|p| p != rec.port)
+                    || filters.addr.is_some_and(|a| a != rec.addr)
+                {
+                    continue;
+                }
                 diagnosis.on_listen_drop(&rec);
                 sink.on_listen_drop(&rec, classifier.clock.wall(rec.ts_ns))?;
             }

@@ -6,10 +6,10 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use netdrop_common::{MAX_REASONS, REASON_OVERFLOW_SLOT, RawDropEvent, kind, owner_src, stat};
+use netdrop_common::{MAX_REASONS, REASON_OVERFLOW_SLOT, RawDropEvent, filter, kind, stat};
 
 use crate::{
-    kernel::{skb_info, skb_net_header, sock_owner, tp_field},
+    kernel::{DropCtx, skb_net_header, tp_field},
     maps::{DROP_COUNTS, EVENTS, LOST_COUNTS, STATS, bump, config},
 };
 
@@ -21,13 +21,28 @@ pub fn netdrop_kfree_skb(ctx: TracePointContext) -> u32 {
 fn try_kfree_skb(ctx: &TracePointContext) -> Option<u32> {
     let cfg = config();
     let tp = &cfg.kfree_skb;
+    let f = &cfg.filter;
     let reason: u32 = tp_field(ctx, tp.reason).unwrap_or(0);
     let slot = if reason < MAX_REASONS {
         reason
     } else {
         REASON_OVERFLOW_SLOT
     };
-    // The exact count comes first: whatever happens to the event, this is kept.
+    if !f.reason_allowed(slot) {
+        return Some(0);
+    }
+    let skbaddr: u64 = tp_field(ctx, tp.skbaddr).unwrap_or(0);
+    let rx_sk: u64 = tp_field(ctx, tp.rx_sk).unwrap_or(0);
+    // Without filters the skb is read only for an event; with them, first.
+    let mut pre = None;
+    if f.flags & (filter::PID | filter::NETNS | filter::DEV) != 0 {
+        let mut d = DropCtx::read(skbaddr, rx_sk, &cfg.structs);
+        if !d.keep(f) {
+            return Some(0);
+        }
+        pre = Some(d);
+    }
+    // The exact count comes before the event: whatever happens to it, this is kept.
     bump(&DROP_COUNTS, slot);
     if cfg.emit_events == 0 {
         return Some(0);
@@ -37,17 +52,9 @@ fn try_kfree_skb(ctx: &TracePointContext) -> Option<u32> {
         bump(&LOST_COUNTS, slot);
         return Some(0);
     };
-    let skbaddr: u64 = tp_field(ctx, tp.skbaddr).unwrap_or(0);
-    let info = skb_info(skbaddr, &cfg.structs);
-    let rx_sk: u64 = tp_field(ctx, tp.rx_sk).unwrap_or(0);
-    // The packet's own socket first (the victim of a queue eviction), then the
-    // receiving socket (the listener of an accept-queue overflow).
-    let (owner, src) = match sock_owner(info.sk, &cfg.structs) {
-        Some(o) => (Some(o), owner_src::SKB_SK),
-        None => match sock_owner(rx_sk, &cfg.structs) {
-            Some(o) => (Some(o), owner_src::RX_SK),
-            None => (None, owner_src::NONE),
-        },
+    let d = match pre {
+        Some(d) => d,
+        None => DropCtx::read(skbaddr, rx_sk, &cfg.structs),
     };
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` points at reserved ring buffer space of the right size; every
@@ -58,20 +65,22 @@ fn try_kfree_skb(ctx: &TracePointContext) -> Option<u32> {
         (*ev).ts_ns = bpf_ktime_get_ns();
         (*ev).location = tp_field(ctx, tp.location).unwrap_or(0);
         (*ev).skbaddr = skbaddr;
-        (*ev).sk = info.sk;
+        (*ev).sk = d.info.sk;
         (*ev).rx_sk = rx_sk;
-        (*ev).owner_ino = owner.as_ref().map_or(0, |o| o.ino);
-        (*ev).owner_uid = owner.as_ref().map_or(u32::MAX, |o| o.uid);
-        (*ev).owner_src = src;
-        (*ev).netns = info.netns;
-        (*ev).ifindex = info.ifindex;
+        (*ev).netns = d.info.netns;
+        (*ev).ifindex = d.info.ifindex;
         (*ev).pid = (bpf_get_current_pid_tgid() >> 32) as u32;
         (*ev).protocol = tp_field(ctx, tp.protocol).unwrap_or(0);
-        (*ev).dev = info.dev;
+        (*ev).dev = d.info.dev;
         (*ev).comm = bpf_get_current_comm().unwrap_or([0; 16]);
         (*ev).net_hdr = [0; netdrop_common::NET_HDR_LEN];
         (*ev).net_hdr_len =
             skb_net_header(skbaddr, &cfg.structs, cfg.net_hdr_len, &mut (*ev).net_hdr);
+        (*ev).owner_ino = d.owner.as_ref().map_or(0, |o| o.ino);
+        (*ev).owner_uid = d.owner.as_ref().map_or(u32::MAX, |o| o.uid);
+        (*ev).owner_src = d.owner_src;
+        (*ev).scope = d.scope;
+        (*ev)._pad = 0;
     }
     entry.submit(0);
     bump(&STATS, stat::DROP_EVENTS_SENT);

@@ -1,4 +1,5 @@
 //! One module per hook, named after it.
+pub mod inet_sock_set_state;
 pub mod kfree_skb;
 pub mod neigh_create;
 pub mod tcp_conn_request;

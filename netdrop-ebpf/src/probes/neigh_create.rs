@@ -10,7 +10,7 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use netdrop_common::{ABSENT, RawNeighEvent, kind, stat};
+use netdrop_common::{ABSENT, RawNeighEvent, filter, kind, stat};
 
 const AF_INET: u32 = 2;
 
@@ -29,6 +29,18 @@ fn try_neigh_create(ctx: &TracePointContext) -> Option<u32> {
     let tp = &cfg.neigh_create;
     let created: u8 = tp_field(ctx, tp.created)?;
     if created != 0 {
+        return Some(0);
+    }
+    // Filters: a refusal runs in the sender's context (KERNEL.md), so --pid keeps
+    // the process's own; --netns/--dev cannot be told from this record: skipped.
+    let f = &cfg.filter;
+    if f.flags & filter::REASONS != 0 && f.flags & filter::NEIGH_TABLE == 0 {
+        return Some(0);
+    }
+    if f.flags & (filter::NETNS | filter::DEV) != 0 {
+        return Some(0);
+    }
+    if f.flags & filter::PID != 0 && (bpf_get_current_pid_tgid() >> 32) as u32 != f.pid_tgid {
         return Some(0);
     }
     bump(&STATS, stat::NEIGH_CREATE_FAIL);

@@ -9,11 +9,11 @@ use aya_ebpf::{
     macros::{fentry, kprobe},
     programs::{FEntryContext, ProbeContext},
 };
-use netdrop_common::{RawListenEvent, kind, stat};
+use netdrop_common::{RawListenEvent, filter, kind, stat};
 
 use crate::{
     kernel::{listener, sock_netns, sock_owner},
-    maps::{EVENTS, STATS, bump, config},
+    maps::{EVENTS, FILTER_INODES, STATS, bump, config},
 };
 
 /// `int tcp_conn_request(struct request_sock_ops *, const struct tcp_request_sock_ops *,
@@ -44,6 +44,25 @@ fn on_conn_request(sk: u64) {
     // sk_acceptq_is_full(): the kernel refuses the SYN when ack_backlog > max.
     if l.ack_backlog <= l.max_ack_backlog {
         return;
+    }
+    let f = &cfg.filter;
+    if f.flags & filter::REASONS != 0 && f.flags & filter::ACCEPT_QUEUE == 0 {
+        return;
+    }
+    if f.flags & filter::NETNS != 0 && sock_netns(sk, &cfg.structs) != f.netns {
+        return;
+    }
+    if f.flags & filter::DEV != 0 {
+        return;
+    }
+    if f.flags & filter::PID != 0 {
+        let Some(o) = sock_owner(sk, &cfg.structs) else {
+            return;
+        };
+        // SAFETY: a map lookup; the value is not kept.
+        if unsafe { FILTER_INODES.get(&o.ino) }.is_none() {
+            return;
+        }
     }
     bump(&STATS, stat::ACCEPT_SYN_DROP);
     if cfg.emit_events == 0 {

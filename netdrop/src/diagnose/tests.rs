@@ -32,6 +32,7 @@ fn drop_rec(dev: &str, saddr: &str, daddr: &str, dport: u16) -> DropRecord {
         owner_ino: 0,
         owner_uid: 0,
         owner_src: 0,
+        scope: 0,
     }
 }
 

@@ -53,6 +53,16 @@ pub const HOOKS: &[Hook] = &[
         why: "neighbour creates refused by a full table (since 5.0)",
     },
     Hook {
+        program: names::PROG_SOCK_SET_STATE,
+        attach: Attach::Tracepoint {
+            system: "sock",
+            event: "inet_sock_set_state",
+        },
+        required: false,
+        slot: "inet_sock_set_state",
+        why: "--pid: the watched process's new TCP sockets, from their first SYN (4.16+)",
+    },
+    Hook {
         program: names::PROG_CONN_REQUEST_FENTRY,
         attach: Attach::FEntry {
             function: "tcp_conn_request",
@@ -123,8 +133,16 @@ mod tests {
     fn fentry_is_tried_before_kprobe_and_slots_keep_order() {
         let s = slots(HOOKS);
         let names: Vec<_> = s.iter().map(|(n, _)| *n).collect();
-        assert_eq!(names, ["kfree_skb", "neigh_create", "tcp_conn_request"]);
-        let conn = &s[2].1;
+        assert_eq!(
+            names,
+            [
+                "kfree_skb",
+                "neigh_create",
+                "inet_sock_set_state",
+                "tcp_conn_request"
+            ]
+        );
+        let conn = &s[3].1;
         assert_eq!(
             conn.iter().map(Hook::label).collect::<Vec<_>>(),
             ["fentry:tcp_conn_request", "kprobe:tcp_conn_request"]

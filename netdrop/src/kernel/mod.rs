@@ -83,6 +83,10 @@ impl KernelFacts {
                     has_reason_field = config.kfree_skb.reason != ABSENT;
                 }
                 ("neigh", "neigh_create") => config.neigh_create = neigh_create_offsets(&format),
+                ("sock", "inet_sock_set_state") => {
+                    config.sock_set_state.skaddr = format.offset("skaddr");
+                    config.sock_set_state.newstate = format.offset("newstate");
+                }
                 _ => {}
             }
             usable.push(*hook);

@@ -52,6 +52,10 @@ pub struct DropLine<'a> {
     pub socket: Option<&'static str>,
     pub socket_ino: Option<u64>,
     pub uid: Option<u32>,
+    /// Under `--pid`: "process" (a socket of the process) or "netns" (a drop with
+    /// no socket in the process's namespace).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<&'static str>,
 }
 
 impl<'a> DropLine<'a> {
@@ -82,6 +86,11 @@ impl<'a> DropLine<'a> {
             },
             socket_ino: (ev.rec.owner_ino != 0).then_some(ev.rec.owner_ino),
             uid: (ev.rec.owner_ino != 0).then_some(ev.rec.owner_uid),
+            scope: match ev.rec.scope {
+                netdrop_common::scope::PROCESS => Some("process"),
+                netdrop_common::scope::NETNS => Some("netns"),
+                _ => None,
+            },
         }
     }
 }
