@@ -15,6 +15,7 @@ pub mod names {
     pub const LOST_COUNTS: &str = "LOST_COUNTS";
     pub const STATS: &str = "STATS";
     pub const FILTER_INODES: &str = "FILTER_INODES";
+    pub const FILTER_REASONS: &str = "FILTER_REASONS";
     pub const CONFIG: &str = "NETDROP_CONFIG";
     pub const PROG_KFREE_SKB: &str = "netdrop_kfree_skb";
     pub const PROG_NEIGH_CREATE: &str = "netdrop_neigh_create";
@@ -98,8 +99,8 @@ pub struct Filter {
     pub netns: u32,
     /// `--dev`, NUL-padded.
     pub dev: [u8; IFNAMSIZ],
-    /// `--cause`: allowed reason slots, one bit per slot.
-    pub reasons: [u64; (MAX_REASONS / 64) as usize],
+    // `--cause`: the allowed reason slots are in the FILTER_REASONS array map
+    // (a map lookup is bounds-checked by the kernel, which the verifier needs).
 }
 
 /// Bits of [`Filter::flags`].
@@ -131,18 +132,7 @@ impl Filter {
             pid_netns: 0,
             netns: 0,
             dev: [0; IFNAMSIZ],
-            reasons: [0; (MAX_REASONS / 64) as usize],
         }
-    }
-
-    /// Is reason slot `slot` allowed (always, without a cause filter)?
-    #[inline(always)]
-    pub fn reason_allowed(&self, slot: u32) -> bool {
-        if self.flags & filter::REASONS == 0 {
-            return true;
-        }
-        let word = (slot / 64) as usize;
-        word < self.reasons.len() && self.reasons[word] & (1u64 << (slot % 64)) != 0
     }
 }
 

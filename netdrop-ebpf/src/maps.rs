@@ -2,7 +2,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use netdrop_common::{Config, MAX_REASONS, stat};
 
@@ -30,6 +30,16 @@ pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 
 /// finds in /proc/PID/fd; the inet_sock_set_state hook adds new TCP sockets).
 #[map]
 pub static FILTER_INODES: HashMap<u64, u8> = HashMap::with_max_entries(65536, 0);
+
+/// `--cause`: 1 for each reason slot to keep.
+#[map]
+pub static FILTER_REASONS: Array<u8> = Array::with_max_entries(MAX_REASONS, 0);
+
+/// Is reason slot `slot` kept by the `--cause` filter (always, without one)?
+#[inline(always)]
+pub fn reason_allowed(cfg: &Config, slot: u32) -> bool {
+    cfg.filter.flags & netdrop_common::filter::REASONS == 0 || FILTER_REASONS.get(slot) == Some(&1)
+}
 
 /// The config as the agent wrote it. The volatile read stops the compiler from
 /// folding the compile-time default into the code.

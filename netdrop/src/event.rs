@@ -4,7 +4,7 @@ use crate::{
     classify::{Cause, cause_of},
     decode::DropRecord,
     kernel::kallsyms::Kallsyms,
-    owner::{Owner, Owners},
+    owner::{NetnsNames, Owner, Owners},
     summary::Naming,
 };
 
@@ -49,6 +49,8 @@ pub struct DropView<'a> {
     pub ts: f64,
     /// The process owning the drop's socket, when it has one and it is still open.
     pub owner: Option<Owner>,
+    /// The namespace's `ip netns` name or container, if it has one.
+    pub netns_name: Option<String>,
 }
 
 /// Turns decoded records into views: names the reason, classifies, resolves the location.
@@ -57,6 +59,7 @@ pub struct Classifier {
     pub syms: Kallsyms,
     pub clock: Clock,
     pub owners: Owners,
+    pub netns_names: NetnsNames,
 }
 
 impl Classifier {
@@ -68,6 +71,7 @@ impl Classifier {
             location: self.syms.resolve(rec.location),
             ts: self.clock.wall(rec.ts_ns),
             owner: self.owners.lookup(rec.owner_ino).cloned(),
+            netns_name: self.netns_names.name(rec.netns),
             rec,
         }
     }

@@ -29,6 +29,8 @@ pub struct FilterSpec {
 #[derive(Debug, Clone)]
 pub struct Filters {
     pub kernel: Filter,
+    /// `--cause`: the reason slots the kernel keeps (FILTER_REASONS).
+    pub reason_slots: Vec<u32>,
     pub pid: Option<u32>,
     pub port: Option<u16>,
     pub addr: Option<IpAddr>,
@@ -38,6 +40,7 @@ impl Filters {
     pub fn none() -> Filters {
         Filters {
             kernel: Filter::none(),
+            reason_slots: Vec::new(),
             pid: None,
             port: None,
             addr: None,
@@ -47,17 +50,13 @@ impl Filters {
     /// Does a drop's packet match `--port`/`--addr`? (The rest was decided in the kernel.)
     pub fn keep_packet(&self, rec: &DropRecord) -> bool {
         let p = rec.packet.as_ref();
-        if let Some(port) = self.port {
-            if !p.is_some_and(|p| p.sport == Some(port) || p.dport == Some(port)) {
-                return false;
-            }
-        }
-        if let Some(addr) = self.addr {
-            if !p.is_some_and(|p| p.saddr == addr || p.daddr == addr) {
-                return false;
-            }
-        }
-        true
+        let port_ok = self
+            .port
+            .is_none_or(|port| p.is_some_and(|p| p.sport == Some(port) || p.dport == Some(port)));
+        let addr_ok = self
+            .addr
+            .is_none_or(|addr| p.is_some_and(|p| p.saddr == addr || p.daddr == addr));
+        port_ok && addr_ok
     }
 
     /// Port/address filters also drop events with no packet header (refused
@@ -101,25 +100,19 @@ pub fn check_pid(pid: u32) -> Result<()> {
     Ok(())
 }
 
-/// The reason-slot bitmap for a set of causes.
-pub fn reason_bitmap(
-    causes: &[Cause],
-    reasons: &ReasonTable,
-    has_reason_field: bool,
-) -> [u64; (MAX_REASONS / 64) as usize] {
-    let mut bits = [0u64; (MAX_REASONS / 64) as usize];
+/// The reason slots whose cause is one of `causes`.
+pub fn reason_slots(causes: &[Cause], reasons: &ReasonTable, has_reason_field: bool) -> Vec<u32> {
     let wanted: BTreeSet<Cause> = causes.iter().copied().collect();
-    for slot in 0..MAX_REASONS {
-        let name = if has_reason_field {
-            reasons.name(slot)
-        } else {
-            "UNKNOWN".to_string()
-        };
-        if wanted.contains(&cause_of(&name)) {
-            bits[(slot / 64) as usize] |= 1 << (slot % 64);
-        }
-    }
-    bits
+    (0..MAX_REASONS)
+        .filter(|&slot| {
+            let name = if has_reason_field {
+                reasons.name(slot)
+            } else {
+                "UNKNOWN".to_string()
+            };
+            wanted.contains(&cause_of(&name))
+        })
+        .collect()
 }
 
 pub fn resolve(
@@ -128,6 +121,7 @@ pub fn resolve(
     has_reason_field: bool,
 ) -> Result<Filters> {
     let mut k = Filter::none();
+    let mut slots = Vec::new();
     if let Some(pid) = spec.pid {
         check_pid(pid)?;
         k.flags |= filter::PID;
@@ -150,7 +144,7 @@ pub fn resolve(
     }
     if !spec.causes.is_empty() {
         k.flags |= filter::REASONS;
-        k.reasons = reason_bitmap(&spec.causes, reasons, has_reason_field);
+        slots = reason_slots(&spec.causes, reasons, has_reason_field);
         if spec.causes.contains(&Cause::NeighTableOverflow) {
             k.flags |= filter::NEIGH_TABLE;
         }
@@ -160,6 +154,7 @@ pub fn resolve(
     }
     Ok(Filters {
         kernel: k,
+        reason_slots: slots,
         pid: spec.pid,
         port: spec.port,
         addr: spec.addr,
@@ -193,9 +188,9 @@ mod tests {
             true,
         )
         .unwrap();
-        assert!(f.kernel.reason_allowed(16));
-        assert!(!f.kernel.reason_allowed(59));
-        assert!(!f.kernel.reason_allowed(2));
+        assert!(f.reason_slots.contains(&16));
+        assert!(!f.reason_slots.contains(&59));
+        assert!(!f.reason_slots.contains(&2));
         assert_ne!(f.kernel.flags & filter::NEIGH_TABLE, 0);
         assert_eq!(f.kernel.flags & filter::ACCEPT_QUEUE, 0);
         // "other" takes every reason not of the four, unknown numbers included.

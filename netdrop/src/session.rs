@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use aya::maps::{HashMap, MapData, RingBuf};
+use aya::maps::{Array, HashMap, MapData, RingBuf};
 use netdrop_common::names;
 use tokio::{
     io::unix::AsyncFd,
@@ -22,7 +22,7 @@ use crate::{
     filter::{self, FilterSpec, Filters},
     kernel::{KernelFacts, Sources, hooks::fallback_note, kallsyms::Kallsyms},
     loader::{self, LoadOptions, Loaded},
-    owner::Owners,
+    owner::{NetnsNames, Owners},
     privileges,
     sink::{Session, Sink},
     summary::{Naming, Summary},
@@ -106,6 +106,7 @@ async fn observe_with(
         syms: Kallsyms::load("/proc/kallsyms".as_ref()).unwrap_or_default(),
         clock: Clock::now(),
         owners: Owners::default(),
+        netns_names: NetnsNames::default(),
     };
     let started = Instant::now();
     // The baseline is read before the hooks attach, so nothing is counted twice.
@@ -120,6 +121,18 @@ async fn observe_with(
     };
     let mut loaded = loader::load(facts, load)?;
     let counters = CounterMaps::take(&mut loaded.ebpf)?;
+    if !filters.reason_slots.is_empty() {
+        let map = loaded
+            .ebpf
+            .take_map(names::FILTER_REASONS)
+            .context("filter map missing")?;
+        let mut allowed: Array<MapData, u8> = Array::try_from(map)?;
+        for &slot in &filters.reason_slots {
+            allowed
+                .set(slot, 1, 0)
+                .context("setting the --cause filter")?;
+        }
+    }
     let mut watched = filters
         .pid
         .map(|pid| WatchedPid::new(pid, &mut loaded))

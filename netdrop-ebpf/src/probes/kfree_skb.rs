@@ -10,7 +10,7 @@ use netdrop_common::{MAX_REASONS, REASON_OVERFLOW_SLOT, RawDropEvent, filter, ki
 
 use crate::{
     kernel::{DropCtx, skb_net_header, tp_field},
-    maps::{DROP_COUNTS, EVENTS, LOST_COUNTS, STATS, bump, config},
+    maps::{DROP_COUNTS, EVENTS, LOST_COUNTS, STATS, bump, config, reason_allowed},
 };
 
 #[tracepoint]
@@ -28,7 +28,7 @@ fn try_kfree_skb(ctx: &TracePointContext) -> Option<u32> {
     } else {
         REASON_OVERFLOW_SLOT
     };
-    if !f.reason_allowed(slot) {
+    if !reason_allowed(cfg, slot) {
         return Some(0);
     }
     let skbaddr: u64 = tp_field(ctx, tp.skbaddr).unwrap_or(0);

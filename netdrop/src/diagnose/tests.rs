@@ -44,6 +44,7 @@ fn view(rec: &DropRecord, cause: Cause) -> DropView<'_> {
         location: String::new(),
         ts: 0.0,
         owner: None,
+        netns_name: None,
     }
 }
 

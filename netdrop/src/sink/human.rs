@@ -163,6 +163,10 @@ impl<W: Write> Sink for HumanSink<W> {
         } else {
             format!(" dev {}", r.dev)
         };
+        let netns = match &ev.netns_name {
+            Some(n) => n.clone(),
+            None => r.netns.to_string(),
+        };
         // The socket's owner when there is one; else the task that happened to run.
         let who = match &ev.owner {
             Some(o) => format!("owner {} {}", o.pid, o.comm),
@@ -170,12 +174,11 @@ impl<W: Write> Sink for HumanSink<W> {
         };
         writeln!(
             self.out,
-            "{} {:<20} {:<20} {}  netns {}{dev}{flow}  [{who}]",
+            "{} {:<20} {:<20} {}  netns {netns}{dev}{flow}  [{who}]",
             clock_time(ev.ts),
             ev.cause.as_str(),
             ev.reason,
             ev.location,
-            r.netns,
         )
     }
 

@@ -35,6 +35,8 @@ pub struct DropLine<'a> {
     pub reason: &'a str,
     pub location: &'a str,
     pub netns: u32,
+    /// `ip netns` name or `container:<id>`, when the namespace has one.
+    pub netns_name: Option<&'a str>,
     pub ifindex: u32,
     pub dev: &'a str,
     pub protocol: u16,
@@ -68,6 +70,7 @@ impl<'a> DropLine<'a> {
             reason: &ev.reason,
             location: &ev.location,
             netns: ev.rec.netns,
+            netns_name: ev.netns_name.as_deref(),
             ifindex: ev.rec.ifindex,
             dev: &ev.rec.dev,
             protocol: ev.rec.protocol,
