@@ -16,6 +16,7 @@ pub mod names {
     pub const STATS: &str = "STATS";
     pub const FILTER_INODES: &str = "FILTER_INODES";
     pub const FILTER_REASONS: &str = "FILTER_REASONS";
+    pub const SOCK_OWNERS: &str = "SOCK_OWNERS";
     pub const CONFIG: &str = "NETDROP_CONFIG";
     pub const PROG_KFREE_SKB: &str = "netdrop_kfree_skb";
     pub const PROG_NEIGH_CREATE: &str = "netdrop_neigh_create";
@@ -297,7 +298,9 @@ pub struct RawDropEvent {
     pub owner_src: u32,
     /// [`scope`] of the drop under `--pid`.
     pub scope: u32,
-    pub _pad: u32,
+    /// The socket's owner (tgid) as the kernel learned it when the socket
+    /// connected or listened (TCP); 0 if unknown.
+    pub owner_tgid: u32,
 }
 
 /// Where a drop's socket came from.

@@ -142,10 +142,20 @@ pub fn listener(sk: u64, o: &StructOffsets) -> Option<Listener> {
     })
 }
 
-/// A socket's owner handle: the socket inode (named in /proc/PID/fd) and uid.
+/// A socket's owner handle: the socket inode (named in /proc/PID/fd) and uid;
+/// `ino == 0`: no socket. (A plain struct, not an Option: moving an Option whose
+/// payload is uninitialised makes the verifier refuse the program.)
+#[derive(Clone, Copy)]
 pub struct SockOwner {
     pub ino: u64,
     pub uid: u32,
+}
+
+impl SockOwner {
+    pub const NONE: SockOwner = SockOwner {
+        ino: 0,
+        uid: u32::MAX,
+    };
 }
 
 /// TCP_TIME_WAIT and TCP_NEW_SYN_RECV (include/net/tcp_states.h, stable ABI):
@@ -153,13 +163,22 @@ pub struct SockOwner {
 const TCP_TIME_WAIT: u8 = 6;
 const TCP_NEW_SYN_RECV: u8 = 12;
 
-/// Follows sk → socket → file → inode → i_ino. `None` for a mini socket or one
-/// without a file (kernel sockets).
+/// Follows sk → socket → file → inode → i_ino. [`SockOwner::NONE`] for a mini
+/// socket or one without a file (kernel sockets).
 #[inline(always)]
-pub fn sock_owner(sk: u64, o: &StructOffsets) -> Option<SockOwner> {
-    if sk == 0 {
-        return None;
+pub fn sock_owner(sk: u64, o: &StructOffsets) -> SockOwner {
+    let ino = sock_ino(sk, o).unwrap_or(0);
+    if ino == 0 {
+        return SockOwner::NONE;
     }
+    SockOwner {
+        ino,
+        uid: read::<u32>(sk, o.sock_uid).unwrap_or(u32::MAX),
+    }
+}
+
+#[inline(always)]
+fn sock_ino(sk: u64, o: &StructOffsets) -> Option<u64> {
     let state = read::<u8>(sk, o.sock_state)?;
     if state == TCP_TIME_WAIT || state == TCP_NEW_SYN_RECV {
         return None;
@@ -167,17 +186,13 @@ pub fn sock_owner(sk: u64, o: &StructOffsets) -> Option<SockOwner> {
     let socket = read::<u64>(sk, o.sock_socket)?;
     let file = read::<u64>(socket, o.socket_file)?;
     let inode = read::<u64>(file, o.file_inode)?;
-    let ino = read::<u64>(inode, o.inode_ino)?;
-    Some(SockOwner {
-        ino,
-        uid: read::<u32>(sk, o.sock_uid).unwrap_or(u32::MAX),
-    })
+    read::<u64>(inode, o.inode_ino)
 }
 
 /// What a drop belongs to: its device and namespace, and its socket's owner.
 pub struct DropCtx {
     pub info: SkbInfo,
-    pub owner: Option<SockOwner>,
+    pub owner: SockOwner,
     pub owner_src: u32,
     pub scope: u32,
 }
@@ -188,13 +203,16 @@ impl DropCtx {
     #[inline(always)]
     pub fn read(skb: u64, rx_sk: u64, o: &StructOffsets) -> DropCtx {
         let info = skb_info(skb, o);
-        let (owner, src) = match sock_owner(info.sk, o) {
-            Some(owner) => (Some(owner), owner_src::SKB_SK),
-            None => match sock_owner(rx_sk, o) {
-                Some(owner) => (Some(owner), owner_src::RX_SK),
-                None => (None, owner_src::NONE),
-            },
-        };
+        let mut owner = sock_owner(info.sk, o);
+        let mut src = owner_src::SKB_SK;
+        if owner.ino == 0 {
+            owner = sock_owner(rx_sk, o);
+            src = if owner.ino == 0 {
+                owner_src::NONE
+            } else {
+                owner_src::RX_SK
+            };
+        }
         DropCtx {
             info,
             owner,
@@ -213,12 +231,14 @@ impl DropCtx {
             return false;
         }
         if f.flags & filter::PID != 0 {
-            self.scope = match &self.owner {
-                // SAFETY: a map lookup; the value is not kept.
-                Some(o) if unsafe { FILTER_INODES.get(&o.ino) }.is_some() => scope::PROCESS,
-                Some(_) => return false,
-                None if self.info.netns == f.pid_netns => scope::NETNS,
-                None => return false,
+            let ino = self.owner.ino;
+            // SAFETY: a map lookup; the value is not kept.
+            self.scope = if ino != 0 && unsafe { FILTER_INODES.get(&ino) }.is_some() {
+                scope::PROCESS
+            } else if ino == 0 && self.info.netns == f.pid_netns {
+                scope::NETNS
+            } else {
+                return false;
             };
         }
         true

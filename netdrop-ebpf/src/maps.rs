@@ -2,7 +2,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use netdrop_common::{Config, MAX_REASONS, stat};
 
@@ -30,6 +30,12 @@ pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 
 /// finds in /proc/PID/fd; the inet_sock_set_state hook adds new TCP sockets).
 #[map]
 pub static FILTER_INODES: HashMap<u64, u8> = HashMap::with_max_entries(65536, 0);
+
+/// Socket inode → the process (tgid) that connected or listened with it, learned
+/// in that process's context by the inet_sock_set_state hook. Least recently
+/// used entries make room.
+#[map]
+pub static SOCK_OWNERS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(65536, 0);
 
 /// `--cause`: 1 for each reason slot to keep.
 #[map]

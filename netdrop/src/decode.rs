@@ -60,6 +60,8 @@ pub struct DropRecord {
     pub owner_src: u32,
     /// Under `--pid`: a socket of the process, or a namespace-level drop.
     pub scope: u32,
+    /// The owner (tgid) the kernel learned when the socket connected/listened; 0 if unknown.
+    pub owner_tgid: u32,
 }
 
 /// Addresses and ports read from the packet's network header.
@@ -160,6 +162,7 @@ fn drop_record(raw: &RawDropEvent) -> DropRecord {
         owner_uid: raw.owner_uid,
         owner_src: raw.owner_src,
         scope: raw.scope,
+        owner_tgid: raw.owner_tgid,
     }
 }
 
@@ -276,6 +279,7 @@ pub(crate) mod tests_support {
             owner_uid: 0,
             owner_src: 0,
             scope: 0,
+            owner_tgid: 0,
         }
     }
 }
@@ -322,7 +326,7 @@ mod tests {
             owner_uid: 1000,
             owner_src: netdrop_common::owner_src::SKB_SK,
             scope: 0,
-            _pad: 0,
+            owner_tgid: 0,
         }
     }
 

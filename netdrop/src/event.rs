@@ -70,7 +70,7 @@ impl Classifier {
             reason,
             location: self.syms.resolve(rec.location),
             ts: self.clock.wall(rec.ts_ns),
-            owner: self.owners.lookup(rec.owner_ino).cloned(),
+            owner: self.owners.lookup(rec.owner_ino, rec.owner_tgid),
             netns_name: self.netns_names.name(rec.netns),
             rec,
         }

@@ -20,31 +20,53 @@ pub struct Owner {
     pub container: Option<String>,
 }
 
-/// Socket inode → owner, rescanned at most every [`RESCAN_EVERY`] on a miss.
+/// Socket inode → owner. The kernel names the owner of TCP sockets it saw
+/// connect or listen; for the others /proc is rescanned on a miss: at once for
+/// an inode not missed before (a socket just created), else at most every
+/// [`RESCAN_EVERY`] (a storm of drops on closed sockets must not become a storm
+/// of scans).
 #[derive(Debug, Default)]
 pub struct Owners {
     by_ino: HashMap<u64, Owner>,
+    by_pid: HashMap<u32, Owner>,
+    missed: std::collections::HashSet<u64>,
     last_scan: Option<Instant>,
 }
 
-/// A storm of drops on closed sockets must not turn into a storm of /proc scans.
 pub const RESCAN_EVERY: Duration = Duration::from_millis(200);
+/// Even first misses wait this long after a scan.
+pub const RESCAN_MIN: Duration = Duration::from_millis(10);
+/// Bounds the memory of inodes already missed.
+const MAX_MISSED: usize = 65536;
 
 impl Owners {
-    pub fn lookup(&mut self, ino: u64) -> Option<&Owner> {
+    /// The owner of socket `ino`; `tgid` is the owner the kernel learned (0: none).
+    pub fn lookup(&mut self, ino: u64, tgid: u32) -> Option<Owner> {
         if ino == 0 {
             return None;
         }
-        if !self.by_ino.contains_key(&ino)
-            && self.last_scan.is_none_or(|t| t.elapsed() >= RESCAN_EVERY)
-        {
-            self.rescan();
+        if tgid != 0 {
+            return Some(
+                self.by_pid
+                    .entry(tgid)
+                    .or_insert_with(|| process(tgid))
+                    .clone(),
+            );
         }
-        self.by_ino.get(&ino)
+        if !self.by_ino.contains_key(&ino) {
+            let since = self.last_scan.map(|t| t.elapsed());
+            let first_miss = self.missed.len() < MAX_MISSED && self.missed.insert(ino);
+            let wait = if first_miss { RESCAN_MIN } else { RESCAN_EVERY };
+            if since.is_none_or(|s| s >= wait) {
+                self.rescan();
+            }
+        }
+        self.by_ino.get(&ino).cloned()
     }
 
     pub fn rescan(&mut self) {
         self.by_ino = scan_all();
+        self.by_pid.clear();
         self.last_scan = Some(Instant::now());
     }
 }
@@ -113,6 +135,14 @@ fn scan_all() -> HashMap<u64, Owner> {
         }
     }
     out
+}
+
+fn process(pid: u32) -> Owner {
+    Owner {
+        pid,
+        comm: comm_of(pid),
+        container: container_of(pid),
+    }
 }
 
 /// Socket inodes open in process `pid` (its threads share the fd table).
@@ -191,8 +221,12 @@ mod tests {
         let link = fs::read_link(format!("/proc/self/fd/{}", sock.as_raw_fd())).unwrap();
         let ino = parse_socket_link(link.to_str().unwrap()).unwrap();
         let mut owners = Owners::default();
-        let o = owners.lookup(ino).expect("our socket is found");
+        let o = owners.lookup(ino, 0).expect("our socket is found");
         assert_eq!(o.pid, std::process::id());
-        assert!(owners.lookup(1).is_none(), "no such socket");
+        assert!(owners.lookup(1, 0).is_none(), "no such socket");
+        // The kernel's word wins and needs no scan.
+        let me = std::process::id();
+        assert_eq!(owners.lookup(2, me).map(|o| o.pid), Some(me));
+        assert_eq!(owners.lookup(0, me), None, "no socket, no owner");
     }
 }

@@ -20,6 +20,7 @@ pub mod counters;
 pub mod neigh;
 pub mod netdrop;
 pub mod netns;
+pub mod peer;
 pub mod rpfilter;
 pub mod sysctl;
 pub mod traffic;

@@ -140,6 +140,22 @@ impl Netdrop {
             Instant::now() + STOP_TIMEOUT,
             "netdrop after SIGINT",
         );
+        self.collect(waited)
+    }
+
+    /// Waits, without signalling it, until netdrop exits by itself (e.g. the
+    /// process of `--pid` exited); kills it and fails after `timeout`.
+    pub fn wait_exit(mut self, timeout: Duration) -> Result<NetdropOutput> {
+        let waited = wait_until(
+            &mut self.child,
+            Instant::now() + timeout,
+            "netdrop exiting by itself",
+        );
+        self.collect(waited)
+    }
+
+    /// What netdrop printed, once it has exited (or was killed).
+    fn collect(&mut self, waited: Result<ExitStatus>) -> Result<NetdropOutput> {
         let stdout = self
             .stdout
             .take()

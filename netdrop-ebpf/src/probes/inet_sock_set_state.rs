@@ -1,7 +1,8 @@
-//! `sock:inet_sock_set_state` (4.16+) — only for `--pid`: when the watched
-//! process moves a TCP socket to SYN_SENT (connect) or LISTEN (listen), this
-//! runs in its context, and the socket's inode joins FILTER_INODES at once, so
-//! drops of a socket created after netdrop started are kept from the first SYN.
+//! `sock:inet_sock_set_state` (4.16+). A TCP socket moves to SYN_SENT (connect)
+//! or LISTEN (listen) in its owner's context: that is when the owner is known
+//! for sure. The inode → tgid goes into SOCK_OWNERS (so a drop names its owner
+//! even if the socket is gone before /proc is read), and under `--pid` the
+//! watched process's socket joins FILTER_INODES at once, from its first SYN.
 
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
@@ -10,7 +11,7 @@ use netdrop_common::filter;
 
 use crate::{
     kernel::{sock_owner, tp_field},
-    maps::{FILTER_INODES, config},
+    maps::{FILTER_INODES, SOCK_OWNERS, config},
 };
 
 /// include/net/tcp_states.h (stable ABI).
@@ -21,9 +22,7 @@ const TCP_LISTEN: i32 = 10;
 pub fn netdrop_inet_sock_set_state(ctx: TracePointContext) -> u32 {
     let cfg = config();
     let f = &cfg.filter;
-    if f.flags & filter::PID == 0 || (bpf_get_current_pid_tgid() >> 32) as u32 != f.pid_tgid {
-        return 0;
-    }
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let tp = &cfg.sock_set_state;
     let Some(state) = tp_field::<i32>(&ctx, tp.newstate) else {
         return 0;
@@ -34,7 +33,12 @@ pub fn netdrop_inet_sock_set_state(ctx: TracePointContext) -> u32 {
     let Some(sk) = tp_field::<u64>(&ctx, tp.skaddr) else {
         return 0;
     };
-    if let Some(o) = sock_owner(sk, &cfg.structs) {
+    let o = sock_owner(sk, &cfg.structs);
+    if o.ino == 0 {
+        return 0;
+    }
+    let _ = SOCK_OWNERS.insert(&o.ino, &tgid, 0);
+    if f.flags & filter::PID != 0 && tgid == f.pid_tgid {
         let _ = FILTER_INODES.insert(&o.ino, &1, 0);
     }
     0

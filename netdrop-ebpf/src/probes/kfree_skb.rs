@@ -10,7 +10,7 @@ use netdrop_common::{MAX_REASONS, REASON_OVERFLOW_SLOT, RawDropEvent, filter, ki
 
 use crate::{
     kernel::{DropCtx, skb_net_header, tp_field},
-    maps::{DROP_COUNTS, EVENTS, LOST_COUNTS, STATS, bump, config, reason_allowed},
+    maps::{DROP_COUNTS, EVENTS, LOST_COUNTS, SOCK_OWNERS, STATS, bump, config, reason_allowed},
 };
 
 #[tracepoint]
@@ -76,11 +76,18 @@ fn try_kfree_skb(ctx: &TracePointContext) -> Option<u32> {
         (*ev).net_hdr = [0; netdrop_common::NET_HDR_LEN];
         (*ev).net_hdr_len =
             skb_net_header(skbaddr, &cfg.structs, cfg.net_hdr_len, &mut (*ev).net_hdr);
-        (*ev).owner_ino = d.owner.as_ref().map_or(0, |o| o.ino);
-        (*ev).owner_uid = d.owner.as_ref().map_or(u32::MAX, |o| o.uid);
+        (*ev).owner_ino = d.owner.ino;
+        (*ev).owner_uid = d.owner.uid;
         (*ev).owner_src = d.owner_src;
         (*ev).scope = d.scope;
-        (*ev)._pad = 0;
+        (*ev).owner_tgid = if d.owner.ino == 0 {
+            0
+        } else {
+            // SAFETY: a map lookup; the value is copied out.
+            unsafe { SOCK_OWNERS.get(&d.owner.ino) }
+                .copied()
+                .unwrap_or(0)
+        };
     }
     entry.submit(0);
     bump(&STATS, stat::DROP_EVENTS_SENT);

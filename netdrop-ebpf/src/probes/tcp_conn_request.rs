@@ -55,14 +55,12 @@ fn on_conn_request(sk: u64) {
     if f.flags & filter::DEV != 0 {
         return;
     }
-    if f.flags & filter::PID != 0 {
-        let Some(o) = sock_owner(sk, &cfg.structs) else {
-            return;
-        };
-        // SAFETY: a map lookup; the value is not kept.
-        if unsafe { FILTER_INODES.get(&o.ino) }.is_none() {
-            return;
-        }
+    let owner = sock_owner(sk, &cfg.structs);
+    // SAFETY: a map lookup; the value is not kept.
+    if f.flags & filter::PID != 0
+        && (owner.ino == 0 || unsafe { FILTER_INODES.get(&owner.ino) }.is_none())
+    {
+        return;
     }
     bump(&STATS, stat::ACCEPT_SYN_DROP);
     if cfg.emit_events == 0 {
@@ -85,9 +83,8 @@ fn on_conn_request(sk: u64) {
         (*ev).pid = (bpf_get_current_pid_tgid() >> 32) as u32;
         (*ev).addr = l.addr;
         (*ev).comm = bpf_get_current_comm().unwrap_or([0; 16]);
-        let owner = sock_owner(sk, &cfg.structs);
-        (*ev).owner_ino = owner.as_ref().map_or(0, |o| o.ino);
-        (*ev).owner_uid = owner.as_ref().map_or(u32::MAX, |o| o.uid);
+        (*ev).owner_ino = owner.ino;
+        (*ev).owner_uid = owner.uid;
         (*ev)._pad = 0;
     }
     entry.submit(0);

@@ -33,6 +33,7 @@ fn drop_rec(dev: &str, saddr: &str, daddr: &str, dport: u16) -> DropRecord {
         owner_uid: 0,
         owner_src: 0,
         scope: 0,
+        owner_tgid: 0,
     }
 }
 
