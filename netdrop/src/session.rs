@@ -309,7 +309,8 @@ fn drain(
                     continue;
                 }
                 diagnosis.on_listen_drop(&rec);
-                sink.on_listen_drop(&rec, classifier.clock.wall(rec.ts_ns))?;
+                let owner = classifier.owners.lookup(rec.owner_ino, 0);
+                sink.on_listen_drop(&rec, owner.as_ref(), classifier.clock.wall(rec.ts_ns))?;
             }
             Err(e) => {
                 session.undecodable += 1;

@@ -200,7 +200,12 @@ impl<W: Write> Sink for HumanSink<W> {
         )
     }
 
-    fn on_listen_drop(&mut self, rec: &ListenRecord, ts: f64) -> io::Result<()> {
+    fn on_listen_drop(
+        &mut self,
+        rec: &ListenRecord,
+        _owner: Option<&crate::owner::Owner>,
+        ts: f64,
+    ) -> io::Result<()> {
         if !self.allow(Cause::AcceptQueueFull) {
             return Ok(());
         }

@@ -129,6 +129,9 @@ struct ListenLine<'a> {
     backlog: u32,
     pid: u32,
     comm: &'a str,
+    /// The listener's owner.
+    owner: Option<&'a crate::owner::Owner>,
+    socket: &'static str,
 }
 
 #[derive(Serialize)]
@@ -161,7 +164,12 @@ impl<W: Write> Sink for JsonSink<W> {
         })
     }
 
-    fn on_listen_drop(&mut self, rec: &ListenRecord, ts: f64) -> io::Result<()> {
+    fn on_listen_drop(
+        &mut self,
+        rec: &ListenRecord,
+        owner: Option<&crate::owner::Owner>,
+        ts: f64,
+    ) -> io::Result<()> {
         self.line(&ListenLine {
             ty: "drop",
             ts,
@@ -175,6 +183,8 @@ impl<W: Write> Sink for JsonSink<W> {
             backlog: rec.max_ack_backlog,
             pid: rec.pid,
             comm: &rec.comm,
+            owner,
+            socket: "listener",
         })
     }
 

@@ -9,6 +9,7 @@ use std::io;
 use crate::{
     decode::{ListenRecord, NeighRecord},
     event::DropView,
+    owner::Owner,
     summary::Summary,
 };
 
@@ -26,7 +27,12 @@ pub trait Sink {
     fn on_drop(&mut self, ev: &DropView<'_>) -> io::Result<()>;
     fn on_neigh_fail(&mut self, rec: &NeighRecord, ts: f64) -> io::Result<()>;
     /// A SYN refused by a full accept queue (only where tcp_conn_request is hooked).
-    fn on_listen_drop(&mut self, rec: &ListenRecord, ts: f64) -> io::Result<()>;
+    fn on_listen_drop(
+        &mut self,
+        rec: &ListenRecord,
+        owner: Option<&Owner>,
+        ts: f64,
+    ) -> io::Result<()>;
     /// Called every interval with the running totals.
     fn tick(&mut self, summary: &Summary, session: &Session) -> io::Result<()>;
     /// Called once at the end with the exact totals.

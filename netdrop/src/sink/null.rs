@@ -18,7 +18,12 @@ impl Sink for NullSink {
     fn on_neigh_fail(&mut self, _: &NeighRecord, _: f64) -> io::Result<()> {
         Ok(())
     }
-    fn on_listen_drop(&mut self, _: &ListenRecord, _: f64) -> io::Result<()> {
+    fn on_listen_drop(
+        &mut self,
+        _: &ListenRecord,
+        _: Option<&crate::owner::Owner>,
+        _: f64,
+    ) -> io::Result<()> {
         Ok(())
     }
     fn tick(&mut self, _: &Summary, _: &Session) -> io::Result<()> {
