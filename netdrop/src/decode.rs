@@ -166,14 +166,19 @@ fn drop_record(raw: &RawDropEvent) -> DropRecord {
     }
 }
 
-fn neigh_record(raw: &RawNeighEvent) -> NeighRecord {
-    let addr = match raw.family {
+/// An address the kernel side stored as 16 bytes (IPv4 in the first 4).
+fn ip_of(family: u32, bytes: [u8; 16]) -> Option<IpAddr> {
+    match family {
         AF_INET => Some(IpAddr::V4(Ipv4Addr::new(
-            raw.key[0], raw.key[1], raw.key[2], raw.key[3],
+            bytes[0], bytes[1], bytes[2], bytes[3],
         ))),
-        AF_INET6 => Some(IpAddr::V6(Ipv6Addr::from(raw.key))),
+        AF_INET6 => Some(IpAddr::V6(Ipv6Addr::from(bytes))),
         _ => None,
-    };
+    }
+}
+
+fn neigh_record(raw: &RawNeighEvent) -> NeighRecord {
+    let addr = ip_of(raw.family, raw.key);
     NeighRecord {
         ts_ns: raw.ts_ns,
         family: raw.family,
@@ -186,16 +191,9 @@ fn neigh_record(raw: &RawNeighEvent) -> NeighRecord {
 }
 
 fn listen_record(raw: &RawListenEvent) -> ListenRecord {
-    let addr = if u32::from(raw.family) == AF_INET {
-        IpAddr::V4(Ipv4Addr::new(
-            raw.addr[0],
-            raw.addr[1],
-            raw.addr[2],
-            raw.addr[3],
-        ))
-    } else {
-        IpAddr::V6(Ipv6Addr::from(raw.addr))
-    };
+    // A listener is AF_INET or AF_INET6; anything else is read as IPv6, as before.
+    let addr =
+        ip_of(u32::from(raw.family), raw.addr).unwrap_or(IpAddr::V6(Ipv6Addr::from(raw.addr)));
     ListenRecord {
         ts_ns: raw.ts_ns,
         netns: raw.netns,

@@ -10,18 +10,9 @@ const NS: u64 = 4026532177;
 
 fn drop_rec(dev: &str, saddr: &str, daddr: &str, dport: u16) -> DropRecord {
     DropRecord {
-        ts_ns: 0,
-        reason: 0,
-        location: 0,
-        skbaddr: 0,
-        sk: 0,
-        rx_sk: 0,
         netns: NS as u32,
         ifindex: 2,
         dev: dev.into(),
-        protocol: 0x0800,
-        pid: 0,
-        comm: String::new(),
         packet: Some(Packet {
             saddr: saddr.parse().unwrap(),
             daddr: daddr.parse().unwrap(),
@@ -29,11 +20,7 @@ fn drop_rec(dev: &str, saddr: &str, daddr: &str, dport: u16) -> DropRecord {
             sport: Some(40000),
             dport: Some(dport),
         }),
-        owner_ino: 0,
-        owner_uid: 0,
-        owner_src: 0,
-        scope: 0,
-        owner_tgid: 0,
+        ..crate::decode::tests_support::drop_record()
     }
 }
 
