@@ -2,6 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use serde::{Deserialize, Serialize};
 use netdrop_common::{RawDropEvent, RawListenEvent, RawNeighEvent, kind};
 use thiserror::Error;
 
@@ -22,7 +23,7 @@ pub enum Record {
 }
 
 /// A SYN refused because the listener's accept queue was full (tcp_conn_request hook).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ListenRecord {
     pub ts_ns: u64,
     pub netns: u32,
@@ -38,7 +39,7 @@ pub struct ListenRecord {
 }
 
 /// A dropped skb.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DropRecord {
     pub ts_ns: u64,
     pub reason: u32,
@@ -65,7 +66,7 @@ pub struct DropRecord {
 }
 
 /// Addresses and ports read from the packet's network header.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Packet {
     pub saddr: IpAddr,
     pub daddr: IpAddr,
@@ -89,7 +90,7 @@ impl Packet {
 }
 
 /// A neighbour entry the table refused to create.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NeighRecord {
     pub ts_ns: u64,
     pub family: u32,

@@ -10,7 +10,7 @@ use std::ffi::CStr;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::nl::{self, u16_at, u32_at};
 
@@ -31,7 +31,7 @@ pub const NUD_PERMANENT: u16 = 0x80;
 pub const NUD_NONE: u16 = 0x00;
 
 /// One neighbour cache entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NeighEntry {
     pub ifindex: u32,
     /// Interface name in the entry's namespace; empty if the interface vanished.

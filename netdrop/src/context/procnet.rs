@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Parses `/proc/net/netstat` or `/proc/net/snmp`: pairs of lines `Prefix: A B C`
 /// (names) then `Prefix: 1 2 3` (values), into keys `Prefix:A` → value.
@@ -61,7 +61,7 @@ pub fn read_snmp() -> io::Result<BTreeMap<String, u64>> {
 
 /// Neighbour-table statistics (`/proc/net/stat/arp_cache` or `ndisc_cache`).
 /// The tables are global: the numbers cover all namespaces.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArpCacheStats {
     /// Entries in the table now (the same on every per-CPU line: taken once).
     pub entries: u64,
@@ -176,7 +176,7 @@ fn opt(path: &str) -> Option<i64> {
 
 /// Per-interface settings; `None` where the file is absent (no such interface here,
 /// or no IPv4 on it).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DevSysctls {
     /// `net/ipv4/conf/<dev>/rp_filter`.
     pub rp_filter: Option<i64>,
@@ -188,7 +188,7 @@ pub struct DevSysctls {
 
 /// Drop-relevant sysctls of one namespace, read in one go by [`read_netns_sysctls`].
 /// Each is `None` when absent or unreadable.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetnsSysctls {
     /// Namespace the values were read in.
     pub netns_inode: Option<u64>,

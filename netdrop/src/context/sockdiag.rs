@@ -10,7 +10,7 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::nl::{self, u32_at};
 
@@ -22,7 +22,7 @@ const REQ_LEN: usize = 56;
 const MSG_LEN: usize = 72;
 
 /// One listening TCP socket.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Listener {
     /// `AF_INET` or `AF_INET6`.
     pub family: u8,
