@@ -16,6 +16,7 @@ pub mod filter;
 pub mod kernel;
 pub mod loader;
 pub mod owner;
+pub mod pcapng;
 pub mod privileges;
 pub mod session;
 pub mod sink;
