@@ -16,7 +16,7 @@ use crate::{
 };
 
 /// Which hooks ran, for the report header.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Hooks {
     pub attached: Vec<String>,
     /// `slot: what replaces it`.

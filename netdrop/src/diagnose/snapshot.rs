@@ -13,7 +13,7 @@ use crate::context::{
 /// pods would otherwise spend its time here); the rest are counted.
 pub const MAX_NETNS: usize = 512;
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NetnsSnapshot {
     pub inode: u64,
     pub name: Option<String>,
@@ -26,7 +26,7 @@ pub struct NetnsSnapshot {
     pub neighbours: Vec<NeighEntry>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
     /// Seconds since the observation started.
     pub at_s: f64,

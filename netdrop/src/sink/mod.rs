@@ -49,4 +49,22 @@ pub trait Sink {
     }
     /// Push buffered output out (after each batch of events).
     fn flush(&mut self) -> io::Result<()>;
+    /// Once, after the hooks attached: what is being observed, on which kernel.
+    fn on_start(&mut self, _header: &crate::record::Header) -> io::Result<()> {
+        Ok(())
+    }
+    /// Every snapshot of the kernel's own view (the baseline first, the final last).
+    fn on_snapshot(&mut self, _snap: &crate::diagnose::Snapshot) -> io::Result<()> {
+        Ok(())
+    }
+    /// The kernel's exact counters, every second and at the end (`at_s`: seconds
+    /// since the start).
+    fn on_counts(
+        &mut self,
+        _at_s: f64,
+        _counts: &crate::summary::Counts,
+        _session: &Session,
+    ) -> io::Result<()> {
+        Ok(())
+    }
 }

@@ -1,0 +1,299 @@
+//! The recording file format: a fixed preamble, then checked frames.
+//!
+//! ```text
+//! file     = preamble frame*
+//! preamble = "NDREC\r\n\x1a"  version:u32le  flags:u32le            (16 bytes)
+//! frame    = "ndr\xfe"  len:u32le  kind:u8  payload[len]  crc:u32le
+//!            crc = CRC-32 (IEEE) of len, kind and payload
+//! ```
+//!
+//! The first frame is always a [`Header`]. Payloads are postcard (compact serde)
+//! encodings of the types below, one type per kind. The sync word lets a reader
+//! find the next frame after damage; the checksum tells a whole frame from a torn
+//! or altered one. A writer killed mid-frame leaves a file whose last frame is
+//! incomplete: every frame before it is intact.
+
+use bytes::{Buf, BufMut, BytesMut};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::{
+    decode::{DropRecord, ListenRecord, NeighRecord},
+    diagnose::{Snapshot, report::Hooks},
+    owner::Owner,
+    sink::Session,
+    summary::Counts,
+};
+
+pub const MAGIC: [u8; 8] = *b"NDREC\r\n\x1a";
+/// The format this netdrop writes, and the newest it reads.
+pub const VERSION: u32 = 1;
+pub const PREAMBLE_LEN: usize = 16;
+pub const SYNC: [u8; 4] = *b"ndr\xfe";
+/// sync + len + kind.
+pub const FRAME_HEAD: usize = 9;
+pub const FRAME_TAIL: usize = 4;
+/// Larger lengths are damage, not data (a snapshot of a huge neighbour table is
+/// a few MiB).
+pub const MAX_PAYLOAD: u32 = 64 << 20;
+
+/// Frame kinds. A reader skips kinds it does not know (written by a newer
+/// netdrop of the same format version) and says so.
+pub mod kind {
+    pub const HEADER: u8 = 1;
+    pub const DROP: u8 = 2;
+    pub const NEIGH_FAIL: u8 = 3;
+    pub const LISTEN_DROP: u8 = 4;
+    pub const NEIGH_STATE: u8 = 5;
+    pub const COUNTERS: u8 = 6;
+    pub const SNAPSHOT: u8 = 7;
+    pub const LOST: u8 = 8;
+    pub const END: u8 = 9;
+}
+
+/// What makes a recording self-describing: it replays on a machine with another
+/// kernel (reason numbers differ between kernels) and without /proc access to
+/// the recorded one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    pub netdrop_version: String,
+    pub kernel_release: String,
+    pub hostname: String,
+    /// Unix seconds the recorded machine booted at.
+    pub boot_time: u64,
+    /// Unix time the recording started.
+    pub start_unix: f64,
+    /// CLOCK_MONOTONIC at start, ns: the kernel's event timestamps are on this clock.
+    pub start_mono_ns: u64,
+    /// CLOCK_REALTIME - CLOCK_MONOTONIC at start, ns.
+    pub clock_offset_ns: i64,
+    /// The running kernel's `skb_drop_reason` values and names.
+    pub reasons: Vec<(u32, String)>,
+    /// False on kernels before 5.17 (no reason field).
+    pub has_reason_field: bool,
+    pub hooks: Hooks,
+    /// The command line's filters, as the user gave them (already applied).
+    pub filters: Vec<String>,
+    /// Packet bytes kept per drop (0: none).
+    pub capture_bytes: u32,
+    /// Seconds between counter records.
+    pub counter_interval_s: f64,
+}
+
+/// A drop as `watch` saw it: the decoded record plus what the agent resolved on
+/// the recording machine (the replaying one cannot).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DropEntry {
+    pub rec: DropRecord,
+    pub location: String,
+    pub owner: Option<Owner>,
+    pub netns_name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListenEntry {
+    pub rec: ListenRecord,
+    pub owner: Option<Owner>,
+}
+
+/// The kernel's exact counters at one moment: non-zero slots only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CountersEntry {
+    /// Seconds since the start.
+    pub at_s: f64,
+    pub drops: Vec<(u32, u64)>,
+    pub lost: Vec<(u32, u64)>,
+    pub stats: Vec<u64>,
+    pub session: SessionEntry,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SessionEntry {
+    pub duration_s: f64,
+    pub events_read: u64,
+    pub undecodable: u64,
+}
+
+/// Records the recorder had to leave out because writing fell behind.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct LostEntry {
+    pub at_s: f64,
+    pub drops: u64,
+    pub others: u64,
+}
+
+/// The last frame of a recording that was stopped cleanly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndEntry {
+    pub session: SessionEntry,
+    /// Records left out over the whole recording (as in the LOST frames).
+    pub lost: LostEntry,
+}
+
+/// One decoded frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Entry {
+    Header(Box<Header>),
+    Drop(Box<DropEntry>),
+    NeighFail(NeighRecord),
+    ListenDrop(Box<ListenEntry>),
+    Counters(Box<CountersEntry>),
+    Snapshot(Box<Snapshot>),
+    Lost(LostEntry),
+    End(EndEntry),
+}
+
+impl Entry {
+    pub fn kind(&self) -> u8 {
+        match self {
+            Entry::Header(_) => kind::HEADER,
+            Entry::Drop(_) => kind::DROP,
+            Entry::NeighFail(_) => kind::NEIGH_FAIL,
+            Entry::ListenDrop(_) => kind::LISTEN_DROP,
+            Entry::Counters(_) => kind::COUNTERS,
+            Entry::Snapshot(_) => kind::SNAPSHOT,
+            Entry::Lost(_) => kind::LOST,
+            Entry::End(_) => kind::END,
+        }
+    }
+
+    /// Appends this entry as one frame.
+    pub fn encode(&self, out: &mut BytesMut) {
+        let payload = match self {
+            Entry::Header(v) => postcard::to_stdvec(v),
+            Entry::Drop(v) => postcard::to_stdvec(v),
+            Entry::NeighFail(v) => postcard::to_stdvec(v),
+            Entry::ListenDrop(v) => postcard::to_stdvec(v),
+            Entry::Counters(v) => postcard::to_stdvec(v),
+            Entry::Snapshot(v) => postcard::to_stdvec(v),
+            Entry::Lost(v) => postcard::to_stdvec(v),
+            Entry::End(v) => postcard::to_stdvec(v),
+        }
+        // Serializing plain data into a Vec cannot fail.
+        .expect("postcard encoding");
+        frame(self.kind(), &payload, out);
+    }
+
+    /// The payload of a frame of `kind`; `None` for a kind this version does not know.
+    pub fn decode(kind: u8, payload: &[u8]) -> Option<Result<Entry, postcard::Error>> {
+        fn de<T: DeserializeOwned>(p: &[u8]) -> Result<T, postcard::Error> {
+            let (v, rest) = postcard::take_from_bytes(p)?;
+            if rest.is_empty() {
+                Ok(v)
+            } else {
+                Err(postcard::Error::DeserializeBadEncoding)
+            }
+        }
+        let entry = match kind {
+            kind::HEADER => de(payload).map(Entry::Header),
+            kind::DROP => de(payload).map(Entry::Drop),
+            kind::NEIGH_FAIL => de(payload).map(Entry::NeighFail),
+            kind::LISTEN_DROP => de(payload).map(Entry::ListenDrop),
+            kind::COUNTERS => de(payload).map(Entry::Counters),
+            kind::SNAPSHOT => de(payload).map(Entry::Snapshot),
+            kind::LOST => de(payload).map(Entry::Lost),
+            kind::END => de(payload).map(Entry::End),
+            _ => return None,
+        };
+        Some(entry)
+    }
+}
+
+/// Appends one frame: sync, length, kind, payload, checksum.
+pub fn frame(kind: u8, payload: &[u8], out: &mut BytesMut) {
+    let len = u32::try_from(payload.len()).expect("frame payload over 4 GiB");
+    out.reserve(FRAME_HEAD + payload.len() + FRAME_TAIL);
+    out.put_slice(&SYNC);
+    out.put_u32_le(len);
+    out.put_u8(kind);
+    out.put_slice(payload);
+    out.put_u32_le(checksum(len, kind, payload));
+}
+
+pub fn checksum(len: u32, kind: u8, payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&len.to_le_bytes());
+    h.update(&[kind]);
+    h.update(payload);
+    h.finalize()
+}
+
+pub fn preamble() -> [u8; PREAMBLE_LEN] {
+    let mut p = [0u8; PREAMBLE_LEN];
+    p[..8].copy_from_slice(&MAGIC);
+    p[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    p
+}
+
+/// The version in a preamble, or why it is not one.
+pub fn read_preamble(mut data: &[u8]) -> Result<u32, String> {
+    if data.len() < MAGIC.len() || data[..MAGIC.len()] != MAGIC {
+        return Err("not a netdrop recording (no NDREC signature at the start)".into());
+    }
+    if data.len() < PREAMBLE_LEN {
+        return Err(format!(
+            "truncated: the file is {} bytes, shorter than the {PREAMBLE_LEN}-byte preamble",
+            data.len()
+        ));
+    }
+    data.advance(MAGIC.len());
+    Ok(data.get_u32_le())
+}
+
+impl CountersEntry {
+    pub fn new(at_s: f64, counts: &Counts, session: &Session) -> CountersEntry {
+        let sparse = |v: &[u64]| {
+            v.iter()
+                .enumerate()
+                .filter(|(_, c)| **c != 0)
+                .map(|(i, c)| (i as u32, *c))
+                .collect()
+        };
+        CountersEntry {
+            at_s,
+            drops: sparse(&counts.drops),
+            lost: sparse(&counts.lost),
+            stats: counts.stats.clone(),
+            session: SessionEntry::from(session),
+        }
+    }
+
+    /// Back to dense counters (slots past `MAX_REASONS` are kept in the last slot).
+    pub fn counts(&self) -> Counts {
+        let n = netdrop_common::MAX_REASONS as usize;
+        let dense = |v: &[(u32, u64)]| {
+            let mut d = vec![0u64; n];
+            for &(i, c) in v {
+                let slot = (i as usize).min(n - 1);
+                d[slot] = d[slot].saturating_add(c);
+            }
+            d
+        };
+        let mut stats = self.stats.clone();
+        stats.resize(netdrop_common::stat::COUNT as usize, 0);
+        Counts {
+            drops: dense(&self.drops),
+            lost: dense(&self.lost),
+            stats,
+        }
+    }
+}
+
+impl From<&Session> for SessionEntry {
+    fn from(s: &Session) -> Self {
+        SessionEntry {
+            duration_s: s.duration_s,
+            events_read: s.events_read,
+            undecodable: s.undecodable,
+        }
+    }
+}
+
+impl From<SessionEntry> for Session {
+    fn from(s: SessionEntry) -> Self {
+        Session {
+            duration_s: s.duration_s,
+            events_read: s.events_read,
+            undecodable: s.undecodable,
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! Recordings: `netdrop record` (or `watch --record`) writes what the live views
+//! and the diagnosis used — the drops as `watch` saw them, the exact kernel
+//! counters every second, the snapshots of the kernel's own view — so that
+//! `netdrop replay` shows the same thing later, elsewhere, without root.
+//!
+//! - [`format`]: the bytes on disk (preamble, checked frames, entry types);
+//! - [`writer`]: the recording thread, bounded, counting what it leaves out;
+//! - [`reader`]: reads any file, intact or not, and describes the damage;
+//! - [`RecordSink`]: the [`Sink`] that feeds the writer from a live session.
+
+pub mod format;
+pub mod reader;
+pub mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::{io, path::Path};
+
+use anyhow::Result;
+use serde::Serialize;
+
+pub use format::{EndEntry, Entry, Header};
+pub use reader::{Damage, Reader, open};
+pub use writer::{Recorder, WriteStats};
+
+use crate::{
+    decode::{DropRecord, ListenRecord, NeighRecord},
+    diagnose::Snapshot,
+    event::DropView,
+    owner::Owner,
+    sink::{Session, Sink},
+    summary::{Counts, Summary},
+};
+
+/// Feeds a live session into a recording.
+pub struct RecordSink {
+    rec: Option<Recorder>,
+    start_mono_ns: u64,
+    /// Print a progress line on stderr every interval (`netdrop record`).
+    progress: bool,
+}
+
+/// Serializes exactly like [`format::DropEntry`], without copying the record.
+#[derive(Serialize)]
+struct DropEntryRef<'a> {
+    rec: &'a DropRecord,
+    location: &'a str,
+    owner: Option<&'a Owner>,
+    netns_name: Option<&'a str>,
+}
+
+/// Serializes exactly like [`format::ListenEntry`].
+#[derive(Serialize)]
+struct ListenEntryRef<'a> {
+    rec: &'a ListenRecord,
+    owner: Option<&'a Owner>,
+}
+
+impl RecordSink {
+    pub fn create(path: &Path, progress: bool) -> Result<RecordSink> {
+        Ok(RecordSink {
+            rec: Some(Recorder::create(path)?),
+            start_mono_ns: 0,
+            progress,
+        })
+    }
+
+    fn rec(&mut self) -> &mut Recorder {
+        self.rec.as_mut().expect("recording finished")
+    }
+
+    fn at_s(&self, ts_ns: u64) -> f64 {
+        ts_ns.saturating_sub(self.start_mono_ns) as f64 / 1e9
+    }
+}
+
+impl Sink for RecordSink {
+    fn on_start(&mut self, header: &Header) -> io::Result<()> {
+        self.start_mono_ns = header.start_mono_ns;
+        self.rec().must(&Entry::Header(Box::new(header.clone())))
+    }
+
+    fn on_snapshot(&mut self, snap: &Snapshot) -> io::Result<()> {
+        self.rec().must(&Entry::Snapshot(Box::new(snap.clone())))
+    }
+
+    fn on_counts(&mut self, at_s: f64, counts: &Counts, session: &Session) -> io::Result<()> {
+        let entry = format::CountersEntry::new(at_s, counts, session);
+        self.rec().must(&Entry::Counters(Box::new(entry)))
+    }
+
+    fn on_drop(&mut self, ev: &DropView<'_>) -> io::Result<()> {
+        let at = self.at_s(ev.rec.ts_ns);
+        let entry = DropEntryRef {
+            rec: ev.rec,
+            location: &ev.location,
+            owner: ev.owner.as_ref(),
+            netns_name: ev.netns_name.as_deref(),
+        };
+        self.rec().event(format::kind::DROP, &entry, at)
+    }
+
+    fn on_neigh_fail(&mut self, rec: &NeighRecord, _ts: f64) -> io::Result<()> {
+        let at = self.at_s(rec.ts_ns);
+        self.rec().event(format::kind::NEIGH_FAIL, rec, at)
+    }
+
+    fn on_listen_drop(
+        &mut self,
+        rec: &ListenRecord,
+        owner: Option<&Owner>,
+        _ts: f64,
+    ) -> io::Result<()> {
+        let at = self.at_s(rec.ts_ns);
+        self.rec().event(
+            format::kind::LISTEN_DROP,
+            &ListenEntryRef { rec, owner },
+            at,
+        )
+    }
+
+    fn tick(&mut self, summary: &Summary, session: &Session) -> io::Result<()> {
+        if self.progress {
+            let r = self.rec();
+            eprintln!(
+                "netdrop: recording {}: {:.0}s, {} drops counted, {} records written{}",
+                r.path().display(),
+                session.duration_s,
+                summary.total_drops,
+                r.frames_sent(),
+                match r.lost() {
+                    l if l.drops + l.others > 0 => format!(
+                        ", {} left out (disk too slow: {} drops, {} others)",
+                        l.drops + l.others,
+                        l.drops,
+                        l.others
+                    ),
+                    _ => String::new(),
+                }
+            );
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, _summary: &Summary, session: &Session) -> io::Result<()> {
+        let Some(rec) = self.rec.take() else {
+            return Ok(());
+        };
+        let path = rec.path().to_path_buf();
+        let end = EndEntry {
+            session: session.into(),
+            lost: Default::default(),
+        };
+        let lost = rec.lost();
+        let stats = rec
+            .finish(end)
+            .map_err(|e| io::Error::other(format!("{e:#}")))?;
+        eprintln!(
+            "netdrop: recorded {} records ({:.1} KiB) to {}{}",
+            stats.frames,
+            stats.bytes as f64 / 1024.0,
+            path.display(),
+            if lost.drops + lost.others > 0 {
+                format!(
+                    "; {} drop events and {} other events were left out because writing fell behind (counts are exact)",
+                    lost.drops, lost.others
+                )
+            } else {
+                String::new()
+            }
+        );
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Sends everything to two sinks (e.g. the live view and a recording).
+pub struct Tee<'a> {
+    pub a: &'a mut dyn Sink,
+    pub b: &'a mut dyn Sink,
+}
+
+impl Sink for Tee<'_> {
+    fn on_drop(&mut self, ev: &DropView<'_>) -> io::Result<()> {
+        self.a.on_drop(ev)?;
+        self.b.on_drop(ev)
+    }
+    fn on_neigh_fail(&mut self, rec: &NeighRecord, ts: f64) -> io::Result<()> {
+        self.a.on_neigh_fail(rec, ts)?;
+        self.b.on_neigh_fail(rec, ts)
+    }
+    fn on_listen_drop(
+        &mut self,
+        rec: &ListenRecord,
+        owner: Option<&Owner>,
+        ts: f64,
+    ) -> io::Result<()> {
+        self.a.on_listen_drop(rec, owner, ts)?;
+        self.b.on_listen_drop(rec, owner, ts)
+    }
+    fn tick(&mut self, summary: &Summary, session: &Session) -> io::Result<()> {
+        self.a.tick(summary, session)?;
+        self.b.tick(summary, session)
+    }
+    fn finish(&mut self, summary: &Summary, session: &Session) -> io::Result<()> {
+        self.a.finish(summary, session)?;
+        self.b.finish(summary, session)
+    }
+    fn wants_live_report(&self) -> bool {
+        self.a.wants_live_report() || self.b.wants_live_report()
+    }
+    fn on_report(&mut self, report: &crate::diagnose::Report) -> io::Result<()> {
+        self.a.on_report(report)?;
+        self.b.on_report(report)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.a.flush()?;
+        self.b.flush()
+    }
+    fn on_start(&mut self, header: &Header) -> io::Result<()> {
+        self.a.on_start(header)?;
+        self.b.on_start(header)
+    }
+    fn on_snapshot(&mut self, snap: &Snapshot) -> io::Result<()> {
+        self.a.on_snapshot(snap)?;
+        self.b.on_snapshot(snap)
+    }
+    fn on_counts(&mut self, at_s: f64, counts: &Counts, session: &Session) -> io::Result<()> {
+        self.a.on_counts(at_s, counts, session)?;
+        self.b.on_counts(at_s, counts, session)
+    }
+}

@@ -1,0 +1,255 @@
+//! The file format against damage: truncation at every byte of the last
+//! records, flipped bytes, unknown kinds, future versions, foreign files.
+
+use bytes::BytesMut;
+
+use super::format::{self, *};
+use super::reader::{Damage, open};
+use crate::{decode::tests_support::drop_record, diagnose::Snapshot, summary::Counts};
+
+fn header() -> Header {
+    Header {
+        netdrop_version: "0.1.0".into(),
+        kernel_release: "6.18.0-test".into(),
+        hostname: "box".into(),
+        boot_time: 1_700_000_000,
+        start_unix: 1_700_000_100.5,
+        start_mono_ns: 100_000_000_000,
+        clock_offset_ns: 1_600_000_000_000_000_000,
+        reasons: vec![(2, "NOT_SPECIFIED".into()), (59, "NEIGH_QUEUEFULL".into())],
+        has_reason_field: true,
+        hooks: Default::default(),
+        filters: vec!["--dev veth0".into()],
+        capture_bytes: 0,
+        counter_interval_s: 1.0,
+    }
+}
+
+fn drop_entry(i: u64) -> Entry {
+    let mut rec = drop_record();
+    rec.reason = 59;
+    rec.dev = "veth-a".into();
+    rec.comm = "curl".into();
+    rec.packet = Some(crate::decode::Packet {
+        saddr: "198.18.0.1".parse().unwrap(),
+        daddr: "198.18.0.2".parse().unwrap(),
+        l4: 6,
+        sport: Some(40000 + i as u16),
+        dport: Some(80),
+    });
+    rec.ts_ns = 100_000_000_000 + i * 1_000_000;
+    Entry::Drop(Box::new(DropEntry {
+        rec,
+        location: "__neigh_event_send+0x2a4".into(),
+        owner: None,
+        netns_name: Some("ndt-a".into()),
+    }))
+}
+
+/// A recording: header, 20 drops, counters, a snapshot, end. Returns the bytes
+/// and the entries after the header.
+fn sample(end: bool) -> (Vec<u8>, Vec<Entry>) {
+    let mut entries: Vec<Entry> = (0..20).map(drop_entry).collect();
+    let mut counts = Counts {
+        drops: vec![0; 512],
+        lost: vec![0; 512],
+        stats: vec![0; 5],
+    };
+    counts.drops[59] = 20;
+    entries.push(Entry::Counters(Box::new(CountersEntry::new(
+        1.0,
+        &counts,
+        &Default::default(),
+    ))));
+    entries.push(Entry::Snapshot(Box::new(Snapshot {
+        at_s: 1.0,
+        ..Default::default()
+    })));
+    if end {
+        entries.push(Entry::End(EndEntry {
+            session: SessionEntry {
+                duration_s: 1.5,
+                events_read: 20,
+                undecodable: 0,
+            },
+            lost: Default::default(),
+        }));
+    }
+    let mut buf = BytesMut::new();
+    buf.extend_from_slice(&preamble());
+    Entry::Header(Box::new(header())).encode(&mut buf);
+    for e in &entries {
+        e.encode(&mut buf);
+    }
+    (buf.to_vec(), entries)
+}
+
+fn read_all(data: &[u8]) -> Result<(Vec<Entry>, Vec<Damage>), String> {
+    let (h, mut r) = open(data)?;
+    assert_eq!(h, header());
+    let entries: Vec<Entry> = r.by_ref().map(|(_, e)| e).collect();
+    Ok((entries, r.damage().to_vec()))
+}
+
+/// Offsets where each frame starts (after the header).
+fn frame_starts(data: &[u8]) -> Vec<usize> {
+    let (_, r) = open(data).unwrap();
+    r.map(|(o, _)| o as usize).collect()
+}
+
+#[test]
+fn round_trip_is_exact_and_clean() {
+    let (data, entries) = sample(true);
+    let (got, damage) = read_all(&data).unwrap();
+    assert_eq!(got, entries);
+    assert!(damage.is_empty(), "{damage:?}");
+    let Entry::Counters(c) = &got[20] else {
+        panic!("not counters")
+    };
+    assert_eq!(c.drops, vec![(59, 20)]);
+    assert_eq!(c.counts().drops[59], 20);
+}
+
+#[test]
+fn missing_end_is_reported() {
+    let (data, entries) = sample(false);
+    let (got, damage) = read_all(&data).unwrap();
+    assert_eq!(got, entries);
+    assert_eq!(
+        damage,
+        vec![Damage::NoEnd {
+            at: data.len() as u64
+        }]
+    );
+}
+
+#[test]
+fn truncation_at_every_byte_of_the_last_records_keeps_every_whole_record() {
+    let (data, entries) = sample(true);
+    let starts = frame_starts(&data);
+    // Cut anywhere from the 18th drop to the end.
+    let from = starts[17];
+    for cut in from..data.len() {
+        let (got, damage) = read_all(&data[..cut]).unwrap();
+        let whole = starts.iter().filter(|&&s| s < cut).count() - 1;
+        let whole = if starts.contains(&cut) {
+            whole + 1
+        } else {
+            whole
+        };
+        assert_eq!(got.len(), whole, "cut at {cut}");
+        assert_eq!(got[..], entries[..whole], "cut at {cut}");
+        let last = *starts.iter().filter(|&&s| s <= cut).max().unwrap();
+        if last == cut {
+            // Cut exactly between frames: nothing torn, only the end is missing.
+            assert_eq!(
+                damage,
+                vec![Damage::NoEnd { at: cut as u64 }],
+                "cut at {cut}"
+            );
+        } else {
+            assert!(
+                matches!(damage[0], Damage::Truncated { offset, have, .. }
+                    if offset == last as u64 && have == (cut - last) as u64),
+                "cut at {cut}: {damage:?}"
+            );
+            assert!(matches!(damage[1], Damage::NoEnd { .. }), "{damage:?}");
+        }
+    }
+}
+
+/// A small deterministic generator (no dependency for one test).
+struct XorShift(u64);
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn flipped_bytes_lose_only_the_records_they_hit() {
+    let (data, entries) = sample(true);
+    let starts = frame_starts(&data);
+    let body = starts[0];
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    for _ in 0..2000 {
+        let mut bad = data.clone();
+        let at = body + (rng.next() as usize) % (data.len() - body);
+        let flip = 1 + (rng.next() % 255) as u8;
+        bad[at] ^= flip;
+        let (got, damage) = read_all(&bad).unwrap();
+        // The frame holding `at` is lost; every other one is there, in order.
+        let hit = starts.iter().rposition(|&s| s <= at).unwrap();
+        let mut want = entries.clone();
+        want.remove(hit);
+        assert_eq!(got, want, "flip {flip:#x} at {at}");
+        assert!(!damage.is_empty(), "flip at {at} not reported");
+        let reported_at = match &damage[0] {
+            Damage::Corrupt { offset, .. } | Damage::Truncated { offset, .. } => *offset,
+            Damage::BadPayload { offset, .. } | Damage::UnknownKind { offset, .. } => *offset,
+            d => panic!("flip at {at}: {d:?}"),
+        };
+        assert_eq!(reported_at, starts[hit] as u64, "flip at {at}: {damage:?}");
+    }
+}
+
+#[test]
+fn random_garbage_never_panics() {
+    let (data, _) = sample(true);
+    let mut rng = XorShift(42);
+    for _ in 0..300 {
+        let mut bad = data.clone();
+        for _ in 0..(rng.next() % 40) {
+            let at = (rng.next() as usize) % bad.len();
+            bad[at] = rng.next() as u8;
+        }
+        let cut = (rng.next() as usize) % (bad.len() + 1);
+        if let Ok((_, mut r)) = open(&bad[..cut]) {
+            r.by_ref().for_each(drop);
+            let _ = r.damage().iter().map(ToString::to_string).count();
+        }
+    }
+}
+
+#[test]
+fn unknown_kinds_are_skipped_and_named() {
+    let (data, entries) = sample(true);
+    let mut with = data[..frame_starts(&data)[1]].to_vec();
+    let mut buf = BytesMut::new();
+    format::frame(200, b"from the future", &mut buf);
+    let at = with.len() as u64;
+    with.extend_from_slice(&buf);
+    with.extend_from_slice(&data[frame_starts(&data)[1]..]);
+    let (got, damage) = read_all(&with).unwrap();
+    assert_eq!(got, entries);
+    assert_eq!(
+        damage,
+        vec![Damage::UnknownKind {
+            offset: at,
+            kind: 200
+        }]
+    );
+}
+
+#[test]
+fn foreign_future_and_headless_files_are_refused_clearly() {
+    let (data, _) = sample(true);
+    let err = |d: &[u8]| open(d).err().expect("refused");
+    assert!(err(b"").contains("not a netdrop recording"));
+    assert!(err(b"PK\x03\x04 a zip file").contains("not a netdrop recording"));
+    assert!(err(&data[..10]).contains("truncated"));
+    let mut future = data.clone();
+    future[8..12].copy_from_slice(&(VERSION + 1).to_le_bytes());
+    let e = err(&future);
+    assert!(
+        e.contains("version 2 is newer") && e.contains("newer netdrop"),
+        "{e}"
+    );
+    assert!(err(&data[..PREAMBLE_LEN + 5]).contains("truncated inside the header"));
+    let mut bad_header = data.clone();
+    bad_header[PREAMBLE_LEN + 12] ^= 0xff;
+    assert!(err(&bad_header).contains("header record is damaged"));
+}
