@@ -18,6 +18,7 @@ pub mod loader;
 pub mod owner;
 pub mod pcapng;
 pub mod privileges;
+pub mod record;
 pub mod session;
 pub mod sink;
 pub mod summary;
