@@ -8,6 +8,7 @@
 #   llvm-22-dev, libpolly-22-dev        to build bpf-linker against the LLVM rustc 1.96 uses
 #   bpf-linker (crates.io)              links the eBPF object
 #   iproute2, bpftool, util-linux       the tests: namespaces, veth, sysctls, "no program left"
+#   tshark                              the tests: recorded pcapng files open in Wireshark
 #
 # On a machine with internet access to the Rust distribution server the standard
 # aya route works too: `rustup toolchain install nightly --component rust-src` and
@@ -15,7 +16,7 @@
 set -euo pipefail
 
 BPF_LINKER_VERSION=0.13.0
-PKGS=(rustc-web cargo-web libstd-rust-web-dev-bpf llvm-22-dev libpolly-22-dev iproute2 bpftool util-linux procps)
+PKGS=(rustc-web cargo-web libstd-rust-web-dev-bpf llvm-22-dev libpolly-22-dev iproute2 bpftool util-linux procps tshark)
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
