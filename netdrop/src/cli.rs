@@ -22,6 +22,51 @@ pub enum Command {
     /// Watch for a while, then report: causes ranked, the listener/neighbour/table/device
     /// each hit, live values, what to change, and the kernel's counters beside netdrop's.
     Diagnose(DiagnoseArgs),
+    /// Record drops, the kernel's exact counters and the context the diagnosis needs
+    /// (sysctls, tables, listeners) to a file, for `netdrop replay` anywhere later.
+    Record(RecordArgs),
+    /// Show a recording again: the `watch` view (lines, summaries, diagnosis) or the
+    /// `diagnose` report. Offline: needs no root and no access to the recorded machine.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// The recording to create (mode 0600; an existing file is never overwritten).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Stop after this many seconds (default: until Ctrl-C).
+    #[arg(short, long, value_name = "SECONDS", value_parser = positive_secs)]
+    pub duration: Option<f64>,
+    /// Seconds between progress lines on stderr.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = positive_secs)]
+    pub interval: f64,
+    #[command(flatten)]
+    pub filters: FilterArgs,
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// A file written by `netdrop record` or `netdrop watch --record`.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+    /// Only the diagnosis report, as `netdrop diagnose` prints it.
+    #[arg(long)]
+    pub report: bool,
+    /// Pace the replay at the recorded speed (default: as fast as possible).
+    #[arg(long)]
+    pub realtime: bool,
+    /// Seconds between per-cause summaries in the human view.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = positive_secs)]
+    pub interval: f64,
+    /// Drop lines per second per cause in the human view, on the recorded clock.
+    #[arg(long, value_name = "N", default_value_t = 10.0)]
+    pub lines_per_sec: f64,
 }
 
 #[derive(Debug, Args)]
@@ -138,6 +183,9 @@ pub struct WatchArgs {
     /// Drop lines per second per cause in the human view (counts stay exact).
     #[arg(long, value_name = "N", default_value_t = 10.0)]
     pub lines_per_sec: f64,
+    /// Also record everything to this file (as `netdrop record -o FILE`).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
     #[command(flatten)]
     pub filters: FilterArgs,
     #[command(flatten)]

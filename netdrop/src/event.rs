@@ -13,6 +13,8 @@ use crate::{
 pub struct Clock {
     /// realtime - monotonic, in ns, measured at start.
     offset_ns: i128,
+    /// CLOCK_MONOTONIC at start, ns.
+    mono_ns: u64,
 }
 
 impl Clock {
@@ -30,7 +32,25 @@ impl Clock {
         let real = read(libc::CLOCK_REALTIME);
         Clock {
             offset_ns: real - mono,
+            mono_ns: mono as u64,
         }
+    }
+
+    /// The clock of a recording: `offset_ns` as [`Clock::offset_ns`] gave it.
+    pub fn recorded(offset_ns: i64, mono_ns: u64) -> Clock {
+        Clock {
+            offset_ns: offset_ns.into(),
+            mono_ns,
+        }
+    }
+
+    pub fn offset_ns(&self) -> i64 {
+        self.offset_ns as i64
+    }
+
+    /// CLOCK_MONOTONIC when this clock was made, ns.
+    pub fn mono_at_start(&self) -> u64 {
+        self.mono_ns
     }
 
     /// Unix seconds of a kernel timestamp.

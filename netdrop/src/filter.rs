@@ -25,6 +25,34 @@ pub struct FilterSpec {
     pub addr: Option<IpAddr>,
 }
 
+impl FilterSpec {
+    /// The filters as command-line flags (for a recording's header).
+    pub fn describe(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if let Some(p) = self.pid {
+            v.push(format!("--pid {p}"));
+        }
+        if let Some(n) = &self.netns {
+            v.push(format!("--netns {n}"));
+        }
+        if let Some(d) = &self.dev {
+            v.push(format!("--dev {d}"));
+        }
+        v.extend(
+            self.causes
+                .iter()
+                .map(|c| format!("--cause {}", c.as_str())),
+        );
+        if let Some(p) = self.port {
+            v.push(format!("--port {p}"));
+        }
+        if let Some(a) = self.addr {
+            v.push(format!("--addr {a}"));
+        }
+        v
+    }
+}
+
 /// Resolved filters: the kernel part and the agent part.
 #[derive(Debug, Clone)]
 pub struct Filters {

@@ -4,6 +4,7 @@ use clap::Parser;
 use netdrop::{
     cli::{Cli, Command, FilterArgs, KernelArgs, OutputFormat},
     kernel::Sources,
+    replay::{self, ReplayOptions, View},
     session::SessionOptions,
     watch::{self, Output, WatchOptions},
 };
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
                 let opts = WatchOptions {
                     output: output(w.output),
                     lines_per_sec: w.lines_per_sec,
+                    record: w.record,
                     session: session(w.duration, w.interval, w.kernel, &w.filters),
                 };
                 watch::run(opts).await
@@ -44,13 +46,37 @@ fn main() -> ExitCode {
                 let s = session(Some(d.duration), d.duration, d.kernel, &d.filters);
                 watch::diagnose(output(d.output), s).await
             }
+            Command::Record(r) => {
+                let s = session(r.duration, r.interval, r.kernel, &r.filters);
+                watch::record(&r.output, s).await
+            }
+            Command::Replay(r) => {
+                let opts = ReplayOptions {
+                    path: r.file,
+                    view: if r.report { View::Report } else { View::Watch },
+                    output: output(r.output),
+                    realtime: r.realtime,
+                    interval: r.interval,
+                    lines_per_sec: r.lines_per_sec,
+                };
+                return match replay::run(&opts) {
+                    Ok(done) if done.damage.is_empty() => Ok(ExitCode::SUCCESS),
+                    // Everything intact was shown; the damage was described on stderr.
+                    Ok(_) => Ok(ExitCode::from(EXIT_DAMAGED)),
+                    Err(e) => Err(e),
+                };
+            }
         }
+        .map(|()| ExitCode::SUCCESS)
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => fail(e),
     }
 }
+
+/// `replay` of a damaged or truncated recording: everything intact was replayed.
+const EXIT_DAMAGED: u8 = 3;
 
 fn output(o: OutputFormat) -> Output {
     match o {

@@ -24,6 +24,7 @@ use crate::{
     loader::{self, LoadOptions, Loaded},
     owner::{NetnsNames, Owners},
     privileges,
+    record::Header,
     sink::{Session, Sink},
     summary::{Naming, Summary},
 };
@@ -98,20 +99,21 @@ async fn observe_with(
     opts: &SessionOptions,
     sink: &mut dyn Sink,
 ) -> Result<Outcome> {
+    let clock = Clock::now();
     let mut classifier = Classifier {
         naming: Naming {
             reasons: facts.reasons.clone(),
             has_reason_field: facts.has_reason_field,
         },
         syms: Kallsyms::load("/proc/kallsyms".as_ref()).unwrap_or_default(),
-        clock: Clock::now(),
+        clock,
         owners: Owners::default(),
         netns_names: NetnsNames::default(),
     };
     let started = Instant::now();
     // The baseline is read before the hooks attach, so nothing is counted twice.
     let mut diagnosis = Diagnosis::default();
-    diagnosis.on_snapshot(tokio::task::spawn_blocking(|| Snapshot::read(0.0)).await?);
+    let baseline = tokio::task::spawn_blocking(|| Snapshot::read(0.0)).await?;
 
     let filters = filter::resolve(&opts.filters, &facts.reasons, facts.has_reason_field)?;
     let load = LoadOptions {
@@ -147,11 +149,16 @@ async fn observe_with(
     let mut ring = unsafe { AsyncFd::register(ring) }
         .map_err(|e| anyhow::anyhow!("polling the ring buffer: {}", e.into_parts().1))?;
     let hooks = announce(facts, &loaded);
+    sink.on_start(&header(facts, opts, &hooks, clock))?;
+    sink.on_snapshot(&baseline)?;
+    diagnosis.on_snapshot(baseline);
 
     let mut session = Session::default();
     let mut last_total = 0;
     let mut tick = tokio::time::interval(opts.interval);
     tick.tick().await;
+    let mut counts_tick = tokio::time::interval(COUNTS_EVERY);
+    counts_tick.tick().await;
     let mut snap_tick = tokio::time::interval(opts.snapshot_every);
     snap_tick.tick().await;
     let mut pending: Option<JoinHandle<Snapshot>> = None;
@@ -182,13 +189,19 @@ async fn observe_with(
                 }
                 last_total = summary.total_drops;
             }
+            _ = counts_tick.tick() => {
+                session.duration_s = started.elapsed().as_secs_f64();
+                sink.on_counts(session.duration_s, &counters.read()?, &session)?;
+            }
             _ = snap_tick.tick(), if pending.is_none() => {
                 let at = started.elapsed().as_secs_f64();
                 pending = Some(tokio::task::spawn_blocking(move || Snapshot::read(at)));
             }
             snap = async { pending.as_mut().expect("guarded").await }, if pending.is_some() => {
                 pending = None;
-                diagnosis.on_snapshot(snap?);
+                let snap = snap?;
+                sink.on_snapshot(&snap)?;
+                diagnosis.on_snapshot(snap);
             }
             _ = pid_tick.tick(), if watched.is_some() => {
                 let w = watched.as_mut().expect("guarded");
@@ -216,18 +229,56 @@ async fn observe_with(
         &mut session,
     )?;
     if let Some(p) = pending {
-        diagnosis.on_snapshot(p.await?);
+        let snap = p.await?;
+        sink.on_snapshot(&snap)?;
+        diagnosis.on_snapshot(snap);
     }
     let at = started.elapsed().as_secs_f64();
-    diagnosis.on_snapshot(tokio::task::spawn_blocking(move || Snapshot::read(at)).await?);
+    let last = tokio::task::spawn_blocking(move || Snapshot::read(at)).await?;
+    sink.on_snapshot(&last)?;
+    diagnosis.on_snapshot(last);
     session.duration_s = started.elapsed().as_secs_f64();
-    let summary = Summary::from_counts(&counters.read()?, &classifier.naming);
+    let counts = counters.read()?;
+    sink.on_counts(session.duration_s, &counts, &session)?;
+    let summary = Summary::from_counts(&counts, &classifier.naming);
     let report = diagnosis.report(&summary, &session, hooks);
     Ok(Outcome {
         summary,
         session,
         report,
     })
+}
+
+/// How often the exact counters go to the sinks (recordings, histograms).
+const COUNTS_EVERY: Duration = Duration::from_secs(1);
+
+/// What a recording (or any sink) needs to know about this observation.
+fn header(facts: &KernelFacts, opts: &SessionOptions, hooks: &Hooks, clock: Clock) -> Header {
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    let boot_time = read("/proc/stat")
+        .lines()
+        .find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())
+        .unwrap_or(0);
+    Header {
+        netdrop_version: env!("CARGO_PKG_VERSION").to_string(),
+        kernel_release: read("/proc/sys/kernel/osrelease"),
+        hostname: read("/proc/sys/kernel/hostname"),
+        boot_time,
+        start_unix: clock.wall(clock.mono_at_start()),
+        start_mono_ns: clock.mono_at_start(),
+        clock_offset_ns: clock.offset_ns(),
+        reasons: facts.reasons.pairs(),
+        has_reason_field: facts.has_reason_field,
+        hooks: hooks.clone(),
+        filters: opts.filters.describe(),
+        capture_bytes: 0,
+        counter_interval_s: COUNTS_EVERY.as_secs_f64(),
+    }
 }
 
 /// How often `--pid` looks for new sockets of the process (and whether it lives).

@@ -5,6 +5,7 @@ use std::io::{self, BufWriter, Write};
 use anyhow::Result;
 
 use crate::{
+    record::{RecordSink, Tee},
     session::{SessionOptions, observe},
     sink::{Sink, human::HumanSink, json::JsonSink, null::NullSink},
 };
@@ -19,6 +20,8 @@ pub enum Output {
 pub struct WatchOptions {
     pub output: Output,
     pub lines_per_sec: f64,
+    /// Also write a recording here.
+    pub record: Option<std::path::PathBuf>,
     pub session: SessionOptions,
 }
 
@@ -30,8 +33,34 @@ pub async fn run(opts: WatchOptions) -> Result<()> {
         Output::Human => Box::new(HumanSink::new(stdout, opts.lines_per_sec)),
         Output::Json => Box::new(JsonSink::new(stdout)),
     };
-    let out = observe(&opts.session, sink.as_mut()).await?;
+    let mut recording = opts
+        .record
+        .as_deref()
+        .map(|p| RecordSink::create(p, false))
+        .transpose()?;
+    let mut tee;
+    let sink: &mut dyn Sink = match recording.as_mut() {
+        Some(r) => {
+            tee = Tee {
+                a: sink.as_mut(),
+                b: r,
+            };
+            &mut tee
+        }
+        None => sink.as_mut(),
+    };
+    let out = observe(&opts.session, sink).await?;
     sink.on_report(&out.report)?;
+    sink.finish(&out.summary, &out.session)?;
+    Ok(())
+}
+
+/// `netdrop record`: observes quietly into a recording, with a progress line
+/// on stderr every `interval` (the session's).
+pub async fn record(path: &std::path::Path, session: SessionOptions) -> Result<()> {
+    let mut sink = RecordSink::create(path, true)?;
+    eprintln!("netdrop: recording to {} (Ctrl-C to stop)", path.display());
+    let out = observe(&session, &mut sink).await?;
     sink.finish(&out.summary, &out.session)?;
     Ok(())
 }

@@ -77,11 +77,21 @@ pub struct Diagnosis {
     peak_listener: BTreeMap<ListenerKey, (u32, u32)>,
     /// The latest snapshot of every namespace seen (kept after it disappears).
     pub latest_ns: BTreeMap<u64, snapshot::NetnsSnapshot>,
+    /// The observed kernel, when it is not the running one (a replay).
+    pub kernel_release: Option<String>,
 }
 
 const ETH_P_IPV6: u16 = 0x86dd;
 
 impl Diagnosis {
+    /// A diagnosis of a kernel other than the running one (a replay).
+    pub fn for_kernel(release: &str) -> Diagnosis {
+        Diagnosis {
+            kernel_release: Some(release.to_string()),
+            ..Diagnosis::default()
+        }
+    }
+
     pub fn on_drop(&mut self, ev: &DropView<'_>) {
         let r = ev.rec;
         let netns = u64::from(r.netns);

@@ -382,7 +382,7 @@ pub fn build(d: &Diagnosis, summary: &Summary, session: &Session, hooks: Hooks) 
 
     Report {
         duration_s: session.duration_s,
-        kernel: kernel_release(),
+        kernel: d.kernel_release.clone().unwrap_or_else(kernel_release),
         hooks,
         causes,
         other_reasons,

@@ -5,7 +5,6 @@
 use std::{
     collections::BTreeMap,
     io::{self, Write},
-    time::Instant,
 };
 
 use super::{Session, Sink};
@@ -22,7 +21,9 @@ pub struct RateLimit {
     rate: f64,
     burst: f64,
     tokens: f64,
-    last: Option<Instant>,
+    /// Event time (seconds) of the last decision: the events' own clock, so a
+    /// replay prints the lines the live view printed.
+    last: Option<f64>,
 }
 
 impl RateLimit {
@@ -36,11 +37,12 @@ impl RateLimit {
         }
     }
 
-    /// May a line be printed at `now`?
-    pub fn allow(&mut self, now: Instant) -> bool {
+    /// May a line be printed for an event at `now` (seconds)? Events from
+    /// different CPUs arrive slightly out of order: time never runs backwards here.
+    pub fn allow(&mut self, now: f64) -> bool {
+        let now = self.last.map_or(now, |last| now.max(last));
         if let Some(last) = self.last {
-            self.tokens =
-                (self.tokens + now.duration_since(last).as_secs_f64() * self.rate).min(self.burst);
+            self.tokens = (self.tokens + (now - last) * self.rate).min(self.burst);
         }
         self.last = Some(now);
         if self.tokens >= 1.0 {
@@ -71,13 +73,13 @@ impl<W: Write> HumanSink<W> {
         }
     }
 
-    fn allow(&mut self, cause: Cause) -> bool {
+    fn allow(&mut self, cause: Cause, ts: f64) -> bool {
         let rate = self.per_cause_rate;
         let ok = self
             .limits
             .entry(cause)
             .or_insert_with(|| RateLimit::new(rate))
-            .allow(Instant::now());
+            .allow(ts);
         if !ok {
             *self.suppressed.entry(cause).or_default() += 1;
         }
@@ -141,7 +143,7 @@ impl<W: Write> HumanSink<W> {
 
 impl<W: Write> Sink for HumanSink<W> {
     fn on_drop(&mut self, ev: &DropView<'_>) -> io::Result<()> {
-        if !self.allow(ev.cause) {
+        if !self.allow(ev.cause, ev.ts) {
             return Ok(());
         }
         let r = ev.rec;
@@ -183,7 +185,7 @@ impl<W: Write> Sink for HumanSink<W> {
     }
 
     fn on_neigh_fail(&mut self, rec: &NeighRecord, ts: f64) -> io::Result<()> {
-        if !self.allow(Cause::NeighTableOverflow) {
+        if !self.allow(Cause::NeighTableOverflow, ts) {
             return Ok(());
         }
         let addr = rec.addr.map(|a| a.to_string()).unwrap_or_default();
@@ -206,7 +208,7 @@ impl<W: Write> Sink for HumanSink<W> {
         _owner: Option<&crate::owner::Owner>,
         ts: f64,
     ) -> io::Result<()> {
-        if !self.allow(Cause::AcceptQueueFull) {
+        if !self.allow(Cause::AcceptQueueFull, ts) {
             return Ok(());
         }
         writeln!(
@@ -280,20 +282,17 @@ fn clock_time(ts: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn rate_limit_allows_bursts_then_the_rate() {
         let mut rl = RateLimit::new(10.0);
-        let t0 = Instant::now();
+        let t0 = 1_700_000_000.0;
         let first: usize = (0..100).filter(|_| rl.allow(t0)).count();
         assert_eq!(first, 20, "burst is twice the rate");
         assert!(!rl.allow(t0));
-        assert!(
-            rl.allow(t0 + Duration::from_millis(100)),
-            "one token after 100 ms at 10/s"
-        );
-        assert!(!rl.allow(t0 + Duration::from_millis(100)));
+        assert!(rl.allow(t0 + 0.1), "one token after 100 ms at 10/s");
+        assert!(!rl.allow(t0 + 0.1));
+        assert!(!rl.allow(t0 + 0.05), "an earlier timestamp adds no tokens");
     }
 
     #[test]

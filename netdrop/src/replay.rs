@@ -1,0 +1,290 @@
+//! `netdrop replay FILE`: a recording through the same views as the live
+//! session — drop lines (human or JSON), the periodic summaries, the diagnosis
+//! with advice computed from the recorded context — offline, without root.
+//!
+//! The data path is the live one with the ring buffer replaced by the file:
+//! recording → reader → (recorded classification) → diagnosis and sinks.
+
+use std::{
+    io::{self, BufWriter, Write},
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+
+use crate::{
+    classify::cause_of,
+    diagnose::{Diagnosis, Report},
+    event::{Clock, DropView},
+    kernel::reasons::ReasonTable,
+    record::{self, Damage, Entry, Header},
+    sink::{Session, Sink, human::HumanSink, json::JsonSink, null::NullSink},
+    summary::{Counts, Naming, Summary},
+    watch::Output,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// As `watch` showed it: lines, summaries, the diagnosis and totals at the end.
+    Watch,
+    /// As `diagnose` shows it: the report only.
+    Report,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReplayOptions {
+    pub path: PathBuf,
+    pub view: View,
+    pub output: Output,
+    /// Pace at the recorded speed instead of as fast as possible.
+    pub realtime: bool,
+    /// Seconds between summaries in the watch view.
+    pub interval: f64,
+    pub lines_per_sec: f64,
+}
+
+/// How a replay went: the damage found (empty for an intact recording).
+pub struct Replayed {
+    pub damage: Vec<Damage>,
+}
+
+/// Replays the recording at `opts.path` into the chosen view on stdout.
+pub fn run(opts: &ReplayOptions) -> Result<Replayed> {
+    let stdout = BufWriter::new(io::stdout().lock());
+    let mut sink: Box<dyn Sink> = match (opts.view, opts.output) {
+        (View::Report, _) => Box::new(NullSink),
+        (View::Watch, Output::Human) => Box::new(HumanSink::new(stdout, opts.lines_per_sec)),
+        (View::Watch, Output::Json) => Box::new(JsonSink::new(stdout)),
+    };
+    let (report, replayed) = replay(opts, sink.as_mut())?;
+    if opts.view == View::Report {
+        let mut out = io::stdout().lock();
+        match opts.output {
+            Output::Human => out.write_all(report.render().as_bytes())?,
+            Output::Json => {
+                serde_json::to_writer_pretty(&mut out, &report)?;
+                out.write_all(b"\n")?;
+            }
+        }
+        out.flush()?;
+    }
+    Ok(replayed)
+}
+
+/// Reads the whole recording at `opts.path` into `sink` (which gets the report
+/// and the totals at the end, as in a live session) and returns the report.
+pub fn replay(opts: &ReplayOptions, sink: &mut dyn Sink) -> Result<(Report, Replayed)> {
+    let data = read(&opts.path)?;
+    let (header, mut reader) =
+        record::open(&data).map_err(|e| anyhow::anyhow!("{}: {e}", opts.path.display()))?;
+    announce(&opts.path, &header);
+    let mut state = State::new(&header, opts);
+    sink.on_start(&header)?;
+    let began = Instant::now();
+    for (_, entry) in reader.by_ref() {
+        if opts.realtime
+            && let Some(at) = state.at_s(&entry)
+        {
+            let due = began + Duration::from_secs_f64(at.max(0.0));
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        }
+        state.feed(entry, sink)?;
+        if opts.realtime {
+            sink.flush()?;
+        }
+    }
+    sink.flush()?;
+    let (report, summary, session) = state.finish();
+    sink.on_report(&report)?;
+    sink.finish(&summary, &session)?;
+    sink.flush()?;
+    let damage = reader.damage().to_vec();
+    for d in &damage {
+        eprintln!("netdrop: replay: {}: {d}", opts.path.display());
+    }
+    if state.lost.drops + state.lost.others > 0 {
+        eprintln!(
+            "netdrop: replay: the recorder left out {} drop events and {} other events (writing fell behind); counts are exact",
+            state.lost.drops, state.lost.others
+        );
+    }
+    Ok((report, Replayed { damage }))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading the recording {}", path.display()))
+}
+
+fn announce(path: &Path, h: &Header) {
+    let filters = if h.filters.is_empty() {
+        String::new()
+    } else {
+        format!(", filters {}", h.filters.join(" "))
+    };
+    eprintln!(
+        "netdrop: replaying {}: recorded by netdrop {} on {} (kernel {}), started {}{filters}",
+        path.display(),
+        h.netdrop_version,
+        h.hostname,
+        h.kernel_release,
+        utc(h.start_unix),
+    );
+}
+
+/// `2026-11-22 10:00:00 UTC` without a date crate.
+pub fn utc(unix: f64) -> String {
+    let secs = unix.max(0.0) as i64;
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The replay's running state: what the live session keeps beside the sinks.
+struct State {
+    naming: Naming,
+    clock: Clock,
+    start_mono_ns: u64,
+    diagnosis: Diagnosis,
+    counts: Option<Counts>,
+    session: Session,
+    interval: f64,
+    next_tick: f64,
+    last_total: u64,
+    lost: record::format::LostEntry,
+    hooks: crate::diagnose::report::Hooks,
+}
+
+impl State {
+    fn new(h: &Header, opts: &ReplayOptions) -> State {
+        let reasons = ReasonTable::from_pairs(h.reasons.iter().map(|(v, n)| (n.clone(), *v)));
+        State {
+            naming: Naming {
+                reasons,
+                has_reason_field: h.has_reason_field,
+            },
+            clock: Clock::recorded(h.clock_offset_ns, h.start_mono_ns),
+            start_mono_ns: h.start_mono_ns,
+            diagnosis: Diagnosis::for_kernel(&h.kernel_release),
+            counts: None,
+            session: Session::default(),
+            interval: opts.interval,
+            next_tick: opts.interval,
+            last_total: 0,
+            lost: Default::default(),
+            hooks: h.hooks.clone(),
+        }
+    }
+
+    /// When the entry happened, seconds since the recording started.
+    fn at_s(&self, e: &Entry) -> Option<f64> {
+        let mono = |ts: u64| ts.saturating_sub(self.start_mono_ns) as f64 / 1e9;
+        match e {
+            Entry::Drop(d) => Some(mono(d.rec.ts_ns)),
+            Entry::NeighFail(r) => Some(mono(r.ts_ns)),
+            Entry::ListenDrop(l) => Some(mono(l.rec.ts_ns)),
+            Entry::Counters(c) => Some(c.at_s),
+            Entry::Snapshot(s) => Some(s.at_s),
+            Entry::Lost(l) => Some(l.at_s),
+            Entry::Header(_) | Entry::End(_) => None,
+        }
+    }
+
+    fn feed(&mut self, entry: Entry, sink: &mut dyn Sink) -> io::Result<()> {
+        match entry {
+            Entry::Drop(d) => {
+                let reason = self.naming.reason_name(d.rec.reason);
+                let view = DropView {
+                    rec: &d.rec,
+                    cause: cause_of(&reason),
+                    reason,
+                    location: d.location,
+                    ts: self.clock.wall(d.rec.ts_ns),
+                    owner: d.owner,
+                    netns_name: d.netns_name,
+                };
+                self.diagnosis.on_drop(&view);
+                sink.on_drop(&view)?;
+            }
+            Entry::NeighFail(r) => {
+                self.diagnosis.on_neigh_fail(&r);
+                sink.on_neigh_fail(&r, self.clock.wall(r.ts_ns))?;
+            }
+            Entry::ListenDrop(l) => {
+                self.diagnosis.on_listen_drop(&l.rec);
+                sink.on_listen_drop(&l.rec, l.owner.as_ref(), self.clock.wall(l.rec.ts_ns))?;
+            }
+            Entry::Counters(c) => {
+                let counts = c.counts();
+                self.session = c.session.into();
+                sink.on_counts(c.at_s, &counts, &self.session)?;
+                if c.at_s + 1e-6 >= self.next_tick {
+                    self.next_tick = c.at_s + self.interval;
+                    let summary = Summary::from_counts(&counts, &self.naming);
+                    sink.tick(&summary, &self.session)?;
+                    if sink.wants_live_report() && summary.total_drops != self.last_total {
+                        let report =
+                            self.diagnosis
+                                .report(&summary, &self.session, self.hooks.clone());
+                        sink.on_report(&report)?;
+                    }
+                    self.last_total = summary.total_drops;
+                }
+                self.counts = Some(counts);
+            }
+            Entry::Snapshot(s) => {
+                sink.on_snapshot(&s)?;
+                self.diagnosis.on_snapshot(*s);
+            }
+            Entry::Lost(l) => {
+                self.lost.drops += l.drops;
+                self.lost.others += l.others;
+            }
+            Entry::End(e) => {
+                self.session = e.session.into();
+                // The end frame holds the totals even if LOST frames were damaged.
+                self.lost.drops = self.lost.drops.max(e.lost.drops);
+                self.lost.others = self.lost.others.max(e.lost.others);
+            }
+            Entry::Header(_) => {}
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> (Report, Summary, Session) {
+        let counts = self.counts.take().unwrap_or_else(|| Counts {
+            drops: vec![0; netdrop_common::MAX_REASONS as usize],
+            lost: vec![0; netdrop_common::MAX_REASONS as usize],
+            stats: vec![0; netdrop_common::stat::COUNT as usize],
+        });
+        let summary = Summary::from_counts(&counts, &self.naming);
+        let report = self
+            .diagnosis
+            .report(&summary, &self.session, self.hooks.clone());
+        (report, summary, self.session)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_dates() {
+        assert_eq!(super::utc(0.0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(super::utc(1_795_000_000.0), "2026-11-18 09:46:40 UTC");
+        assert_eq!(super::utc(951_782_400.0), "2000-02-29 00:00:00 UTC");
+    }
+}
