@@ -123,3 +123,56 @@ fn error_tracepoint_missing() {
         "stderr should mention kfree_skb:\n{stderr}"
     );
 }
+
+/// `replay` of things that are not replayable: a clear one-line error, and the
+/// file left as it was. Needs no root.
+#[test]
+fn error_replay_bad_files() {
+    let dir = TempDir::new().unwrap();
+    let cases: [(&str, Vec<u8>, &str); 4] = [
+        ("text.ndr", b"hello, not a recording\n".to_vec(), "not a netdrop recording"),
+        ("empty.ndr", Vec::new(), "not a netdrop recording"),
+        (
+            "future.ndr",
+            [b"NDREC\r\n\x1a".as_slice(), &99u32.to_le_bytes(), &[0u8; 4]].concat(),
+            "version 99 is newer than this netdrop reads",
+        ),
+        (
+            "short.ndr",
+            [b"NDREC\r\n\x1a".as_slice(), &1u32.to_le_bytes(), &[0u8; 4], b"ndr"].concat(),
+            "truncated inside the header",
+        ),
+    ];
+    for (name, bytes, want) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, &bytes).unwrap();
+        let out = run_netdrop(&["replay", path.to_str().unwrap()], ERROR_TIMEOUT).unwrap();
+        let stderr = expect_error(&out);
+        assert!(stderr.contains(want), "{name}: {stderr}");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "{name} unchanged");
+    }
+    let missing = dir.path().join("missing.ndr");
+    let out = run_netdrop(&["replay", missing.to_str().unwrap()], ERROR_TIMEOUT).unwrap();
+    assert!(expect_error(&out).contains("reading the recording"));
+}
+
+/// `record` never overwrites: an existing file is refused before anything is
+/// attached, and keeps its contents.
+#[test]
+fn error_record_existing_file() {
+    let _serial = lock();
+    if !require_root("error_record_existing_file") {
+        return;
+    }
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("incident.ndr");
+    std::fs::write(&path, b"yesterday's incident").unwrap();
+    let out = run_netdrop(
+        &["record", "--output", path.to_str().unwrap(), "--duration", "1"],
+        ERROR_TIMEOUT,
+    )
+    .unwrap();
+    let stderr = expect_error(&out);
+    assert!(stderr.contains("never overwrites"), "{stderr}");
+    assert_eq!(std::fs::read(&path).unwrap(), b"yesterday's incident");
+}
