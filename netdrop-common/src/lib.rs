@@ -23,6 +23,8 @@ pub mod names {
     pub const PROG_CONN_REQUEST_FENTRY: &str = "netdrop_tcp_conn_request_fentry";
     pub const PROG_CONN_REQUEST_KPROBE: &str = "netdrop_tcp_conn_request_kprobe";
     pub const PROG_SOCK_SET_STATE: &str = "netdrop_inet_sock_set_state";
+    pub const PROG_NEIGH_UPDATE: &str = "netdrop_neigh_update";
+    pub const PROG_NEIGH_TIMER: &str = "netdrop_neigh_timer_handler";
 }
 
 /// Size of the per-reason counter arrays. Reasons at or above `MAX_REASONS - 1`
@@ -45,7 +47,11 @@ pub mod stat {
     pub const ACCEPT_SYN_DROP: u32 = 3;
     /// Such a SYN whose event did not fit in the ring buffer.
     pub const ACCEPT_SYN_DROP_LOST: u32 = 4;
-    pub const COUNT: u32 = 5;
+    /// Neighbour state events ([`crate::kind::NEIGH_STATE`]) submitted.
+    pub const NEIGH_STATE_SENT: u32 = 5;
+    /// Neighbour state events that did not fit in the ring buffer.
+    pub const NEIGH_STATE_LOST: u32 = 6;
+    pub const COUNT: u32 = 7;
 }
 
 /// "This field does not exist on this kernel" in a [`Config`] offset.
@@ -74,6 +80,41 @@ pub struct NeighCreateOffsets {
     pub created: u32,
     pub primary_key4: u32,
     pub primary_key6: u32,
+}
+
+/// `neigh:neigh_update` and `neigh:neigh_timer_handler` record offsets (the two
+/// share a layout today, but each is read from its own format file).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NeighStateOffsets {
+    pub family: u32,
+    /// `__data_loc char[] dev`: a u32 holding (len << 16 | offset).
+    pub dev: u32,
+    /// u8: the entry's state when the tracepoint fired (neigh_update: before
+    /// the update; neigh_timer_handler: after the timer ran).
+    pub nud_state: u32,
+    /// u8, neigh_update only: the state asked for.
+    pub new_state: u32,
+    /// u8: the entry is being destroyed (neigh_update ignores it).
+    pub dead: u32,
+    pub primary_key4: u32,
+    pub primary_key6: u32,
+    pub _pad: u32,
+}
+
+impl NeighStateOffsets {
+    pub const fn absent() -> Self {
+        NeighStateOffsets {
+            family: ABSENT,
+            dev: ABSENT,
+            nud_state: ABSENT,
+            new_state: ABSENT,
+            dead: ABSENT,
+            primary_key4: ABSENT,
+            primary_key6: ABSENT,
+            _pad: 0,
+        }
+    }
 }
 
 /// `sock:inet_sock_set_state` record offsets.
@@ -187,11 +228,18 @@ pub struct Config {
     pub neigh_create: NeighCreateOffsets,
     pub structs: StructOffsets,
     pub sock_set_state: SockSetStateOffsets,
+    pub neigh_update: NeighStateOffsets,
+    pub neigh_timer: NeighStateOffsets,
     pub filter: Filter,
     /// Send detail events (counting never stops); 0 = counters only.
     pub emit_events: u32,
     /// Bytes of the network header to copy into each drop event (0..=NET_HDR_LEN).
     pub net_hdr_len: u32,
+    /// Send neighbour state events ([`kind::NEIGH_STATE`]): successful creates
+    /// from neigh_create, and the neigh_update / neigh_timer_handler hooks
+    /// (attached only when asked for). 0 = none, so `watch` pays nothing.
+    pub emit_neigh_states: u32,
+    pub _pad: u32,
 }
 
 impl Config {
@@ -241,9 +289,13 @@ impl Config {
                 skaddr: ABSENT,
                 newstate: ABSENT,
             },
+            neigh_update: NeighStateOffsets::absent(),
+            neigh_timer: NeighStateOffsets::absent(),
             filter: Filter::none(),
             emit_events: 1,
             net_hdr_len: NET_HDR_LEN as u32,
+            emit_neigh_states: 0,
+            _pad: 0,
         }
     }
 }
@@ -253,6 +305,55 @@ pub mod kind {
     pub const DROP: u32 = 1;
     pub const NEIGH_CREATE_FAIL: u32 = 2;
     pub const LISTEN_SYN_DROP: u32 = 3;
+    pub const NEIGH_STATE: u32 = 4;
+}
+
+/// [`RawNeighStateEvent::event`]: which hook saw the state.
+pub mod neigh_event {
+    /// neigh:neigh_create with `created != 0`: a new entry (state NUD_NONE).
+    pub const CREATED: u32 = 1;
+    /// neigh:neigh_update: an update that resolves the entry or changes its
+    /// reachability (see the probe for which updates are sent).
+    pub const UPDATE: u32 = 2;
+    /// neigh:neigh_timer_handler with NUD_FAILED: resolution gave up.
+    pub const TIMER: u32 = 3;
+}
+
+/// Neighbour states (`NUD_*`, include/uapi/linux/neighbour.h: user ABI, stable).
+pub mod nud {
+    pub const NONE: u32 = 0x00;
+    pub const INCOMPLETE: u32 = 0x01;
+    pub const REACHABLE: u32 = 0x02;
+    pub const STALE: u32 = 0x04;
+    pub const DELAY: u32 = 0x08;
+    pub const PROBE: u32 = 0x10;
+    pub const FAILED: u32 = 0x20;
+    pub const NOARP: u32 = 0x40;
+    pub const PERMANENT: u32 = 0x80;
+    /// States with a usable link-layer address (include/net/neighbour.h).
+    pub const VALID: u32 = PERMANENT | NOARP | REACHABLE | PROBE | STALE | DELAY;
+    /// [`crate::RawNeighStateEvent::old_state`] when the hook cannot tell it
+    /// (neigh_timer_handler fires after the state changed).
+    pub const UNKNOWN: u32 = u32::MAX;
+
+    /// Which neigh_update calls are sent as state events: a real change
+    /// (`old != new`) of an entry that resolves (NOARP/PERMANENT ones never do)
+    /// that either
+    /// - ends a resolution: any valid state reached from NONE or INCOMPLETE
+    ///   (an ARP/NA reply gives REACHABLE; a peer's own request or an
+    ///   unsolicited reply gives STALE), or
+    /// - gives a verdict on reachability: REACHABLE (from DELAY/PROBE/STALE)
+    ///   or FAILED.
+    ///
+    /// Latency of a resolution = CREATED → the first following event for the
+    /// same (device, address) whose new state is valid or FAILED.
+    pub const fn is_resolution_update(old: u32, new: u32) -> bool {
+        if old == new || old & (NOARP | PERMANENT) != 0 {
+            return false;
+        }
+        let resolved = (old == NONE || old & INCOMPLETE != 0) && new & VALID != 0;
+        resolved || new & (REACHABLE | FAILED) != 0
+    }
 }
 
 pub const IFNAMSIZ: usize = 16;
@@ -355,16 +456,68 @@ pub struct RawListenEvent {
     pub _pad: u32,
 }
 
+/// A neighbour entry's state changed (for resolution latency: created →
+/// REACHABLE/STALE or FAILED). Sent only with [`Config::emit_neigh_states`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct RawNeighStateEvent {
+    /// [`kind::NEIGH_STATE`]
+    pub kind: u32,
+    pub family: u32,
+    pub ts_ns: u64,
+    /// [`neigh_event`]
+    pub event: u32,
+    /// [`nud`] bits before the change ([`nud::NONE`] for CREATED,
+    /// [`nud::UNKNOWN`] for TIMER).
+    pub old_state: u32,
+    /// [`nud`] bits after the change.
+    pub new_state: u32,
+    pub _pad: u32,
+    pub dev: [u8; IFNAMSIZ],
+    /// primary_key4 in the first 4 bytes for IPv4, primary_key6 for IPv6.
+    pub key: [u8; 16],
+}
+
 #[cfg(feature = "user")]
 mod pod {
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::RawDropEvent {}
     unsafe impl aya::Pod for super::RawNeighEvent {}
     unsafe impl aya::Pod for super::RawListenEvent {}
+    unsafe impl aya::Pod for super::RawNeighStateEvent {}
 }
 
 // The kernel writes these records as they are; keep their sizes stable and 8-aligned.
 const _: () = assert!(core::mem::size_of::<RawDropEvent>() == 184);
 const _: () = assert!(core::mem::size_of::<RawNeighEvent>() == 72);
 const _: () = assert!(core::mem::size_of::<RawListenEvent>() == 80);
+const _: () = assert!(core::mem::size_of::<RawNeighStateEvent>() == 64);
+const _: () = assert!(core::mem::align_of::<RawNeighStateEvent>() == 8);
 const _: () = assert!(core::mem::size_of::<Config>().is_multiple_of(4));
+
+#[cfg(test)]
+mod tests {
+    use super::nud::*;
+
+    #[test]
+    fn resolution_updates() {
+        // Resolution ends: any valid state from NONE or INCOMPLETE.
+        for new in [REACHABLE, STALE, DELAY, PROBE] {
+            assert!(is_resolution_update(INCOMPLETE, new), "{new:#x}");
+            assert!(is_resolution_update(NONE, new), "{new:#x}");
+        }
+        // Reachability verdicts from any (resolving) state.
+        assert!(is_resolution_update(INCOMPLETE, FAILED));
+        assert!(is_resolution_update(PROBE, FAILED));
+        assert!(is_resolution_update(DELAY, REACHABLE));
+        assert!(is_resolution_update(STALE, REACHABLE));
+        // Not sent: no change, ageing, restarts, entries that never resolve.
+        assert!(!is_resolution_update(REACHABLE, REACHABLE));
+        assert!(!is_resolution_update(REACHABLE, STALE));
+        assert!(!is_resolution_update(STALE, DELAY));
+        assert!(!is_resolution_update(FAILED, INCOMPLETE));
+        assert!(!is_resolution_update(NONE, INCOMPLETE));
+        assert!(!is_resolution_update(PERMANENT, REACHABLE));
+        assert!(!is_resolution_update(NOARP, FAILED));
+    }
+}

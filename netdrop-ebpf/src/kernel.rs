@@ -3,7 +3,8 @@
 //! (`ABSENT`) means "not read", never a guess.
 
 use aya_ebpf::{
-    helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_buf},
+    EbpfContext,
+    helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_buf, bpf_probe_read_kernel_str_bytes},
     programs::TracePointContext,
 };
 use netdrop_common::{
@@ -20,6 +21,38 @@ pub fn tp_field<T>(ctx: &TracePointContext, offset: u32) -> Option<T> {
     }
     // SAFETY: read_at uses bpf_probe_read; a bad offset yields an error, not a fault.
     unsafe { ctx.read_at::<T>(offset as usize).ok() }
+}
+
+/// Reads a `__data_loc char[]` field (a u32 whose low 16 bits are the string's
+/// offset in the record) into `out`, NUL-padded; leaves `out` alone if absent.
+#[inline(always)]
+pub fn tp_str(ctx: &TracePointContext, offset: u32, out: &mut [u8; IFNAMSIZ]) {
+    let Some(loc) = tp_field::<u32>(ctx, offset) else {
+        return;
+    };
+    // SAFETY: the string lies inside the tracepoint record; the read is fault-safe
+    // and bounded by `out`.
+    unsafe {
+        let src = (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize);
+        let _ = bpf_probe_read_kernel_str_bytes(src, out);
+    }
+}
+
+const AF_INET_U32: u32 = 2;
+
+/// A neighbour tracepoint's key: `primary_key4` in the first 4 bytes for IPv4,
+/// else `primary_key6`.
+#[inline(always)]
+pub fn tp_neigh_key(ctx: &TracePointContext, family: u32, key4: u32, key6: u32) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    if family == AF_INET_U32 {
+        if let Some(k) = tp_field::<[u8; 4]>(ctx, key4) {
+            key[..4].copy_from_slice(&k);
+        }
+    } else if let Some(k) = tp_field::<[u8; 16]>(ctx, key6) {
+        key = k;
+    }
+    key
 }
 
 /// Reads a `T` at `base + offset` in kernel memory.

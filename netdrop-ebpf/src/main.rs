@@ -7,6 +7,7 @@
 
 mod kernel;
 mod maps;
+mod neigh;
 mod probes;
 
 #[cfg(not(test))]

@@ -2,8 +2,10 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use netdrop_common::{
+    RawDropEvent, RawListenEvent, RawNeighEvent, RawNeighStateEvent, kind, neigh_event, nud,
+};
 use serde::{Deserialize, Serialize};
-use netdrop_common::{RawDropEvent, RawListenEvent, RawNeighEvent, kind};
 use thiserror::Error;
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -12,6 +14,8 @@ pub enum DecodeError {
     Short { len: usize },
     #[error("unknown record kind {0}")]
     Kind(u32),
+    #[error("unknown neighbour state event {0}")]
+    NeighEvent(u32),
 }
 
 /// A decoded ring buffer record.
@@ -20,6 +24,79 @@ pub enum Record {
     Drop(DropRecord),
     NeighCreateFail(NeighRecord),
     ListenSynDrop(ListenRecord),
+    NeighState(NeighStateRecord),
+}
+
+/// Which hook saw a neighbour state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NeighStateEvent {
+    /// neigh:neigh_create succeeded: a new entry, where resolution starts.
+    Created,
+    /// neigh:neigh_update resolved the entry, or made it REACHABLE or FAILED.
+    Update,
+    /// neigh:neigh_timer_handler: resolution ran out of probes (FAILED).
+    Timer,
+}
+
+/// A neighbour entry's state change (only when neighbour states are asked for).
+/// Resolution latency of an entry = `Created` → the next record for the same
+/// (`dev`, `addr`) that [`is_resolved`](Self::is_resolved) or
+/// [`is_failed`](Self::is_failed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NeighStateRecord {
+    pub ts_ns: u64,
+    pub family: u32,
+    pub event: NeighStateEvent,
+    /// `NUD_*` bits before (NONE for `Created`; `netdrop_common::nud::UNKNOWN`
+    /// for `Timer`, whose tracepoint fires after the change).
+    pub old_state: u32,
+    /// `NUD_*` bits after.
+    pub new_state: u32,
+    pub dev: String,
+    pub addr: Option<IpAddr>,
+}
+
+impl NeighStateRecord {
+    /// The entry has a usable link-layer address now (REACHABLE, STALE, …).
+    pub fn is_resolved(&self) -> bool {
+        self.event != NeighStateEvent::Created && self.new_state & nud::VALID != 0
+    }
+
+    pub fn is_failed(&self) -> bool {
+        self.new_state & nud::FAILED != 0
+    }
+}
+
+/// `NUD_*` bits as the kernel's names (`ip neigh` spelling, upper case), e.g.
+/// `REACHABLE`, `NONE`, `UNKNOWN` for [`nud::UNKNOWN`].
+pub fn nud_name(state: u32) -> String {
+    const NAMES: [(u32, &str); 8] = [
+        (nud::INCOMPLETE, "INCOMPLETE"),
+        (nud::REACHABLE, "REACHABLE"),
+        (nud::STALE, "STALE"),
+        (nud::DELAY, "DELAY"),
+        (nud::PROBE, "PROBE"),
+        (nud::FAILED, "FAILED"),
+        (nud::NOARP, "NOARP"),
+        (nud::PERMANENT, "PERMANENT"),
+    ];
+    match state {
+        nud::UNKNOWN => "UNKNOWN".into(),
+        nud::NONE => "NONE".into(),
+        _ => {
+            let mut names: Vec<String> = NAMES
+                .iter()
+                .filter(|(bit, _)| state & bit != 0)
+                .map(|(_, n)| (*n).to_string())
+                .collect();
+            let rest = state & !0xff;
+            if rest != 0 {
+                names.push(format!("{rest:#x}"));
+            }
+            names.join("|")
+        }
+    }
 }
 
 /// A SYN refused because the listener's accept queue was full (tcp_conn_request hook).
@@ -121,6 +198,10 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
             let raw: RawListenEvent = read_struct(bytes)?;
             Ok(Record::ListenSynDrop(listen_record(&raw)))
         }
+        kind::NEIGH_STATE => {
+            let raw: RawNeighStateEvent = read_struct(bytes)?;
+            Ok(Record::NeighState(neigh_state_record(&raw)?))
+        }
         other => Err(DecodeError::Kind(other)),
     }
 }
@@ -189,6 +270,24 @@ fn neigh_record(raw: &RawNeighEvent) -> NeighRecord {
         pid: raw.pid,
         comm: cstr(&raw.comm),
     }
+}
+
+fn neigh_state_record(raw: &RawNeighStateEvent) -> Result<NeighStateRecord, DecodeError> {
+    let event = match raw.event {
+        neigh_event::CREATED => NeighStateEvent::Created,
+        neigh_event::UPDATE => NeighStateEvent::Update,
+        neigh_event::TIMER => NeighStateEvent::Timer,
+        other => return Err(DecodeError::NeighEvent(other)),
+    };
+    Ok(NeighStateRecord {
+        ts_ns: raw.ts_ns,
+        family: raw.family,
+        event,
+        old_state: raw.old_state,
+        new_state: raw.new_state,
+        dev: cstr(&raw.dev),
+        addr: ip_of(raw.family, raw.key),
+    })
 }
 
 fn listen_record(raw: &RawListenEvent) -> ListenRecord {
@@ -408,6 +507,109 @@ mod tests {
             ),
             ("198.18.3.2", 8080, 2, 1)
         );
+    }
+
+    fn raw_neigh_state(event: u32, old_state: u32, new_state: u32) -> RawNeighStateEvent {
+        let mut dev = [0u8; IFNAMSIZ];
+        dev[..4].copy_from_slice(b"ndn0");
+        let mut key = [0u8; 16];
+        key[..4].copy_from_slice(&[198, 18, 4, 7]);
+        RawNeighStateEvent {
+            kind: kind::NEIGH_STATE,
+            family: 2,
+            ts_ns: 1_000,
+            event,
+            old_state,
+            new_state,
+            _pad: 0,
+            dev,
+            key,
+        }
+    }
+
+    fn neigh_state(raw: &RawNeighStateEvent) -> NeighStateRecord {
+        match decode(&bytes_of(raw)).unwrap() {
+            Record::NeighState(n) => n,
+            other => panic!("not a neighbour state: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn decodes_neighbour_states() {
+        let created = neigh_state(&raw_neigh_state(neigh_event::CREATED, nud::NONE, nud::NONE));
+        assert_eq!(
+            created,
+            NeighStateRecord {
+                ts_ns: 1_000,
+                family: 2,
+                event: NeighStateEvent::Created,
+                old_state: nud::NONE,
+                new_state: nud::NONE,
+                dev: "ndn0".into(),
+                addr: Some("198.18.4.7".parse().unwrap()),
+            }
+        );
+        assert!(!created.is_resolved() && !created.is_failed());
+
+        let up = neigh_state(&raw_neigh_state(
+            neigh_event::UPDATE,
+            nud::INCOMPLETE,
+            nud::REACHABLE,
+        ));
+        assert_eq!(up.event, NeighStateEvent::Update);
+        assert!(up.is_resolved() && !up.is_failed());
+        assert_eq!(
+            (
+                nud_name(up.old_state).as_str(),
+                nud_name(up.new_state).as_str()
+            ),
+            ("INCOMPLETE", "REACHABLE")
+        );
+
+        let timer = neigh_state(&raw_neigh_state(
+            neigh_event::TIMER,
+            nud::UNKNOWN,
+            nud::FAILED,
+        ));
+        assert_eq!(timer.event, NeighStateEvent::Timer);
+        assert!(timer.is_failed() && !timer.is_resolved());
+        assert_eq!(nud_name(timer.old_state), "UNKNOWN");
+
+        // IPv6 key, unknown family.
+        let mut v6 = raw_neigh_state(neigh_event::UPDATE, nud::INCOMPLETE, nud::STALE);
+        v6.family = 10;
+        v6.key = "2001:db8::7".parse::<Ipv6Addr>().unwrap().octets();
+        let r = neigh_state(&v6);
+        assert_eq!(r.addr.unwrap().to_string(), "2001:db8::7");
+        assert!(r.is_resolved());
+        v6.family = 0;
+        assert_eq!(neigh_state(&v6).addr, None);
+
+        // An event number this agent does not know is an error, not a guess.
+        assert_eq!(
+            decode(&bytes_of(&raw_neigh_state(9, 0, 0))),
+            Err(DecodeError::NeighEvent(9))
+        );
+        let bytes = bytes_of(&raw_neigh_state(neigh_event::TIMER, 0, 0));
+        for len in 0..bytes.len() {
+            assert!(decode(&bytes[..len]).is_err(), "len {len}");
+        }
+    }
+
+    #[test]
+    fn neighbour_state_serde_round_trip_and_names() {
+        let r = neigh_state(&raw_neigh_state(
+            neigh_event::UPDATE,
+            nud::INCOMPLETE,
+            nud::REACHABLE,
+        ));
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["event"], "update");
+        let back: NeighStateRecord = serde_json::from_value(json).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(nud_name(nud::NONE), "NONE");
+        assert_eq!(nud_name(nud::STALE | nud::DELAY), "STALE|DELAY");
+        assert_eq!(nud_name(0x120), "FAILED|0x100");
     }
 
     #[test]

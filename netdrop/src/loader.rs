@@ -11,7 +11,7 @@ use netdrop_common::names;
 
 use crate::kernel::{
     KernelFacts,
-    hooks::{Attach, Hook, SlotOutcome, slots},
+    hooks::{Attach, Feature, Hook, SlotOutcome, slots},
 };
 
 /// The eBPF object built by build.rs.
@@ -32,12 +32,29 @@ pub struct LoadOptions {
     pub emit_events: bool,
     /// What the kernel keeps (`--pid`, `--netns`, `--dev`, `--cause`).
     pub filter: netdrop_common::Filter,
+    /// Neighbour state events (`Record::NeighState`): attaches neigh_update and
+    /// neigh_timer_handler and makes neigh_create send successful creates.
+    pub neigh_states: bool,
+}
+
+impl LoadOptions {
+    /// Whether the hooks only attached for `feature` are wanted.
+    pub fn wants(&self, feature: Feature) -> bool {
+        match feature {
+            Feature::NeighStates => self.neigh_states,
+        }
+    }
+
+    fn wants_hook(&self, hook: &Hook) -> bool {
+        hook.only_for.is_none_or(|f| self.wants(f))
+    }
 }
 
 pub fn load(facts: &KernelFacts, opts: LoadOptions) -> Result<Loaded> {
     let mut config = facts.config;
     config.emit_events = u32::from(opts.emit_events);
     config.filter = opts.filter;
+    config.emit_neigh_states = u32::from(opts.neigh_states);
     let mut ebpf = EbpfLoader::new()
         .override_global(names::CONFIG, &config, true)
         .map_max_entries(names::EVENTS, opts.ring_bytes)
@@ -47,10 +64,22 @@ pub fn load(facts: &KernelFacts, opts: LoadOptions) -> Result<Loaded> {
     let mut btf = None;
     let mut attached = Vec::new();
     let mut unavailable = Vec::new();
-    for (slot, alternatives) in slots(&facts.usable) {
+    let wanted: Vec<Hook> = facts
+        .usable
+        .iter()
+        .filter(|h| opts.wants_hook(h))
+        .copied()
+        .collect();
+    for (slot, alternatives) in slots(&wanted) {
         match attach_slot(&mut ebpf, &alternatives, &mut btf)? {
             SlotOutcome::Attached(label) => attached.push(label),
             SlotOutcome::Unavailable(why) => unavailable.push((slot, why)),
+        }
+    }
+    // Asked-for hooks whose tracepoint this kernel lacks: a notice, not an error.
+    for (hook, why) in &facts.missing_on_request {
+        if opts.wants_hook(hook) {
+            unavailable.push((hook.slot, vec![(hook.label(), why.clone())]));
         }
     }
     Ok(Loaded {

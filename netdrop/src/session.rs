@@ -120,6 +120,7 @@ async fn observe_with(
         ring_bytes: opts.ring_bytes,
         emit_events: true,
         filter: filters.kernel,
+        neigh_states: false,
     };
     let mut loaded = loader::load(facts, load)?;
     let counters = CounterMaps::take(&mut loaded.ebpf)?;
@@ -362,6 +363,12 @@ fn drain(
                 diagnosis.on_listen_drop(&rec);
                 let owner = classifier.owners.lookup(rec.owner_ino, 0);
                 sink.on_listen_drop(&rec, owner.as_ref(), classifier.clock.wall(rec.ts_ns))?;
+            }
+            Ok(Record::NeighState(rec)) => {
+                if filters.port.is_some() || filters.addr.is_some_and(|a| rec.addr != Some(a)) {
+                    continue;
+                }
+                sink.on_neigh_state(&rec, classifier.clock.wall(rec.ts_ns))?;
             }
             Err(e) => {
                 session.undecodable += 1;

@@ -1,22 +1,19 @@
 //! `neigh:neigh_create` (since 5.0) — fires for every create attempt, also a
 //! refused one (`created` = 0), which is how a full neighbour table shows.
+//! A successful create is where a neighbour's resolution starts: with
+//! `emit_neigh_states` it becomes a CREATED state event.
 
 use aya_ebpf::{
-    EbpfContext,
-    helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns,
-        bpf_probe_read_kernel_str_bytes,
-    },
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::tracepoint,
     programs::TracePointContext,
 };
-use netdrop_common::{ABSENT, RawNeighEvent, filter, kind, stat};
-
-const AF_INET: u32 = 2;
+use netdrop_common::{RawNeighEvent, filter, kind, neigh_event, nud, stat};
 
 use crate::{
-    kernel::tp_field,
+    kernel::{tp_field, tp_neigh_key, tp_str},
     maps::{EVENTS, STATS, bump, config},
+    neigh::{NeighId, emit_state},
 };
 
 #[tracepoint]
@@ -29,6 +26,16 @@ fn try_neigh_create(ctx: &TracePointContext) -> Option<u32> {
     let tp = &cfg.neigh_create;
     let created: u8 = tp_field(ctx, tp.created)?;
     if created != 0 {
+        if cfg.emit_neigh_states != 0 && cfg.emit_events != 0 {
+            let family: u32 = tp_field(ctx, tp.family).unwrap_or(0);
+            let mut id = NeighId {
+                family,
+                dev: [0; 16],
+                key: tp_neigh_key(ctx, family, tp.primary_key4, tp.primary_key6),
+            };
+            tp_str(ctx, tp.dev, &mut id.dev);
+            emit_state(cfg, &id, neigh_event::CREATED, nud::NONE, nud::NONE);
+        }
         return Some(0);
     }
     // Filters: a refusal runs in the sender's context (KERNEL.md), so --pid keeps
@@ -61,23 +68,9 @@ fn try_neigh_create(ctx: &TracePointContext) -> Option<u32> {
         (*ev).entries = tp_field(ctx, tp.entries).unwrap_or(-1);
         (*ev).pid = (bpf_get_current_pid_tgid() >> 32) as u32;
         (*ev).comm = bpf_get_current_comm().unwrap_or([0; 16]);
-        let mut key = [0u8; 16];
-        if family == AF_INET {
-            if let Some(k) = tp_field::<[u8; 4]>(ctx, tp.primary_key4) {
-                key[..4].copy_from_slice(&k);
-            }
-        } else if let Some(k) = tp_field::<[u8; 16]>(ctx, tp.primary_key6) {
-            key = k;
-        }
-        (*ev).key = key;
+        (*ev).key = tp_neigh_key(ctx, family, tp.primary_key4, tp.primary_key6);
         (*ev).dev = [0; 16];
-        // `__data_loc char[] dev`: the low 16 bits are the string's offset in the record.
-        if tp.dev != ABSENT {
-            if let Some(loc) = tp_field::<u32>(ctx, tp.dev) {
-                let src = (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize);
-                let _ = bpf_probe_read_kernel_str_bytes(src, &mut (*ev).dev);
-            }
-        }
+        tp_str(ctx, tp.dev, &mut (*ev).dev);
     }
     entry.submit(0);
     Some(0)

@@ -17,6 +17,14 @@ pub enum Attach {
     KProbe { function: &'static str },
 }
 
+/// Something the user asks for that needs hooks of its own; such hooks are
+/// attached only when asked for (and their absence noticed only then).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feature {
+    /// Neighbour state events (resolution latency).
+    NeighStates,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Hook {
     /// The eBPF program's name in the object.
@@ -29,6 +37,8 @@ pub struct Hook {
     pub slot: &'static str,
     /// What it gives, and from which kernel (for the notice and the README).
     pub why: &'static str,
+    /// `Some`: attached only when this feature is asked for.
+    pub only_for: Option<Feature>,
 }
 
 pub const HOOKS: &[Hook] = &[
@@ -41,6 +51,7 @@ pub const HOOKS: &[Hook] = &[
         required: true,
         slot: "kfree_skb",
         why: "every dropped skb; drop reasons since 5.17, rx_sk since 6.12",
+        only_for: None,
     },
     Hook {
         program: names::PROG_NEIGH_CREATE,
@@ -50,7 +61,8 @@ pub const HOOKS: &[Hook] = &[
         },
         required: false,
         slot: "neigh_create",
-        why: "neighbour creates refused by a full table (since 5.0)",
+        why: "neighbour creates refused by a full table (since 5.0); with neighbour states, creates",
+        only_for: None,
     },
     Hook {
         program: names::PROG_SOCK_SET_STATE,
@@ -61,6 +73,29 @@ pub const HOOKS: &[Hook] = &[
         required: false,
         slot: "inet_sock_set_state",
         why: "--pid: the watched process's new TCP sockets, from their first SYN (4.16+)",
+        only_for: None,
+    },
+    Hook {
+        program: names::PROG_NEIGH_UPDATE,
+        attach: Attach::Tracepoint {
+            system: "neigh",
+            event: "neigh_update",
+        },
+        required: false,
+        slot: "neigh_update",
+        why: "neighbour states: entries resolved (REACHABLE/STALE) or FAILED by an update (since 5.0)",
+        only_for: Some(Feature::NeighStates),
+    },
+    Hook {
+        program: names::PROG_NEIGH_TIMER,
+        attach: Attach::Tracepoint {
+            system: "neigh",
+            event: "neigh_timer_handler",
+        },
+        required: false,
+        slot: "neigh_timer_handler",
+        why: "neighbour states: resolutions that ran out of probes (FAILED) (since 5.0)",
+        only_for: Some(Feature::NeighStates),
     },
     Hook {
         program: names::PROG_CONN_REQUEST_FENTRY,
@@ -70,6 +105,7 @@ pub const HOOKS: &[Hook] = &[
         required: false,
         slot: "tcp_conn_request",
         why: "SYNs refused by a full accept queue (they carry no drop reason)",
+        only_for: None,
     },
     Hook {
         program: names::PROG_CONN_REQUEST_KPROBE,
@@ -79,6 +115,7 @@ pub const HOOKS: &[Hook] = &[
         required: false,
         slot: "tcp_conn_request",
         why: "SYNs refused by a full accept queue (they carry no drop reason)",
+        only_for: None,
     },
 ];
 
@@ -121,6 +158,10 @@ pub fn fallback_note(slot: &str) -> &'static str {
         "neigh_create" => {
             "a full neighbour table is still seen through NEIGH_CREATEFAIL drops and arp_cache table_fulls"
         }
+        "neigh_update" => "neighbour resolutions are not seen: no resolution latency",
+        "neigh_timer_handler" => {
+            "neighbour resolutions that fail by running out of probes are not seen"
+        }
         _ => "its detail is not available",
     }
 }
@@ -139,10 +180,12 @@ mod tests {
                 "kfree_skb",
                 "neigh_create",
                 "inet_sock_set_state",
+                "neigh_update",
+                "neigh_timer_handler",
                 "tcp_conn_request"
             ]
         );
-        let conn = &s[3].1;
+        let conn = &s[5].1;
         assert_eq!(
             conn.iter().map(Hook::label).collect::<Vec<_>>(),
             ["fentry:tcp_conn_request", "kprobe:tcp_conn_request"]
@@ -151,7 +194,23 @@ mod tests {
             HOOKS
                 .iter()
                 .filter(|h| h.required)
-                .all(|h| matches!(h.attach, Attach::Tracepoint { .. }))
+                .all(|h| matches!(h.attach, Attach::Tracepoint { .. }) && h.only_for.is_none())
         );
+    }
+
+    #[test]
+    fn neighbour_state_hooks_are_only_on_request() {
+        let on_request: Vec<_> = HOOKS
+            .iter()
+            .filter(|h| h.only_for == Some(Feature::NeighStates))
+            .map(Hook::label)
+            .collect();
+        assert_eq!(
+            on_request,
+            ["neigh:neigh_update", "neigh:neigh_timer_handler"]
+        );
+        for slot in ["neigh_update", "neigh_timer_handler"] {
+            assert_ne!(fallback_note(slot), fallback_note("?"), "{slot}");
+        }
     }
 }

@@ -11,7 +11,9 @@ pub mod tracefs;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use netdrop_common::{ABSENT, Config, KfreeSkbOffsets, NeighCreateOffsets, StructOffsets};
+use netdrop_common::{
+    ABSENT, Config, KfreeSkbOffsets, NeighCreateOffsets, NeighStateOffsets, StructOffsets,
+};
 
 use self::{
     btf::Btf,
@@ -36,6 +38,9 @@ pub struct KernelFacts {
     /// The hooks this kernel offers, and those it does not (with why).
     pub usable: Vec<Hook>,
     pub skipped: Vec<(Hook, String)>,
+    /// Hooks attached only on request ([`Hook::only_for`]) that this kernel
+    /// lacks: noticed by the loader only when they are asked for.
+    pub missing_on_request: Vec<(Hook, String)>,
     pub config: Config,
     pub has_reason_field: bool,
 }
@@ -62,6 +67,7 @@ impl KernelFacts {
         config.structs = struct_offsets(&btf);
         let mut usable = Vec::new();
         let mut skipped = Vec::new();
+        let mut missing_on_request = Vec::new();
         let mut has_reason_field = false;
         for hook in HOOKS {
             // Function hooks are tried at load: only the kernel can say if it allows them.
@@ -71,6 +77,10 @@ impl KernelFacts {
             };
             let format = match tracefs.format(system, event) {
                 Ok(f) => f,
+                Err(e @ TracefsError::Missing { .. }) if hook.only_for.is_some() => {
+                    missing_on_request.push((*hook, e.to_string()));
+                    continue;
+                }
                 Err(e @ TracefsError::Missing { .. }) if !hook.required => {
                     skipped.push((*hook, e.to_string()));
                     continue;
@@ -87,6 +97,10 @@ impl KernelFacts {
                     config.sock_set_state.skaddr = format.offset("skaddr");
                     config.sock_set_state.newstate = format.offset("newstate");
                 }
+                ("neigh", "neigh_update") => config.neigh_update = neigh_state_offsets(&format),
+                ("neigh", "neigh_timer_handler") => {
+                    config.neigh_timer = neigh_state_offsets(&format);
+                }
                 _ => {}
             }
             usable.push(*hook);
@@ -96,6 +110,7 @@ impl KernelFacts {
             reasons,
             usable,
             skipped,
+            missing_on_request,
             config,
             has_reason_field,
         })
@@ -121,6 +136,25 @@ pub fn neigh_create_offsets(f: &TracepointFormat) -> NeighCreateOffsets {
         created: f.offset("created"),
         primary_key4: f.offset("primary_key4"),
         primary_key6: f.offset("primary_key6"),
+    }
+}
+
+/// neigh_update and neigh_timer_handler (`new_state` is neigh_update's only).
+/// A field of another size than the probe reads stays ABSENT.
+pub fn neigh_state_offsets(f: &TracepointFormat) -> NeighStateOffsets {
+    let sized = |name: &str, size: u32| match f.field(name) {
+        Some(field) if field.size == size => field.offset,
+        _ => ABSENT,
+    };
+    NeighStateOffsets {
+        family: sized("family", 4),
+        dev: sized("dev", 4),
+        nud_state: sized("nud_state", 1),
+        new_state: sized("new_state", 1),
+        dead: sized("dead", 1),
+        primary_key4: sized("primary_key4", 4),
+        primary_key6: sized("primary_key6", 16),
+        _pad: 0,
     }
 }
 

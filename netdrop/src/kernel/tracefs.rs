@@ -278,6 +278,44 @@ mod tests {
     }
 
     #[test]
+    fn neighbour_state_offsets_from_the_format_files() {
+        let u = crate::kernel::neigh_state_offsets(&fixture("neigh_update.6.18.44-fc-v769.format"));
+        // (family, dev, nud_state, new_state, dead, primary_key4, primary_key6)
+        assert_eq!(
+            (
+                u.family,
+                u.dev,
+                u.nud_state,
+                u.new_state,
+                u.dead,
+                u.primary_key4,
+                u.primary_key6
+            ),
+            (8, 12, 50, 136, 52, 60, 64)
+        );
+        let t = crate::kernel::neigh_state_offsets(&fixture(
+            "neigh_timer_handler.6.18.44-fc-v769.format",
+        ));
+        assert_eq!(
+            (
+                t.family,
+                t.dev,
+                t.nud_state,
+                t.new_state,
+                t.dead,
+                t.primary_key4,
+                t.primary_key6
+            ),
+            (8, 12, 50, ABSENT, 52, 60, 64)
+        );
+        // A field whose size is not what the probe reads is not used.
+        let text =
+            "name: neigh_update\nformat:\n\tfield:u32 nud_state;\toffset:50;\tsize:4;\tsigned:0;\n";
+        let odd = crate::kernel::neigh_state_offsets(&TracepointFormat::parse(text).unwrap());
+        assert_eq!((odd.nud_state, odd.family), (ABSENT, ABSENT));
+    }
+
+    #[test]
     fn garbage_is_an_error_not_a_panic() {
         for text in [
             "",

@@ -49,6 +49,14 @@ pub trait Sink {
     }
     /// Push buffered output out (after each batch of events).
     fn flush(&mut self) -> io::Result<()>;
+    /// A neighbour entry's state change (only when neighbour states are asked for).
+    fn on_neigh_state(
+        &mut self,
+        _rec: &crate::decode::NeighStateRecord,
+        _ts: f64,
+    ) -> io::Result<()> {
+        Ok(())
+    }
     /// Once, after the hooks attached: what is being observed, on which kernel.
     fn on_start(&mut self, _header: &crate::record::Header) -> io::Result<()> {
         Ok(())
