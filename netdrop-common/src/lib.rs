@@ -402,7 +402,16 @@ pub struct RawDropEvent {
     /// The socket's owner (tgid) as the kernel learned it when the socket
     /// connected or listened (TCP); 0 if unknown.
     pub owner_tgid: u32,
+    /// When the drop's socket (skb->sk, else rx_sk) is a listener (TCP_LISTEN):
+    /// its accept queue length (`sk_ack_backlog`) and limit
+    /// (`sk_max_ack_backlog`) at the drop; [`NOT_LISTENER`] in both otherwise.
+    pub accept_queue: u32,
+    pub accept_limit: u32,
 }
+
+/// [`RawDropEvent::accept_queue`] / `accept_limit`: no listener (or its queue
+/// fields are unknown on this kernel).
+pub const NOT_LISTENER: u32 = u32::MAX;
 
 /// Where a drop's socket came from.
 pub mod owner_src {
@@ -488,7 +497,7 @@ mod pod {
 }
 
 // The kernel writes these records as they are; keep their sizes stable and 8-aligned.
-const _: () = assert!(core::mem::size_of::<RawDropEvent>() == 184);
+const _: () = assert!(core::mem::size_of::<RawDropEvent>() == 192);
 const _: () = assert!(core::mem::size_of::<RawNeighEvent>() == 72);
 const _: () = assert!(core::mem::size_of::<RawListenEvent>() == 80);
 const _: () = assert!(core::mem::size_of::<RawNeighStateEvent>() == 64);

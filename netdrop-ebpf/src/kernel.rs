@@ -8,7 +8,7 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use netdrop_common::{
-    ABSENT, Filter, IFNAMSIZ, NET_HDR_LEN, StructOffsets, filter, owner_src, scope,
+    ABSENT, Filter, IFNAMSIZ, NET_HDR_LEN, NOT_LISTENER, StructOffsets, filter, owner_src, scope,
 };
 
 use crate::maps::FILTER_INODES;
@@ -175,6 +175,40 @@ pub fn listener(sk: u64, o: &StructOffsets) -> Option<Listener> {
     })
 }
 
+/// A listener's accept queue at a drop: length and limit, [`NOT_LISTENER`] in
+/// both when the socket is not listening. (A plain struct with a sentinel, not
+/// an Option, for the verifier.)
+#[derive(Clone, Copy)]
+pub struct AcceptQueue {
+    pub len: u32,
+    pub limit: u32,
+}
+
+impl AcceptQueue {
+    pub const NONE: AcceptQueue = AcceptQueue {
+        len: NOT_LISTENER,
+        limit: NOT_LISTENER,
+    };
+}
+
+/// TCP_LISTEN (include/net/tcp_states.h, stable ABI).
+const TCP_LISTEN: u8 = 10;
+
+/// The accept queue of `sk` if it is a listener; read only then.
+#[inline(always)]
+pub fn accept_queue(sk: u64, o: &StructOffsets) -> AcceptQueue {
+    if read::<u8>(sk, o.sock_state) != Some(TCP_LISTEN) {
+        return AcceptQueue::NONE;
+    }
+    match (
+        read::<u32>(sk, o.sock_ack_backlog),
+        read::<u32>(sk, o.sock_max_ack_backlog),
+    ) {
+        (Some(len), Some(limit)) => AcceptQueue { len, limit },
+        _ => AcceptQueue::NONE,
+    }
+}
+
 /// A socket's owner handle: the socket inode (named in /proc/PID/fd) and uid;
 /// `ino == 0`: no socket. (A plain struct, not an Option: moving an Option whose
 /// payload is uninitialised makes the verifier refuse the program.)
@@ -225,6 +259,9 @@ fn sock_ino(sk: u64, o: &StructOffsets) -> Option<u64> {
 /// What a drop belongs to: its device and namespace, and its socket's owner.
 pub struct DropCtx {
     pub info: SkbInfo,
+    /// The drop's socket: the one the owner came from, else skb->sk, else
+    /// rx_sk (0 if none).
+    pub sock: u64,
     pub owner: SockOwner,
     pub owner_src: u32,
     pub scope: u32,
@@ -246,8 +283,14 @@ impl DropCtx {
                 owner_src::RX_SK
             };
         }
+        let sock = if src == owner_src::RX_SK || info.sk == 0 {
+            rx_sk
+        } else {
+            info.sk
+        };
         DropCtx {
             info,
+            sock,
             owner,
             owner_src: src,
             scope: scope::ANY,

@@ -3,7 +3,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use netdrop_common::{
-    RawDropEvent, RawListenEvent, RawNeighEvent, RawNeighStateEvent, kind, neigh_event, nud,
+    NOT_LISTENER, RawDropEvent, RawListenEvent, RawNeighEvent, RawNeighStateEvent, kind,
+    neigh_event, nud,
 };
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -140,6 +141,9 @@ pub struct DropRecord {
     pub scope: u32,
     /// The owner (tgid) the kernel learned when the socket connected/listened; 0 if unknown.
     pub owner_tgid: u32,
+    /// When the drop's socket is a listener: its accept queue (length, limit)
+    /// at the drop.
+    pub accept_queue: Option<(u32, u32)>,
 }
 
 /// Addresses and ports read from the packet's network header.
@@ -245,6 +249,8 @@ fn drop_record(raw: &RawDropEvent) -> DropRecord {
         owner_src: raw.owner_src,
         scope: raw.scope,
         owner_tgid: raw.owner_tgid,
+        accept_queue: (raw.accept_queue != NOT_LISTENER && raw.accept_limit != NOT_LISTENER)
+            .then_some((raw.accept_queue, raw.accept_limit)),
     }
 }
 
@@ -378,6 +384,7 @@ pub(crate) mod tests_support {
             owner_src: 0,
             scope: 0,
             owner_tgid: 0,
+            accept_queue: None,
         }
     }
 }
@@ -425,6 +432,8 @@ mod tests {
             owner_src: netdrop_common::owner_src::SKB_SK,
             scope: 0,
             owner_tgid: 0,
+            accept_queue: NOT_LISTENER,
+            accept_limit: NOT_LISTENER,
         }
     }
 
@@ -451,6 +460,35 @@ mod tests {
             (p.sport, p.dport, p.l4_name()),
             (Some(40000), Some(9), Some("udp"))
         );
+    }
+
+    #[test]
+    fn accept_queue_only_for_listeners() {
+        let decode_drop = |raw: &RawDropEvent| match decode(&bytes_of(raw)).unwrap() {
+            Record::Drop(d) => d,
+            other => panic!("not a drop: {other:?}"),
+        };
+        // Not a listener (or no socket): no queue.
+        assert_eq!(decode_drop(&raw_drop()).accept_queue, None);
+        // TCP_LISTEN_OVERFLOW on a listener with backlog 1: queue 2 of 1.
+        let mut raw = raw_drop();
+        raw.owner_src = netdrop_common::owner_src::RX_SK;
+        raw.accept_queue = 2;
+        raw.accept_limit = 1;
+        let d = decode_drop(&raw);
+        assert_eq!(d.accept_queue, Some((2, 1)));
+        // An empty queue with a zero limit is a real value, not "none".
+        raw.accept_queue = 0;
+        raw.accept_limit = 0;
+        assert_eq!(decode_drop(&raw).accept_queue, Some((0, 0)));
+        // Half a sentinel is not a queue.
+        raw.accept_limit = NOT_LISTENER;
+        assert_eq!(decode_drop(&raw).accept_queue, None);
+        // Records keep it through serde (recordings).
+        let json = serde_json::to_value(&d).unwrap();
+        assert_eq!(json["accept_queue"], serde_json::json!([2, 1]));
+        let back: DropRecord = serde_json::from_value(json).unwrap();
+        assert_eq!(back, d);
     }
 
     #[test]

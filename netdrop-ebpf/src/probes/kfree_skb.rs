@@ -9,7 +9,7 @@ use aya_ebpf::{
 use netdrop_common::{MAX_REASONS, REASON_OVERFLOW_SLOT, RawDropEvent, filter, kind, stat};
 
 use crate::{
-    kernel::{DropCtx, skb_net_header, tp_field},
+    kernel::{DropCtx, accept_queue, skb_net_header, tp_field},
     maps::{DROP_COUNTS, EVENTS, LOST_COUNTS, SOCK_OWNERS, STATS, bump, config, reason_allowed},
 };
 
@@ -56,6 +56,7 @@ fn try_kfree_skb(ctx: &TracePointContext) -> Option<u32> {
         Some(d) => d,
         None => DropCtx::read(skbaddr, rx_sk, &cfg.structs),
     };
+    let queue = accept_queue(d.sock, &cfg.structs);
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` points at reserved ring buffer space of the right size; every
     // field is written before submit.
@@ -88,6 +89,8 @@ fn try_kfree_skb(ctx: &TracePointContext) -> Option<u32> {
                 .copied()
                 .unwrap_or(0)
         };
+        (*ev).accept_queue = queue.len;
+        (*ev).accept_limit = queue.limit;
     }
     entry.submit(0);
     bump(&STATS, stat::DROP_EVENTS_SENT);
