@@ -188,6 +188,13 @@ pub struct StructOffsets {
     pub sk_buff_head: u32,
     /// u16 offset of the network header from `head`.
     pub sk_buff_network_header: u32,
+    /// `sk_buff.len` (u32): bytes from `data` to the packet's end, paged data included.
+    pub sk_buff_len: u32,
+    /// `sk_buff.data` (pointer): where the packet's current layer starts.
+    pub sk_buff_data: u32,
+    /// `sk_buff.tail` (u32 on 64-bit: an offset from `head`): the end of the
+    /// linear data. Absent where it is a pointer (32-bit kernels).
+    pub sk_buff_tail: u32,
     pub net_device_ifindex: u32,
     pub net_device_name: u32,
     /// `net_device.nd_net.net`: the device's `struct net *`.
@@ -233,7 +240,8 @@ pub struct Config {
     pub filter: Filter,
     /// Send detail events (counting never stops); 0 = counters only.
     pub emit_events: u32,
-    /// Bytes of the network header to copy into each drop event (0..=NET_HDR_LEN).
+    /// Bytes of the packet to copy into each drop event, from its network
+    /// header (0..=MAX_CAPTURE; NET_HDR_LEN unless asked for more).
     pub net_hdr_len: u32,
     /// Send neighbour state events ([`kind::NEIGH_STATE`]): successful creates
     /// from neigh_create, and the neigh_update / neigh_timer_handler hooks
@@ -267,6 +275,9 @@ impl Config {
                 sk_buff_sk: ABSENT,
                 sk_buff_head: ABSENT,
                 sk_buff_network_header: ABSENT,
+                sk_buff_len: ABSENT,
+                sk_buff_data: ABSENT,
+                sk_buff_tail: ABSENT,
                 net_device_ifindex: ABSENT,
                 net_device_name: ABSENT,
                 net_device_net: ABSENT,
@@ -358,9 +369,12 @@ pub mod nud {
 
 pub const IFNAMSIZ: usize = 16;
 pub const TASK_COMM_LEN: usize = 16;
-/// Enough for an IPv4 header with options (60) plus the L4 ports, or an IPv6
-/// header (40) plus the ports.
+/// The bytes of each dropped packet copied by default: enough for an IPv4
+/// header with options (60) plus the L4 ports, or an IPv6 header (40) plus the
+/// ports.
 pub const NET_HDR_LEN: usize = 64;
+/// The most bytes of a dropped packet an event can carry (its buffer size).
+pub const MAX_CAPTURE: usize = 256;
 
 /// One dropped skb, as the kfree_skb probe saw it.
 #[repr(C)]
@@ -386,12 +400,13 @@ pub struct RawDropEvent {
     pub pid: u32,
     /// Ethernet protocol, host order (0x0800 IPv4, 0x86dd IPv6).
     pub protocol: u16,
-    /// Valid bytes in `net_hdr`.
+    /// Bytes copied into `net_hdr` (at most the config's `net_hdr_len`, the
+    /// linear data and `pkt_len`).
     pub net_hdr_len: u16,
     pub dev: [u8; IFNAMSIZ],
     pub comm: [u8; TASK_COMM_LEN],
-    /// The start of the network header, when the skb has one.
-    pub net_hdr: [u8; NET_HDR_LEN],
+    /// The packet from its network header on, when the skb has one.
+    pub net_hdr: [u8; MAX_CAPTURE],
     /// The socket the drop belongs to: its inode (0 if none) and uid, and where
     /// it came from ([`owner_src`]).
     pub owner_ino: u64,
@@ -407,6 +422,11 @@ pub struct RawDropEvent {
     /// (`sk_max_ack_backlog`) at the drop; [`NOT_LISTENER`] in both otherwise.
     pub accept_queue: u32,
     pub accept_limit: u32,
+    /// The packet's length from its network header to its end (paged data
+    /// included): `len + (data - head) - network_header`; 0 if unknown or
+    /// there is no network header.
+    pub pkt_len: u32,
+    pub _pad: u32,
 }
 
 /// [`RawDropEvent::accept_queue`] / `accept_limit`: no listener (or its queue
@@ -497,7 +517,9 @@ mod pod {
 }
 
 // The kernel writes these records as they are; keep their sizes stable and 8-aligned.
-const _: () = assert!(core::mem::size_of::<RawDropEvent>() == 192);
+const _: () = assert!(core::mem::size_of::<RawDropEvent>() == 392);
+const _: () = assert!(core::mem::align_of::<RawDropEvent>() == 8);
+const _: () = assert!(MAX_CAPTURE.is_power_of_two() && NET_HDR_LEN <= MAX_CAPTURE);
 const _: () = assert!(core::mem::size_of::<RawNeighEvent>() == 72);
 const _: () = assert!(core::mem::size_of::<RawListenEvent>() == 80);
 const _: () = assert!(core::mem::size_of::<RawNeighStateEvent>() == 64);

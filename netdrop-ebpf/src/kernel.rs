@@ -4,11 +4,12 @@
 
 use aya_ebpf::{
     EbpfContext,
-    helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_buf, bpf_probe_read_kernel_str_bytes},
+    cty::c_void,
+    helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes, generated},
     programs::TracePointContext,
 };
 use netdrop_common::{
-    ABSENT, Filter, IFNAMSIZ, NET_HDR_LEN, NOT_LISTENER, StructOffsets, filter, owner_src, scope,
+    ABSENT, Filter, IFNAMSIZ, MAX_CAPTURE, NOT_LISTENER, StructOffsets, filter, owner_src, scope,
 };
 
 use crate::maps::FILTER_INODES;
@@ -110,33 +111,70 @@ pub fn skb_info(skb: u64, o: &StructOffsets) -> SkbInfo {
     info
 }
 
-/// Copies up to `len` bytes from the skb's network header into `out`; returns the
-/// count copied (0 if the skb has no network header yet).
+/// What [`skb_capture`] found: bytes copied, and the packet's length from its
+/// network header (0 if unknown).
+pub struct Capture {
+    pub copied: u32,
+    pub pkt_len: u32,
+}
+
+/// Copies the packet from its network header into `out`: at most `want` bytes
+/// (≤ MAX_CAPTURE), no more than the linear data (up to `tail`) and no more
+/// than the packet. Nothing when the skb has no network header yet.
 #[inline(always)]
-pub fn skb_net_header(skb: u64, o: &StructOffsets, len: u32, out: &mut [u8; NET_HDR_LEN]) -> u16 {
-    if len == 0 {
-        return 0;
-    }
+pub fn skb_capture(skb: u64, o: &StructOffsets, want: u32, out: &mut [u8; MAX_CAPTURE]) -> Capture {
+    let mut cap = Capture {
+        copied: 0,
+        pkt_len: 0,
+    };
     let Some(head) = read::<u64>(skb, o.sk_buff_head) else {
-        return 0;
+        return cap;
     };
     let Some(nh) = read::<u16>(skb, o.sk_buff_network_header) else {
-        return 0;
+        return cap;
     };
+    // `(u16)~0U`: the network header was never set.
     if head == 0 || nh == u16::MAX {
-        return 0;
+        return cap;
     }
-    let src = (head + nh as u64) as *const u8;
-    // SAFETY: fault-safe kernel read into a fixed-size buffer.
-    if unsafe { bpf_probe_read_kernel_buf(src, &mut out[..]) }.is_ok() {
-        return NET_HDR_LEN as u16;
+    let nh = u64::from(nh);
+    let mut limit = u64::from(want);
+    // len counts from `data`: the packet ends at (data - head) + len from head.
+    if let (Some(len), Some(data)) = (
+        read::<u32>(skb, o.sk_buff_len),
+        read::<u64>(skb, o.sk_buff_data),
+    ) && data >= head
+    {
+        let end = (data - head) + u64::from(len);
+        let pkt = end.saturating_sub(nh);
+        cap.pkt_len = if pkt > u64::from(u32::MAX) {
+            u32::MAX
+        } else {
+            pkt as u32
+        };
+        limit = limit.min(pkt);
     }
-    // Short linear data: try the minimum that still holds IPv4/IPv6 addresses.
-    if unsafe { bpf_probe_read_kernel_buf(src, &mut out[..40]) }.is_ok() {
-        40
+    // Linear data only: what lies past `tail` is not this packet's.
+    if let Some(tail) = read::<u32>(skb, o.sk_buff_tail) {
+        limit = limit.min(u64::from(tail).saturating_sub(nh));
+    }
+    if limit == 0 {
+        return cap;
+    }
+    // The verifier needs the size bounded by the buffer: clamp, then a
+    // variable-size read (probe_read's size is ARG_CONST_SIZE_OR_ZERO).
+    let n = if limit > MAX_CAPTURE as u64 {
+        MAX_CAPTURE as u32
     } else {
-        0
+        limit as u32
+    };
+    let src = (head + nh) as *const c_void;
+    // SAFETY: fault-safe kernel read of `n` ≤ MAX_CAPTURE bytes into `out`.
+    let rc = unsafe { generated::bpf_probe_read_kernel(out.as_mut_ptr().cast(), n, src) };
+    if rc == 0 {
+        cap.copied = n;
     }
+    cap
 }
 
 /// A listening socket's address and accept queue.

@@ -132,7 +132,15 @@ pub struct DropRecord {
     /// The task running when the skb was freed (not necessarily its owner).
     pub pid: u32,
     pub comm: String,
+    /// Addresses and ports parsed from `bytes`.
     pub packet: Option<Packet>,
+    /// The packet as copied in the kernel, from its network header on: the
+    /// configured capture length (64 bytes by default, up to 256), cut at the
+    /// skb's linear data and at the packet's end.
+    pub bytes: Vec<u8>,
+    /// The packet's length from its network header to its end (paged data
+    /// included; may exceed `bytes.len()`); 0 if unknown.
+    pub pkt_len: u32,
     /// The socket the drop belongs to (inode 0: none).
     pub owner_ino: u64,
     pub owner_uid: u32,
@@ -230,6 +238,7 @@ pub fn cstr(bytes: &[u8]) -> String {
 
 fn drop_record(raw: &RawDropEvent) -> DropRecord {
     let len = usize::from(raw.net_hdr_len).min(raw.net_hdr.len());
+    let bytes = raw.net_hdr[..len].to_vec();
     DropRecord {
         ts_ns: raw.ts_ns,
         reason: raw.reason,
@@ -243,7 +252,9 @@ fn drop_record(raw: &RawDropEvent) -> DropRecord {
         protocol: raw.protocol,
         pid: raw.pid,
         comm: cstr(&raw.comm),
-        packet: parse_packet(raw.protocol, &raw.net_hdr[..len]),
+        packet: parse_packet(raw.protocol, &bytes),
+        bytes,
+        pkt_len: raw.pkt_len,
         owner_ino: raw.owner_ino,
         owner_uid: raw.owner_uid,
         owner_src: raw.owner_src,
@@ -379,6 +390,8 @@ pub(crate) mod tests_support {
             pid: 0,
             comm: String::new(),
             packet: None,
+            bytes: Vec::new(),
+            pkt_len: 0,
             owner_ino: 0,
             owner_uid: 0,
             owner_src: 0,
@@ -392,7 +405,7 @@ pub(crate) mod tests_support {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use netdrop_common::{IFNAMSIZ, NET_HDR_LEN};
+    use netdrop_common::{IFNAMSIZ, MAX_CAPTURE, NET_HDR_LEN};
 
     fn ipv4_udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
         let mut h = vec![0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0];
@@ -400,6 +413,7 @@ mod tests {
         h.extend_from_slice(&dst);
         h.extend_from_slice(&sport.to_be_bytes());
         h.extend_from_slice(&dport.to_be_bytes());
+        h.extend_from_slice(&[0, 8, 0, 0]); // UDP length 8, no checksum
         h
     }
 
@@ -408,7 +422,7 @@ mod tests {
         dev[..5].copy_from_slice(b"veth0");
         let mut comm = [0u8; 16];
         comm[..4].copy_from_slice(b"ping");
-        let mut net_hdr = [0u8; NET_HDR_LEN];
+        let mut net_hdr = [0u8; MAX_CAPTURE];
         let pkt = ipv4_udp([198, 18, 1, 1], [198, 18, 1, 99], 40000, 9);
         net_hdr[..pkt.len()].copy_from_slice(&pkt);
         RawDropEvent {
@@ -423,7 +437,7 @@ mod tests {
             ifindex: 7,
             pid: 42,
             protocol: ETH_P_IP,
-            net_hdr_len: NET_HDR_LEN as u16,
+            net_hdr_len: pkt.len() as u16,
             dev,
             comm,
             net_hdr,
@@ -434,6 +448,8 @@ mod tests {
             owner_tgid: 0,
             accept_queue: NOT_LISTENER,
             accept_limit: NOT_LISTENER,
+            pkt_len: pkt.len() as u32,
+            _pad: 0,
         }
     }
 
@@ -460,6 +476,62 @@ mod tests {
             (p.sport, p.dport, p.l4_name()),
             (Some(40000), Some(9), Some("udp"))
         );
+    }
+
+    #[test]
+    fn captured_bytes_and_packet_length() {
+        let decode_drop = |raw: &RawDropEvent| match decode(&bytes_of(raw)).unwrap() {
+            Record::Drop(d) => d,
+            other => panic!("not a drop: {other:?}"),
+        };
+        // The default capture: 64 bytes asked, a 28-byte datagram: all of it.
+        let mut raw = raw_drop();
+        raw.net_hdr_len = 28;
+        let d = decode_drop(&raw);
+        assert_eq!(
+            d.bytes,
+            ipv4_udp([198, 18, 1, 1], [198, 18, 1, 99], 40000, 9)
+        );
+        assert_eq!(d.pkt_len, 28);
+        assert_eq!(d.packet.as_ref().unwrap().dport, Some(9));
+
+        // A full 256-byte capture of a 1400-byte TCP segment: first 256 bytes,
+        // the length says how much more there was.
+        let mut big = vec![0x45, 0, 0x05, 0x78, 0, 0, 0x40, 0, 64, 6, 0, 0];
+        big.extend_from_slice(&[198, 18, 1, 1, 198, 18, 1, 2]);
+        big.extend_from_slice(&8080u16.to_be_bytes());
+        big.extend_from_slice(&443u16.to_be_bytes());
+        big.extend((0..MAX_CAPTURE - big.len()).map(|i| i as u8));
+        raw.net_hdr.copy_from_slice(&big);
+        raw.net_hdr_len = MAX_CAPTURE as u16;
+        raw.pkt_len = 1400;
+        let d = decode_drop(&raw);
+        assert_eq!(
+            (d.bytes.len(), d.bytes[255], d.pkt_len),
+            (256, big[255], 1400)
+        );
+        let p = d.packet.unwrap();
+        assert_eq!(
+            (p.l4_name(), p.sport, p.dport),
+            (Some("tcp"), Some(8080), Some(443))
+        );
+
+        // Nothing copied (no network header): no bytes, no packet.
+        raw.net_hdr_len = 0;
+        raw.pkt_len = 0;
+        let d = decode_drop(&raw);
+        assert_eq!((d.bytes.len(), d.packet, d.pkt_len), (0, None, 0));
+        // A length beyond the buffer is cut at the buffer.
+        raw.net_hdr_len = u16::MAX;
+        assert_eq!(decode_drop(&raw).bytes.len(), MAX_CAPTURE);
+        // Only the default 64 bytes: addresses and ports still parse.
+        raw.net_hdr_len = NET_HDR_LEN as u16;
+        assert_eq!(decode_drop(&raw).packet.unwrap().sport, Some(8080));
+
+        // Bytes survive serde (recordings).
+        let d = decode_drop(&raw);
+        let back: DropRecord = serde_json::from_value(serde_json::to_value(&d).unwrap()).unwrap();
+        assert_eq!(back, d);
     }
 
     #[test]

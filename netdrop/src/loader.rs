@@ -7,7 +7,7 @@ use aya::{
     Btf, Ebpf, EbpfLoader,
     programs::{FEntry, KProbe, ProgramError, TracePoint},
 };
-use netdrop_common::names;
+use netdrop_common::{MAX_CAPTURE, NET_HDR_LEN, names};
 
 use crate::kernel::{
     KernelFacts,
@@ -35,6 +35,23 @@ pub struct LoadOptions {
     /// Neighbour state events (`Record::NeighState`): attaches neigh_update and
     /// neigh_timer_handler and makes neigh_create send successful creates.
     pub neigh_states: bool,
+    /// Bytes of each dropped packet to copy from its network header: None →
+    /// 64; Some(n) → n, at least 64 (addresses and ports need them), at most
+    /// 256 (more is refused).
+    pub capture_bytes: Option<u32>,
+}
+
+/// The capture length the kernel side gets for `capture_bytes`.
+pub fn capture_len(capture_bytes: Option<u32>) -> Result<u32> {
+    const MAX: u32 = MAX_CAPTURE as u32;
+    const MIN: u32 = NET_HDR_LEN as u32;
+    match capture_bytes {
+        None => Ok(MIN),
+        Some(n) if n > MAX => anyhow::bail!(
+            "cannot capture {n} bytes of each dropped packet: at most {MAX} (the event's buffer)"
+        ),
+        Some(n) => Ok(n.max(MIN)),
+    }
 }
 
 impl LoadOptions {
@@ -55,6 +72,7 @@ pub fn load(facts: &KernelFacts, opts: LoadOptions) -> Result<Loaded> {
     config.emit_events = u32::from(opts.emit_events);
     config.filter = opts.filter;
     config.emit_neigh_states = u32::from(opts.neigh_states);
+    config.net_hdr_len = capture_len(opts.capture_bytes)?;
     let mut ebpf = EbpfLoader::new()
         .override_global(names::CONFIG, &config, true)
         .map_max_entries(names::EVENTS, opts.ring_bytes)
@@ -160,4 +178,21 @@ fn explain<E: std::error::Error + Send + Sync + 'static>(e: E) -> anyhow::Error 
         src = err.source();
     }
     anyhow::Error::new(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capture_length_defaults_floors_and_refuses() {
+        assert_eq!(capture_len(None).unwrap(), 64);
+        assert_eq!(capture_len(Some(0)).unwrap(), 64);
+        assert_eq!(capture_len(Some(20)).unwrap(), 64);
+        assert_eq!(capture_len(Some(128)).unwrap(), 128);
+        assert_eq!(capture_len(Some(256)).unwrap(), 256);
+        let err = capture_len(Some(257)).unwrap_err().to_string();
+        assert!(err.contains("257") && err.contains("at most 256"), "{err}");
+        assert!(capture_len(Some(u32::MAX)).is_err());
+    }
 }

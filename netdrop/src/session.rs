@@ -121,6 +121,7 @@ async fn observe_with(
         emit_events: true,
         filter: filters.kernel,
         neigh_states: false,
+        capture_bytes: None,
     };
     let mut loaded = loader::load(facts, load)?;
     let counters = CounterMaps::take(&mut loaded.ebpf)?;

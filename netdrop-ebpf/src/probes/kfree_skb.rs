@@ -9,7 +9,7 @@ use aya_ebpf::{
 use netdrop_common::{MAX_REASONS, REASON_OVERFLOW_SLOT, RawDropEvent, filter, kind, stat};
 
 use crate::{
-    kernel::{DropCtx, accept_queue, skb_net_header, tp_field},
+    kernel::{DropCtx, accept_queue, skb_capture, tp_field},
     maps::{DROP_COUNTS, EVENTS, LOST_COUNTS, SOCK_OWNERS, STATS, bump, config, reason_allowed},
 };
 
@@ -74,9 +74,11 @@ fn try_kfree_skb(ctx: &TracePointContext) -> Option<u32> {
         (*ev).protocol = tp_field(ctx, tp.protocol).unwrap_or(0);
         (*ev).dev = d.info.dev;
         (*ev).comm = bpf_get_current_comm().unwrap_or([0; 16]);
-        (*ev).net_hdr = [0; netdrop_common::NET_HDR_LEN];
-        (*ev).net_hdr_len =
-            skb_net_header(skbaddr, &cfg.structs, cfg.net_hdr_len, &mut (*ev).net_hdr);
+        (*ev).net_hdr = [0; netdrop_common::MAX_CAPTURE];
+        let cap = skb_capture(skbaddr, &cfg.structs, cfg.net_hdr_len, &mut (*ev).net_hdr);
+        (*ev).net_hdr_len = cap.copied as u16;
+        (*ev).pkt_len = cap.pkt_len;
+        (*ev)._pad = 0;
         (*ev).owner_ino = d.owner.ino;
         (*ev).owner_uid = d.owner.uid;
         (*ev).owner_src = d.owner_src;

@@ -172,6 +172,10 @@ pub fn struct_offsets(btf: &Btf) -> StructOffsets {
         sk_buff_sk: off("sk_buff", &["sk"], 8),
         sk_buff_head: off("sk_buff", &["head"], 8),
         sk_buff_network_header: off("sk_buff", &["network_header"], 2),
+        sk_buff_len: off("sk_buff", &["len"], 4),
+        sk_buff_data: off("sk_buff", &["data"], 8),
+        // sk_buff_data_t is an offset (unsigned int) where pointers are 64-bit.
+        sk_buff_tail: off("sk_buff", &["tail"], 4),
         net_device_ifindex: off("net_device", &["ifindex"], 4),
         net_device_name: off("net_device", &["name"], 16),
         net_device_net: off("net_device", &["nd_net", "net"], 8),

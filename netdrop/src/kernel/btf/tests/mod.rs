@@ -596,6 +596,16 @@ fn real_vmlinux() {
     let head = check("sk_buff", &["head"], Some(8));
     assert_ne!(dev.offset, head.offset);
     check("sk_buff", &["network_header"], Some(2));
+    // Packet capture bounds: len, data, and tail as an offset from head (64-bit).
+    let len = check("sk_buff", &["len"], Some(4));
+    let data = check("sk_buff", &["data"], Some(8));
+    let tail = check("sk_buff", &["tail"], Some(4));
+    assert!(len.offset != data.offset && data.offset != tail.offset);
+    let offs = crate::kernel::struct_offsets(&btf);
+    assert_eq!(
+        (offs.sk_buff_len, offs.sk_buff_data, offs.sk_buff_tail),
+        (len.offset, data.offset, tail.offset)
+    );
     check("net_device", &["ifindex"], Some(4));
     check("net_device", &["name"], Some(16));
     check("net_device", &["nd_net", "net"], Some(8));
