@@ -28,6 +28,38 @@ pub enum Command {
     /// Show a recording again: the `watch` view (lines, summaries, diagnosis) or the
     /// `diagnose` report. Offline: needs no root and no access to the recorded machine.
     Replay(ReplayArgs),
+    /// Drop-cause histograms, live: a chart row per interval, then distributions
+    /// (drops/s and burst length per cause, neighbour resolution latency, accept
+    /// queue at drop) with percentiles.
+    Hist(HistArgs),
+}
+
+/// How histograms are shown and kept.
+#[derive(Debug, Args)]
+pub struct HistOptions {
+    /// Drops of one cause closer together than this belong to one burst, ms.
+    #[arg(long, value_name = "MS", default_value_t = 100.0, value_parser = positive_secs)]
+    pub burst_gap_ms: f64,
+    /// Also write HdrHistogram percentile distribution files (.hgrm, for plotting
+    /// tools) into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub hgrm: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct HistArgs {
+    /// Output format (json: one JSON document with the numbers at the end).
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+    /// Stop after this many seconds (default: until Ctrl-C).
+    #[arg(short, long, value_name = "SECONDS", value_parser = positive_secs)]
+    pub duration: Option<f64>,
+    #[command(flatten)]
+    pub hist: HistOptions,
+    #[command(flatten)]
+    pub filters: FilterArgs,
+    #[command(flatten)]
+    pub kernel: KernelArgs,
 }
 
 #[derive(Debug, Args)]
@@ -41,6 +73,10 @@ pub struct RecordArgs {
     /// Seconds between progress lines on stderr.
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = positive_secs)]
     pub interval: f64,
+    /// Also keep the first N bytes (up to 256) of each dropped packet, from its
+    /// network header: `replay --pcap` writes them for Wireshark.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub capture_bytes: Option<u32>,
     #[command(flatten)]
     pub filters: FilterArgs,
     #[command(flatten)]
@@ -56,8 +92,17 @@ pub struct ReplayArgs {
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
     /// Only the diagnosis report, as `netdrop diagnose` prints it.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "hist")]
     pub report: bool,
+    /// Drop-cause histograms instead of the lines (as `netdrop hist`).
+    #[arg(long)]
+    pub hist: bool,
+    #[command(flatten)]
+    pub hist_options: HistOptions,
+    /// Write the recorded packet bytes (`record --capture-bytes`) as pcapng, with
+    /// cause, reason, owner and location in each packet's comment.
+    #[arg(long, value_name = "OUT.pcapng")]
+    pub pcap: Option<PathBuf>,
     /// Pace the replay at the recorded speed (default: as fast as possible).
     #[arg(long)]
     pub realtime: bool,

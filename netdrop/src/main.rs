@@ -2,7 +2,8 @@ use std::{process::ExitCode, time::Duration};
 
 use clap::Parser;
 use netdrop::{
-    cli::{Cli, Command, FilterArgs, KernelArgs, OutputFormat},
+    cli::{Cli, Command, FilterArgs, HistOptions, KernelArgs, OutputFormat},
+    hist::HistConfig,
     kernel::Sources,
     replay::{self, ReplayOptions, View},
     session::SessionOptions,
@@ -47,13 +48,28 @@ fn main() -> ExitCode {
                 watch::diagnose(output(d.output), s).await
             }
             Command::Record(r) => {
-                let s = session(r.duration, r.interval, r.kernel, &r.filters);
+                let mut s = session(r.duration, r.interval, r.kernel, &r.filters);
+                s.neigh_states = true;
+                s.capture_bytes = r.capture_bytes;
                 watch::record(&r.output, s).await
+            }
+            Command::Hist(h) => {
+                let mut s = session(h.duration, 1.0, h.kernel, &h.filters);
+                s.neigh_states = true;
+                watch::hist(output(h.output), hist_config(&h.hist), h.hist.hgrm, s).await
             }
             Command::Replay(r) => {
                 let opts = ReplayOptions {
                     path: r.file,
-                    view: if r.report { View::Report } else { View::Watch },
+                    view: if r.report {
+                        View::Report
+                    } else if r.hist {
+                        View::Hist(hist_config(&r.hist_options))
+                    } else {
+                        View::Watch
+                    },
+                    hgrm: r.hist_options.hgrm,
+                    pcap: r.pcap,
                     output: output(r.output),
                     realtime: r.realtime,
                     interval: r.interval,
@@ -85,6 +101,12 @@ fn output(o: OutputFormat) -> Output {
     }
 }
 
+fn hist_config(h: &HistOptions) -> HistConfig {
+    HistConfig {
+        burst_gap_ns: (h.burst_gap_ms * 1e6) as u64,
+    }
+}
+
 fn session(duration: Option<f64>, interval: f64, k: KernelArgs, f: &FilterArgs) -> SessionOptions {
     SessionOptions {
         duration: duration.map(Duration::from_secs_f64),
@@ -96,6 +118,8 @@ fn session(duration: Option<f64>, interval: f64, k: KernelArgs, f: &FilterArgs) 
             tracefs: k.tracefs,
         },
         filters: f.spec(),
+        neigh_states: false,
+        capture_bytes: None,
     }
 }
 

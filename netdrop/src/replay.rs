@@ -17,15 +17,21 @@ use crate::{
     classify::cause_of,
     diagnose::{Diagnosis, Report},
     event::{Clock, DropView},
+    hist::HistConfig,
     kernel::reasons::ReasonTable,
-    record::{self, Damage, Entry, Header},
-    sink::{Session, Sink, human::HumanSink, json::JsonSink, null::NullSink},
+    record::{self, Damage, Entry, Header, Tee},
+    sink::{
+        Session, Sink, hist::HistSink, human::HumanSink, json::JsonSink, null::NullSink,
+        pcap::PcapSink,
+    },
     summary::{Counts, Naming, Summary},
     watch::Output,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum View {
+    /// As `hist` shows it: the chart, then the distributions.
+    Hist(HistConfig),
     /// As `watch` showed it: lines, summaries, the diagnosis and totals at the end.
     Watch,
     /// As `diagnose` shows it: the report only.
@@ -42,6 +48,10 @@ pub struct ReplayOptions {
     /// Seconds between summaries in the watch view.
     pub interval: f64,
     pub lines_per_sec: f64,
+    /// Histogram view: also write .hgrm files here.
+    pub hgrm: Option<PathBuf>,
+    /// Also write the recorded packet bytes as pcapng here.
+    pub pcap: Option<PathBuf>,
 }
 
 /// How a replay went: the damage found (empty for an intact recording).
@@ -54,10 +64,29 @@ pub fn run(opts: &ReplayOptions) -> Result<Replayed> {
     let stdout = BufWriter::new(io::stdout().lock());
     let mut sink: Box<dyn Sink> = match (opts.view, opts.output) {
         (View::Report, _) => Box::new(NullSink),
+        (View::Hist(cfg), output) => Box::new(HistSink::new(
+            stdout,
+            cfg,
+            output == Output::Json,
+            opts.realtime,
+            opts.hgrm.clone(),
+        )),
         (View::Watch, Output::Human) => Box::new(HumanSink::new(stdout, opts.lines_per_sec)),
         (View::Watch, Output::Json) => Box::new(JsonSink::new(stdout)),
     };
-    let (report, replayed) = replay(opts, sink.as_mut())?;
+    let mut pcap = opts.pcap.as_deref().map(PcapSink::create).transpose()?;
+    let mut tee;
+    let sink: &mut dyn Sink = match pcap.as_mut() {
+        Some(p) => {
+            tee = Tee {
+                a: sink.as_mut(),
+                b: p,
+            };
+            &mut tee
+        }
+        None => sink.as_mut(),
+    };
+    let (report, replayed) = replay(opts, sink)?;
     if opts.view == View::Report {
         let mut out = io::stdout().lock();
         match opts.output {
@@ -197,6 +226,7 @@ impl State {
             Entry::Drop(d) => Some(mono(d.rec.ts_ns)),
             Entry::NeighFail(r) => Some(mono(r.ts_ns)),
             Entry::ListenDrop(l) => Some(mono(l.rec.ts_ns)),
+            Entry::NeighState(r) => Some(mono(r.ts_ns)),
             Entry::Counters(c) => Some(c.at_s),
             Entry::Snapshot(s) => Some(s.at_s),
             Entry::Lost(l) => Some(l.at_s),
@@ -228,6 +258,7 @@ impl State {
                 self.diagnosis.on_listen_drop(&l.rec);
                 sink.on_listen_drop(&l.rec, l.owner.as_ref(), self.clock.wall(l.rec.ts_ns))?;
             }
+            Entry::NeighState(r) => sink.on_neigh_state(&r, self.clock.wall(r.ts_ns))?,
             Entry::Counters(c) => {
                 let counts = c.counts();
                 self.session = c.session.into();
@@ -284,7 +315,7 @@ mod tests {
     #[test]
     fn utc_dates() {
         assert_eq!(super::utc(0.0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(super::utc(1_795_000_000.0), "2026-11-18 09:46:40 UTC");
+        assert_eq!(super::utc(1_795_000_000.0), "2026-11-18 11:06:40 UTC");
         assert_eq!(super::utc(951_782_400.0), "2000-02-29 00:00:00 UTC");
     }
 }

@@ -39,6 +39,10 @@ pub struct SessionOptions {
     pub ring_bytes: u32,
     pub sources: Sources,
     pub filters: FilterSpec,
+    /// Neighbour entry state changes too (for resolution latency: `hist`, `record`).
+    pub neigh_states: bool,
+    /// Keep the first N bytes of each dropped packet (`record --capture-bytes`).
+    pub capture_bytes: Option<u32>,
 }
 
 /// What an observation leaves behind.
@@ -120,8 +124,8 @@ async fn observe_with(
         ring_bytes: opts.ring_bytes,
         emit_events: true,
         filter: filters.kernel,
-        neigh_states: false,
-        capture_bytes: None,
+        neigh_states: opts.neigh_states,
+        capture_bytes: opts.capture_bytes,
     };
     let mut loaded = loader::load(facts, load)?;
     let counters = CounterMaps::take(&mut loaded.ebpf)?;
@@ -177,7 +181,7 @@ async fn observe_with(
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
-                drain(guard.get_inner_mut(), &mut classifier, &filters, sink, &mut diagnosis, &mut session)?;
+                drain(guard.get_inner_mut(), &mut classifier, &filters, sink, &mut diagnosis, &mut session, opts.capture_bytes.is_some())?;
                 guard.clear_ready();
                 sink.flush()?;
             }
@@ -229,6 +233,7 @@ async fn observe_with(
         sink,
         &mut diagnosis,
         &mut session,
+        opts.capture_bytes.is_some(),
     )?;
     if let Some(p) = pending {
         let snap = p.await?;
@@ -278,7 +283,7 @@ fn header(facts: &KernelFacts, opts: &SessionOptions, hooks: &Hooks, clock: Cloc
         has_reason_field: facts.has_reason_field,
         hooks: hooks.clone(),
         filters: opts.filters.describe(),
-        capture_bytes: 0,
+        capture_bytes: opts.capture_bytes.unwrap_or(0),
         counter_interval_s: COUNTS_EVERY.as_secs_f64(),
     }
 }
@@ -336,13 +341,18 @@ fn drain(
     sink: &mut dyn Sink,
     diagnosis: &mut Diagnosis,
     session: &mut Session,
+    keep_bytes: bool,
 ) -> Result<()> {
     while let Some(item) = ring.next() {
         session.events_read += 1;
         match decode(&item) {
-            Ok(Record::Drop(rec)) => {
+            Ok(Record::Drop(mut rec)) => {
                 if filters.has_packet_filter() && !filters.keep_packet(&rec) {
                     continue;
+                }
+                if !keep_bytes {
+                    // The header was parsed; the bytes stay only when asked for.
+                    rec.bytes = Vec::new();
                 }
                 let view = classifier.drop_view(&rec);
                 diagnosis.on_drop(&view);

@@ -5,9 +5,10 @@ use std::io::{self, BufWriter, Write};
 use anyhow::Result;
 
 use crate::{
+    hist::HistConfig,
     record::{RecordSink, Tee},
     session::{SessionOptions, observe},
-    sink::{Sink, human::HumanSink, json::JsonSink, null::NullSink},
+    sink::{Sink, hist::HistSink, human::HumanSink, json::JsonSink, null::NullSink},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +52,21 @@ pub async fn run(opts: WatchOptions) -> Result<()> {
     };
     let out = observe(&opts.session, sink).await?;
     sink.on_report(&out.report)?;
+    sink.finish(&out.summary, &out.session)?;
+    Ok(())
+}
+
+/// `netdrop hist`: a chart row per second while observing, the distributions at the end.
+pub async fn hist(
+    output: Output,
+    cfg: HistConfig,
+    hgrm: Option<std::path::PathBuf>,
+    session: SessionOptions,
+) -> Result<()> {
+    let stdout = BufWriter::new(io::stdout().lock());
+    let mut sink = HistSink::new(stdout, cfg, output == Output::Json, true, hgrm);
+    eprintln!("netdrop: histograms: a row per second, distributions at the end (Ctrl-C to stop)");
+    let out = observe(&session, &mut sink).await?;
     sink.finish(&out.summary, &out.session)?;
     Ok(())
 }

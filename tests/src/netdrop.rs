@@ -57,11 +57,16 @@ pub struct Netdrop {
 }
 
 impl Netdrop {
-    /// Starts netdrop and waits until it reports that its hooks are attached.
+    /// Starts `netdrop watch --output json ARGS` and waits until it reports that
+    /// its hooks are attached.
     pub fn start(args: &[&str]) -> Result<Self> {
+        Self::start_command(&[&["watch", "--output", "json"], args].concat())
+    }
+
+    /// Starts `netdrop ARGS` (any subcommand) and waits until its hooks are attached.
+    pub fn start_command(args: &[&str]) -> Result<Self> {
         let bin = existing_bin()?;
         let mut child = Command::new(&bin)
-            .args(["watch", "--output", "json"])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -17,7 +17,7 @@ use bytes::{Buf, BufMut, BytesMut};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::{
-    decode::{DropRecord, ListenRecord, NeighRecord},
+    decode::{DropRecord, ListenRecord, NeighRecord, NeighStateRecord},
     diagnose::{Snapshot, report::Hooks},
     owner::Owner,
     sink::Session,
@@ -136,6 +136,7 @@ pub enum Entry {
     Drop(Box<DropEntry>),
     NeighFail(NeighRecord),
     ListenDrop(Box<ListenEntry>),
+    NeighState(NeighStateRecord),
     Counters(Box<CountersEntry>),
     Snapshot(Box<Snapshot>),
     Lost(LostEntry),
@@ -149,6 +150,7 @@ impl Entry {
             Entry::Drop(_) => kind::DROP,
             Entry::NeighFail(_) => kind::NEIGH_FAIL,
             Entry::ListenDrop(_) => kind::LISTEN_DROP,
+            Entry::NeighState(_) => kind::NEIGH_STATE,
             Entry::Counters(_) => kind::COUNTERS,
             Entry::Snapshot(_) => kind::SNAPSHOT,
             Entry::Lost(_) => kind::LOST,
@@ -163,6 +165,7 @@ impl Entry {
             Entry::Drop(v) => postcard::to_stdvec(v),
             Entry::NeighFail(v) => postcard::to_stdvec(v),
             Entry::ListenDrop(v) => postcard::to_stdvec(v),
+            Entry::NeighState(v) => postcard::to_stdvec(v),
             Entry::Counters(v) => postcard::to_stdvec(v),
             Entry::Snapshot(v) => postcard::to_stdvec(v),
             Entry::Lost(v) => postcard::to_stdvec(v),
@@ -188,6 +191,7 @@ impl Entry {
             kind::DROP => de(payload).map(Entry::Drop),
             kind::NEIGH_FAIL => de(payload).map(Entry::NeighFail),
             kind::LISTEN_DROP => de(payload).map(Entry::ListenDrop),
+            kind::NEIGH_STATE => de(payload).map(Entry::NeighState),
             kind::COUNTERS => de(payload).map(Entry::Counters),
             kind::SNAPSHOT => de(payload).map(Entry::Snapshot),
             kind::LOST => de(payload).map(Entry::Lost),

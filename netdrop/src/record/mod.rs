@@ -25,7 +25,7 @@ pub use reader::{Damage, Reader, open};
 pub use writer::{Recorder, WriteStats};
 
 use crate::{
-    decode::{DropRecord, ListenRecord, NeighRecord},
+    decode::{DropRecord, ListenRecord, NeighRecord, NeighStateRecord},
     diagnose::Snapshot,
     event::DropView,
     owner::Owner,
@@ -120,6 +120,11 @@ impl Sink for RecordSink {
         )
     }
 
+    fn on_neigh_state(&mut self, rec: &NeighStateRecord, _ts: f64) -> io::Result<()> {
+        let at = self.at_s(rec.ts_ns);
+        self.rec().event(format::kind::NEIGH_STATE, rec, at)
+    }
+
     fn tick(&mut self, summary: &Summary, session: &Session) -> io::Result<()> {
         if self.progress {
             let r = self.rec();
@@ -201,6 +206,10 @@ impl Sink for Tee<'_> {
     ) -> io::Result<()> {
         self.a.on_listen_drop(rec, owner, ts)?;
         self.b.on_listen_drop(rec, owner, ts)
+    }
+    fn on_neigh_state(&mut self, rec: &NeighStateRecord, ts: f64) -> io::Result<()> {
+        self.a.on_neigh_state(rec, ts)?;
+        self.b.on_neigh_state(rec, ts)
     }
     fn tick(&mut self, summary: &Summary, session: &Session) -> io::Result<()> {
         self.a.tick(summary, session)?;

@@ -144,6 +144,7 @@ impl Recorder {
             Entry::Drop(v) => self.encode(kind::DROP, v),
             Entry::NeighFail(v) => self.encode(kind::NEIGH_FAIL, v),
             Entry::ListenDrop(v) => self.encode(kind::LISTEN_DROP, v),
+            Entry::NeighState(v) => self.encode(kind::NEIGH_STATE, v),
             Entry::Counters(v) => self.encode(kind::COUNTERS, v),
             Entry::Snapshot(v) => self.encode(kind::SNAPSHOT, v),
             Entry::Lost(v) => self.encode(kind::LOST, v),

@@ -45,7 +45,9 @@ impl RateLimit {
             self.tokens = (self.tokens + (now - last) * self.rate).min(self.burst);
         }
         self.last = Some(now);
-        if self.tokens >= 1.0 {
+        // Unix seconds near 1.8e9 leave f64 ~1e-7 s of precision: a token
+        // earned exactly on time must not fall short by rounding.
+        if self.tokens >= 1.0 - 1e-6 {
             self.tokens -= 1.0;
             true
         } else {

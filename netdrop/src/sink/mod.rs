@@ -1,8 +1,10 @@
 //! Where classified drops go: the live human view, JSON lines, ...
 
+pub mod hist;
 pub mod human;
 pub mod json;
 pub mod null;
+pub mod pcap;
 
 use std::io;
 
