@@ -130,7 +130,11 @@ fn error_tracepoint_missing() {
 fn error_replay_bad_files() {
     let dir = TempDir::new().unwrap();
     let cases: [(&str, Vec<u8>, &str); 4] = [
-        ("text.ndr", b"hello, not a recording\n".to_vec(), "not a netdrop recording"),
+        (
+            "text.ndr",
+            b"hello, not a recording\n".to_vec(),
+            "not a netdrop recording",
+        ),
         ("empty.ndr", Vec::new(), "not a netdrop recording"),
         (
             "future.ndr",
@@ -139,7 +143,13 @@ fn error_replay_bad_files() {
         ),
         (
             "short.ndr",
-            [b"NDREC\r\n\x1a".as_slice(), &1u32.to_le_bytes(), &[0u8; 4], b"ndr"].concat(),
+            [
+                b"NDREC\r\n\x1a".as_slice(),
+                &1u32.to_le_bytes(),
+                &[0u8; 4],
+                b"ndr",
+            ]
+            .concat(),
             "truncated inside the header",
         ),
     ];
@@ -168,7 +178,13 @@ fn error_record_existing_file() {
     let path = dir.path().join("incident.ndr");
     std::fs::write(&path, b"yesterday's incident").unwrap();
     let out = run_netdrop(
-        &["record", "--output", path.to_str().unwrap(), "--duration", "1"],
+        &[
+            "record",
+            "--output",
+            path.to_str().unwrap(),
+            "--duration",
+            "1",
+        ],
         ERROR_TIMEOUT,
     )
     .unwrap();

@@ -69,7 +69,10 @@ fn replay_shows_what_the_live_run_showed() {
         NeighQueueFull::EXPECTED_DROPS,
         "live run saw the neighbour drops"
     );
-    assert!(live.cause("accept_queue_full") > 0, "live run saw no accept drops");
+    assert!(
+        live.cause("accept_queue_full") > 0,
+        "live run saw no accept drops"
+    );
 
     let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "recordings hold addresses: mode 0600");
@@ -186,8 +189,16 @@ fn killed_recorder_leaves_a_replayable_file() {
         .into_iter()
         .filter(|d| d["cause"] == "rp_filter")
         .collect();
-    assert_eq!(rp.len() as u64, kernel, "every rp_filter drop written before the kill");
-    assert_eq!(rep.cause("rp_filter"), kernel, "the counters recorded before the kill");
+    assert_eq!(
+        rp.len() as u64,
+        kernel,
+        "every rp_filter drop written before the kill"
+    );
+    assert_eq!(
+        rep.cause("rp_filter"),
+        kernel,
+        "the counters recorded before the kill"
+    );
 
     // Cut the file inside its last record, and damage one in the middle: both
     // are described, and every other record still replays.
@@ -215,7 +226,10 @@ fn killed_recorder_leaves_a_replayable_file() {
 fn wait_for_header(file: &Path, rec: &mut std::process::Child) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
-        if std::fs::metadata(file).map(|m| m.len() > 200).unwrap_or(false) {
+        if std::fs::metadata(file)
+            .map(|m| m.len() > 200)
+            .unwrap_or(false)
+        {
             return;
         }
         if let Ok(Some(status)) = rec.try_wait() {
