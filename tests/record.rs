@@ -243,3 +243,79 @@ fn wait_for_header(file: &Path, rec: &mut std::process::Child) {
     let _ = rec.kill();
     panic!("netdrop record wrote no header within 20 s");
 }
+
+/// `record --capture-bytes`, then `replay --pcap`: Wireshark's tshark opens the
+/// file and shows each dropped packet with netdrop's comment (cause, reason,
+/// location, owner).
+#[test]
+fn captured_packets_replay_as_pcapng_for_wireshark() {
+    let _serial = lock();
+    if !require_root("captured_packets_replay_as_pcapng_for_wireshark") {
+        return;
+    }
+    let dir = TempDir::new().expect("temp dir");
+    let file = dir.path().join("capture.ndr");
+    let pcap = dir.path().join("drops.pcapng");
+    let sc = RpFilter::setup().expect("setup");
+    let rec = Netdrop::start_command(&[
+        "record",
+        "--output",
+        file.to_str().unwrap(),
+        "--capture-bytes",
+        "128",
+    ])
+    .expect("starting netdrop record");
+    sc.generate().expect("traffic");
+    settle();
+    let out = rec.stop().expect("stopping record");
+    drop(sc);
+    assert!(out.status.success(), "{}", out.stderr);
+
+    let r = run_netdrop(
+        &[
+            "replay",
+            file.to_str().unwrap(),
+            "--report",
+            "--pcap",
+            pcap.to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    assert!(r.status.success(), "{}", r.stderr);
+    assert!(r.stderr.contains("dropped packets to"), "{}", r.stderr);
+    let tshark = Command::new("tshark")
+        .args(["-r", pcap.to_str().unwrap(), "-T", "fields"])
+        .args(["-e", "frame.comment", "-e", "ip.src", "-e", "udp.dstport"])
+        .output();
+    let Ok(tshark) = tshark else {
+        netdrop_tests::skip_loudly(
+            "captured_packets_replay_as_pcapng_for_wireshark (tshark part): tshark is not \
+             installed (scripts/setup.sh installs it)",
+        );
+        return;
+    };
+    let text = String::from_utf8_lossy(&tshark.stdout);
+    assert!(
+        tshark.status.success(),
+        "tshark: {}",
+        String::from_utf8_lossy(&tshark.stderr)
+    );
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("cause=rp_filter"))
+        .collect();
+    assert_eq!(rows.len(), RpFilter::SENDS, "tshark output:\n{text}");
+    for row in rows {
+        assert!(row.contains("reason=IP_RPFILTER"), "{row}");
+        assert!(row.contains("location="), "{row}");
+        assert!(
+            row.contains(&RpFilter::SPOOFED.to_string()),
+            "source address decoded: {row}"
+        );
+        assert!(
+            row.ends_with(&RpFilter::PORT.to_string()),
+            "UDP port decoded: {row}"
+        );
+    }
+}
