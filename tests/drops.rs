@@ -235,6 +235,13 @@ fn accept_queue_full() {
             ("dport", json!(AcceptOverflow::PORT)),
         ],
     );
+    // Each drop carries the listener's accept queue at that moment: full (the
+    // backlog was lowered to 0 under a queue of at least one connection).
+    for l in out.drops_with_cause("accept_queue_full") {
+        let q = &l["accept_queue"];
+        assert_eq!(q[1], json!(0), "limit = the backlog, 0: {l}");
+        assert!(q[0].as_u64().unwrap() >= 1, "a full queue at the drop: {l}");
+    }
 }
 
 #[test]

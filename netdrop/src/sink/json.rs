@@ -58,6 +58,9 @@ pub struct DropLine<'a> {
     /// no socket in the process's namespace).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<&'static str>,
+    /// When the drop's socket is a listener: its accept queue and limit at the drop.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accept_queue: Option<[u32; 2]>,
 }
 
 impl<'a> DropLine<'a> {
@@ -94,6 +97,7 @@ impl<'a> DropLine<'a> {
                 netdrop_common::scope::NETNS => Some("netns"),
                 _ => None,
             },
+            accept_queue: ev.rec.accept_queue.map(|(q, l)| [q, l]),
         }
     }
 }
