@@ -10,17 +10,8 @@ use std::time::Instant;
 use netdrop::{
     decode::{DropRecord, Packet},
     owner::Owner,
-    record::{EndEntry, Recorder, format::kind},
+    record::{DropEntryRef, EndEntry, Recorder, format::kind},
 };
-use serde::Serialize;
-
-#[derive(Serialize)]
-struct DropEntryRef<'a> {
-    rec: &'a DropRecord,
-    location: &'a str,
-    owner: Option<&'a Owner>,
-    netns_name: Option<&'a str>,
-}
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);

@@ -43,11 +43,11 @@ pub struct RecordSink {
 
 /// Serializes exactly like [`format::DropEntry`], without copying the record.
 #[derive(Serialize)]
-struct DropEntryRef<'a> {
-    rec: &'a DropRecord,
-    location: &'a str,
-    owner: Option<&'a Owner>,
-    netns_name: Option<&'a str>,
+pub struct DropEntryRef<'a> {
+    pub rec: &'a DropRecord,
+    pub location: &'a str,
+    pub owner: Option<&'a Owner>,
+    pub netns_name: Option<&'a str>,
 }
 
 /// Serializes exactly like [`format::ListenEntry`].

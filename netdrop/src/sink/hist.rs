@@ -12,7 +12,7 @@ use std::{
 use super::{Session, Sink};
 use crate::{
     classify::Cause,
-    decode::{ListenRecord, NeighRecord, NeighStateEvent, NeighStateRecord},
+    decode::{ListenRecord, NeighStateEvent, NeighStateRecord},
     event::DropView,
     hist::{HistConfig, Hists, NeighKey, NeighOutcome},
     kernel::reasons::ReasonTable,
@@ -120,10 +120,6 @@ impl<W: Write> Sink for HistSink<W> {
         Ok(())
     }
 
-    fn on_neigh_fail(&mut self, _rec: &NeighRecord, _ts: f64) -> io::Result<()> {
-        Ok(())
-    }
-
     fn on_listen_drop(
         &mut self,
         rec: &ListenRecord,
@@ -153,10 +149,6 @@ impl<W: Write> Sink for HistSink<W> {
             self.hists
                 .on_neigh_resolved(&key, rec.ts_ns, NeighOutcome::Failed);
         }
-        Ok(())
-    }
-
-    fn tick(&mut self, _summary: &Summary, _session: &Session) -> io::Result<()> {
         Ok(())
     }
 

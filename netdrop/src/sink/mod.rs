@@ -27,16 +27,23 @@ pub struct Session {
 
 pub trait Sink {
     fn on_drop(&mut self, ev: &DropView<'_>) -> io::Result<()>;
-    fn on_neigh_fail(&mut self, rec: &NeighRecord, ts: f64) -> io::Result<()>;
+    /// A neighbour entry the table refused to create.
+    fn on_neigh_fail(&mut self, _rec: &NeighRecord, _ts: f64) -> io::Result<()> {
+        Ok(())
+    }
     /// A SYN refused by a full accept queue (only where tcp_conn_request is hooked).
     fn on_listen_drop(
         &mut self,
-        rec: &ListenRecord,
-        owner: Option<&Owner>,
-        ts: f64,
-    ) -> io::Result<()>;
+        _rec: &ListenRecord,
+        _owner: Option<&Owner>,
+        _ts: f64,
+    ) -> io::Result<()> {
+        Ok(())
+    }
     /// Called every interval with the running totals.
-    fn tick(&mut self, summary: &Summary, session: &Session) -> io::Result<()>;
+    fn tick(&mut self, _summary: &Summary, _session: &Session) -> io::Result<()> {
+        Ok(())
+    }
     /// Called once at the end with the exact totals.
     fn finish(&mut self, summary: &Summary, session: &Session) -> io::Result<()>;
     /// Whether this sink shows the diagnosis while watching (every interval in which

@@ -3,30 +3,12 @@
 use std::io;
 
 use super::{Session, Sink};
-use crate::{
-    decode::{ListenRecord, NeighRecord},
-    event::DropView,
-    summary::Summary,
-};
+use crate::{event::DropView, summary::Summary};
 
 pub struct NullSink;
 
 impl Sink for NullSink {
     fn on_drop(&mut self, _: &DropView<'_>) -> io::Result<()> {
-        Ok(())
-    }
-    fn on_neigh_fail(&mut self, _: &NeighRecord, _: f64) -> io::Result<()> {
-        Ok(())
-    }
-    fn on_listen_drop(
-        &mut self,
-        _: &ListenRecord,
-        _: Option<&crate::owner::Owner>,
-        _: f64,
-    ) -> io::Result<()> {
-        Ok(())
-    }
-    fn tick(&mut self, _: &Summary, _: &Session) -> io::Result<()> {
         Ok(())
     }
     fn finish(&mut self, _: &Summary, _: &Session) -> io::Result<()> {

@@ -10,13 +10,7 @@ use std::{
 };
 
 use super::{Session, Sink};
-use crate::{
-    decode::{ListenRecord, NeighRecord},
-    event::DropView,
-    pcapng::PcapngWriter,
-    record::Header,
-    summary::Summary,
-};
+use crate::{event::DropView, pcapng::PcapngWriter, record::Header, summary::Summary};
 
 pub struct PcapSink {
     path: PathBuf,
@@ -89,23 +83,6 @@ impl Sink for PcapSink {
         }
         let ts_ns = (ev.ts * 1e9).max(0.0) as u64;
         w.packet(ts_ns, &ev.rec.bytes, ev.rec.pkt_len, &comment(ev))
-    }
-
-    fn on_neigh_fail(&mut self, _: &NeighRecord, _: f64) -> io::Result<()> {
-        Ok(())
-    }
-
-    fn on_listen_drop(
-        &mut self,
-        _: &ListenRecord,
-        _: Option<&crate::owner::Owner>,
-        _: f64,
-    ) -> io::Result<()> {
-        Ok(())
-    }
-
-    fn tick(&mut self, _: &Summary, _: &Session) -> io::Result<()> {
-        Ok(())
     }
 
     fn finish(&mut self, _: &Summary, _: &Session) -> io::Result<()> {
