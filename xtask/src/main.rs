@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask test | run | build`.
+//! Project tasks: `cargo xtask test | run | build | fuzz`.
 //!
 //! The eBPF object is built by netdrop/build.rs as part of the normal build;
 //! xtask only sequences things that are not a plain cargo command.
@@ -10,6 +10,8 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+
+mod fuzz;
 
 #[derive(Parser)]
 #[command(name = "xtask")]
@@ -27,7 +29,8 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// The whole test suite: unit tests, then the kernel integration tests one at a time (root).
+    /// The whole test suite: unit tests, the kernel integration tests one at a time (root),
+    /// then the fuzz targets for NETDROP_FUZZ_SECONDS (default 60; 0 skips).
     Test {
         /// Only the unit tests (no root, no kernel state touched).
         #[arg(long)]
@@ -35,6 +38,12 @@ enum Task {
         /// Extra arguments for the integration test binary (e.g. a test name filter).
         #[arg(trailing_var_arg = true)]
         filter: Vec<String>,
+    },
+    /// Run the cargo-fuzz targets in fuzz/ for a bounded time (installs cargo-fuzz if missing).
+    Fuzz {
+        /// Seconds of fuzzing per target (after the build).
+        #[arg(long, default_value_t = fuzz::DEFAULT_SECONDS)]
+        seconds: u64,
     },
 }
 
@@ -107,6 +116,8 @@ fn run(cli: Cli) -> Result<()> {
             std::process::exit(st.code().unwrap_or(1));
         }
         Task::Test { unit, filter } => {
+            // Read now: a bad value must not wait for the end of the run to be reported.
+            let fuzz_seconds = if unit { 0 } else { fuzz::seconds_from_env()? };
             // Unit tests: pure logic, fixtures, no root.
             let mut c = cargo();
             c.args([
@@ -130,13 +141,26 @@ fn run(cli: Cli) -> Result<()> {
                 eprintln!(
                     "xtask: SKIP integration tests: they need root (namespaces, sysctls, eBPF); run `sudo -E cargo xtask test`"
                 );
-                return Ok(());
+            } else {
+                let mut c = cargo();
+                c.args(["test", "-p", "netdrop-tests", "--", "--test-threads=1"])
+                    .args(&filter);
+                c.env("NETDROP_BIN", root().join("target/debug/netdrop"));
+                status(c)?;
             }
-            let mut c = cargo();
-            c.args(["test", "-p", "netdrop-tests", "--", "--test-threads=1"])
-                .args(&filter);
-            c.env("NETDROP_BIN", root().join("target/debug/netdrop"));
-            status(c)
+            // Fuzzing last: needs no root, and its first build takes minutes.
+            if fuzz_seconds == 0 {
+                eprintln!("xtask: fuzzing skipped ({}=0)", fuzz::SECONDS_ENV);
+                Ok(())
+            } else if !filter.is_empty() {
+                eprintln!(
+                    "xtask: fuzzing skipped (a test filter was given): run `cargo xtask fuzz`"
+                );
+                Ok(())
+            } else {
+                fuzz::run(fuzz_seconds)
+            }
         }
+        Task::Fuzz { seconds } => fuzz::run(seconds),
     }
 }
