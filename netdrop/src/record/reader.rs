@@ -60,6 +60,16 @@ pub struct Reader<'a> {
     damage: Vec<Damage>,
     ended: bool,
     done: bool,
+    /// Bytes the search for intact frames inside damage may still checksum.
+    /// Each candidate costs its claimed length, so a crafted file of many
+    /// overlapping frame heads would otherwise take time quadratic in its size.
+    resync_budget: u64,
+}
+
+/// Checksum work allowed for resynchronising: generous for real damage (every
+/// candidate of a file several times over), bounded for crafted input.
+fn resync_budget(len: usize) -> u64 {
+    (1u64 << 30).saturating_add(8 * len as u64)
 }
 
 /// Checks the preamble and the header frame: without them nothing can be replayed.
@@ -109,11 +119,17 @@ pub fn open(data: &[u8]) -> Result<(Header, Reader<'_>), String> {
             damage: Vec::new(),
             ended: false,
             done: false,
+            resync_budget: resync_budget(data.len()),
         },
     ))
 }
 
 impl Reader<'_> {
+    #[cfg(test)]
+    pub(crate) fn set_resync_budget(&mut self, bytes: u64) {
+        self.resync_budget = bytes;
+    }
+
     /// Damage found so far (all of it once the iterator is exhausted).
     pub fn damage(&self) -> &[Damage] {
         &self.damage
@@ -124,25 +140,51 @@ impl Reader<'_> {
         self.ended
     }
 
-    /// From `from`, the first offset where an intact frame starts.
-    fn resync(&self, from: usize) -> Option<usize> {
+    /// From `from`, the first offset where an intact frame starts (`Err` when
+    /// the checksum budget ran out first).
+    fn resync(&mut self, from: usize) -> Result<Option<usize>, ()> {
         let mut i = from;
         while i + SYNC.len() <= self.data.len() {
             let rest = &self.data[i..];
-            let at = rest.windows(SYNC.len()).position(|w| w == SYNC)?;
+            let Some(at) = rest.windows(SYNC.len()).position(|w| w == SYNC) else {
+                return Ok(None);
+            };
             i += at;
+            let claimed = self
+                .data
+                .get(i + 4..i + 8)
+                .map_or(0, |b| u32::from_le_bytes(b.try_into().expect("4 bytes")));
+            // Only a frame that fits in the file gets its checksum computed.
+            let fits = i + FRAME_HEAD + claimed as usize + FRAME_TAIL <= self.data.len();
+            let cost = FRAME_HEAD as u64 + if fits { u64::from(claimed) } else { 0 };
+            if cost > self.resync_budget {
+                return Err(());
+            }
+            self.resync_budget -= cost;
             if matches!(parse_at(self.data, i), Parse::Frame { .. }) {
-                return Some(i);
+                return Ok(Some(i));
             }
             i += 1;
         }
-        None
+        Ok(None)
     }
 
     /// Skips damage at `pos` (described by `bad`) up to the next intact frame.
     fn skip_damage(&mut self, bad: Parse<'_>) {
         let pos = self.pos;
-        match self.resync(pos + 1) {
+        let found = match self.resync(pos + 1) {
+            Ok(found) => found,
+            Err(()) => {
+                self.damage.push(Damage::Corrupt {
+                    offset: pos as u64,
+                    len: (self.data.len() - pos) as u64,
+                    why: "too many false record signatures to search through: gave up".into(),
+                });
+                self.pos = self.data.len();
+                return;
+            }
+        };
+        match found {
             Some(next) => {
                 let why = match bad {
                     Parse::Bad(why) => why,

@@ -253,3 +253,36 @@ fn foreign_future_and_headless_files_are_refused_clearly() {
     bad_header[PREAMBLE_LEN + 12] ^= 0xff;
     assert!(err(&bad_header).contains("header record is damaged"));
 }
+
+/// Many overlapping fake frame heads, each claiming a long payload: every one
+/// costs a checksum of its claimed length. The search gives up (and says so)
+/// once its budget is spent instead of taking time quadratic in the file size.
+#[test]
+fn crafted_overlapping_frames_stay_bounded() {
+    let (data, _) = sample(false);
+    let body = frame_starts(&data)[0];
+    let len: u32 = 1 << 20;
+    let mut crafted = data[..body].to_vec();
+    for _ in 0..100 {
+        crafted.extend_from_slice(&SYNC);
+        crafted.extend_from_slice(&len.to_le_bytes());
+        crafted.push(kind::DROP);
+    }
+    crafted.resize(crafted.len() + len as usize + 4, 0);
+    // The default budget covers it: one stretch of damage.
+    let (_, mut r) = open(&crafted).unwrap();
+    assert_eq!(r.by_ref().count(), 0);
+    assert!(
+        matches!(r.damage(), [Damage::Corrupt { offset, .. }, Damage::NoEnd { .. }] if *offset == body as u64),
+        "{:?}",
+        r.damage()
+    );
+    // A small budget runs out, and the reader says it gave up.
+    let (_, mut r) = open(&crafted).unwrap();
+    r.set_resync_budget(10 << 20);
+    assert_eq!(r.by_ref().count(), 0);
+    let [Damage::Corrupt { why, .. }, Damage::NoEnd { .. }] = r.damage() else {
+        panic!("{:?}", r.damage())
+    };
+    assert!(why.contains("gave up"), "{why}");
+}
