@@ -30,7 +30,7 @@ impl fmt::Display for Damage {
         match self {
             Damage::Corrupt { offset, len, why } => write!(
                 f,
-                "bytes {offset}..{} ({len} bytes) are damaged ({why}): skipped to the next intact record",
+                "bytes {offset}..{} ({len} bytes) are damaged ({why}): skipped",
                 offset + len
             ),
             Damage::Truncated { offset, have, need } => write!(
