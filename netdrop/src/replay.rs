@@ -18,7 +18,6 @@ use crate::{
     diagnose::{Diagnosis, Report},
     event::{Clock, DropView},
     hist::HistConfig,
-    kernel::reasons::ReasonTable,
     record::{self, Damage, Entry, Header, Tee},
     sink::{
         Session, Sink, hist::HistSink, human::HumanSink, json::JsonSink, null::NullSink,
@@ -200,12 +199,8 @@ struct State {
 
 impl State {
     fn new(h: &Header, opts: &ReplayOptions) -> State {
-        let reasons = ReasonTable::from_pairs(h.reasons.iter().map(|(v, n)| (n.clone(), *v)));
         State {
-            naming: Naming {
-                reasons,
-                has_reason_field: h.has_reason_field,
-            },
+            naming: h.naming(),
             clock: Clock::recorded(h.clock_offset_ns, h.start_mono_ns),
             start_mono_ns: h.start_mono_ns,
             diagnosis: Diagnosis::for_kernel(&h.kernel_release),
@@ -297,11 +292,8 @@ impl State {
     }
 
     fn finish(&mut self) -> (Report, Summary, Session) {
-        let counts = self.counts.take().unwrap_or_else(|| Counts {
-            drops: vec![0; netdrop_common::MAX_REASONS as usize],
-            lost: vec![0; netdrop_common::MAX_REASONS as usize],
-            stats: vec![0; netdrop_common::stat::COUNT as usize],
-        });
+        // No counters record (cut before the first second): every count is 0.
+        let counts = self.counts.take().unwrap_or_default();
         let summary = Summary::from_counts(&counts, &self.naming);
         let report = self
             .diagnosis

@@ -273,7 +273,7 @@ fn header(facts: &KernelFacts, opts: &SessionOptions, hooks: &Hooks, clock: Cloc
         .unwrap_or(0);
     Header {
         netdrop_version: env!("CARGO_PKG_VERSION").to_string(),
-        kernel_release: read("/proc/sys/kernel/osrelease"),
+        kernel_release: crate::diagnose::report::kernel_release(),
         hostname: read("/proc/sys/kernel/hostname"),
         boot_time,
         start_unix: clock.wall(clock.mono_at_start()),

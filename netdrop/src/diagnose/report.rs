@@ -516,7 +516,7 @@ fn counter_rows(d: &Diagnosis, s: &Summary) -> Vec<CounterRow> {
     ]
 }
 
-fn kernel_release() -> String {
+pub(crate) fn kernel_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
         .unwrap_or_default()

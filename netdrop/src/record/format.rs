@@ -19,9 +19,10 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use crate::{
     decode::{DropRecord, ListenRecord, NeighRecord, NeighStateRecord},
     diagnose::{Snapshot, report::Hooks},
+    kernel::reasons::ReasonTable,
     owner::Owner,
     sink::Session,
-    summary::Counts,
+    summary::{Counts, Naming},
 };
 
 pub const MAGIC: [u8; 8] = *b"NDREC\r\n\x1a";
@@ -77,6 +78,16 @@ pub struct Header {
     pub capture_bytes: u32,
     /// Seconds between counter records.
     pub counter_interval_s: f64,
+}
+
+impl Header {
+    /// Reason names as the recorded kernel had them.
+    pub fn naming(&self) -> Naming {
+        Naming {
+            reasons: ReasonTable::from_pairs(self.reasons.iter().map(|(v, n)| (n.clone(), *v))),
+            has_reason_field: self.has_reason_field,
+        }
+    }
 }
 
 /// A drop as `watch` saw it: the decoded record plus what the agent resolved on

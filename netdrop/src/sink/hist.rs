@@ -77,10 +77,7 @@ impl<W: Write> HistSink<W> {
 
 impl<W: Write> Sink for HistSink<W> {
     fn on_start(&mut self, header: &Header) -> io::Result<()> {
-        self.naming = Naming {
-            reasons: ReasonTable::from_pairs(header.reasons.iter().map(|(v, n)| (n.clone(), *v))),
-            has_reason_field: header.has_reason_field,
-        };
+        self.naming = header.naming();
         Ok(())
     }
 
