@@ -14,6 +14,9 @@ pub mod names {
     pub const DROP_COUNTS: &str = "DROP_COUNTS";
     pub const LOST_COUNTS: &str = "LOST_COUNTS";
     pub const STATS: &str = "STATS";
+    pub const EVENT_COUNTS: &str = "EVENT_COUNTS";
+    pub const RATE: &str = "RATE";
+    pub const WINDOW: &str = "WINDOW";
     pub const FILTER_INODES: &str = "FILTER_INODES";
     pub const FILTER_REASONS: &str = "FILTER_REASONS";
     pub const SOCK_OWNERS: &str = "SOCK_OWNERS";
@@ -40,7 +43,8 @@ pub mod stat {
     pub const NEIGH_CREATE_FAIL: u32 = 0;
     /// A failed-create event could not be reserved in the ring buffer.
     pub const NEIGH_CREATE_FAIL_LOST: u32 = 1;
-    /// Drop events submitted to the ring buffer.
+    /// Unused since drop events are counted per reason (`EVENT_COUNTS`); the
+    /// index stays so the others keep their numbers (recordings hold them).
     pub const DROP_EVENTS_SENT: u32 = 2;
     /// SYNs refused by tcp_conn_request because the listener's accept queue was
     /// full (these carry no kfree_skb reason: the caller consumes them).
@@ -51,7 +55,32 @@ pub mod stat {
     pub const NEIGH_STATE_SENT: u32 = 5;
     /// Neighbour state events that did not fit in the ring buffer.
     pub const NEIGH_STATE_LOST: u32 = 6;
-    pub const COUNT: u32 = 7;
+    /// Failed-create events submitted (the rest of NEIGH_CREATE_FAIL was lost
+    /// or held back by the event limit).
+    pub const NEIGH_CREATE_FAIL_SENT: u32 = 7;
+    /// Refused-SYN events submitted.
+    pub const ACCEPT_SYN_DROP_SENT: u32 = 8;
+    pub const COUNT: u32 = 9;
+}
+
+/// Slots of the `RATE` array: the detail-event limit (`Config::event_limit`)
+/// is kept per reason slot (`0..MAX_REASONS`) and for these two.
+pub mod rate {
+    use super::MAX_REASONS;
+    pub const NEIGH_CREATE_FAIL: u32 = MAX_REASONS;
+    pub const ACCEPT_SYN_DROP: u32 = MAX_REASONS + 1;
+    pub const SLOTS: u32 = MAX_REASONS + 2;
+}
+
+/// One slot of the `RATE` array: detail events sent in the current window.
+/// Shared by all CPUs; written only while under the limit, so a storm over the
+/// limit only reads it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateSlot {
+    /// The window (`WINDOW[0]`, advanced by the agent every second) `sent` counts in.
+    pub window: u64,
+    pub sent: u64,
 }
 
 /// "This field does not exist on this kernel" in a [`Config`] offset.
@@ -247,7 +276,10 @@ pub struct Config {
     /// from neigh_create, and the neigh_update / neigh_timer_handler hooks
     /// (attached only when asked for). 0 = none, so `watch` pays nothing.
     pub emit_neigh_states: u32,
-    pub _pad: u32,
+    /// Detail events per window (one second) per reason slot, over all CPUs;
+    /// 0 = no limit. Drops past it are still counted; the agent shows them as
+    /// held back (counted − sent − lost).
+    pub event_limit: u32,
 }
 
 impl Config {
@@ -306,7 +338,7 @@ impl Config {
             emit_events: 1,
             net_hdr_len: NET_HDR_LEN as u32,
             emit_neigh_states: 0,
-            _pad: 0,
+            event_limit: 0,
         }
     }
 }
@@ -510,6 +542,7 @@ pub struct RawNeighStateEvent {
 #[cfg(feature = "user")]
 mod pod {
     unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::RateSlot {}
     unsafe impl aya::Pod for super::RawDropEvent {}
     unsafe impl aya::Pod for super::RawNeighEvent {}
     unsafe impl aya::Pod for super::RawListenEvent {}

@@ -4,6 +4,9 @@
 //! through one ring buffer (lost when it is full, and then counted).
 #![no_std]
 #![no_main]
+// `atomic_xadd` (maps::admit): the BPF target has no AtomicU64::fetch_add.
+#![allow(internal_features)]
+#![feature(core_intrinsics)]
 
 mod kernel;
 mod maps;

@@ -4,7 +4,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use netdrop_common::{Config, MAX_REASONS, stat};
+use netdrop_common::{Config, MAX_REASONS, RateSlot, rate, stat};
 
 /// Written by the agent before load (`EbpfLoader::set_global`); read-only here.
 #[unsafe(no_mangle)]
@@ -21,6 +21,19 @@ pub static DROP_COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_REA
 /// Drops whose detail event did not fit in the ring buffer, per reason.
 #[map]
 pub static LOST_COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_REASONS, 0);
+
+/// Drop events submitted, per reason. Counted − sent − lost = held back by
+/// the event limit: the storm path over the limit writes nothing.
+#[map]
+pub static EVENT_COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_REASONS, 0);
+
+/// Detail events sent in the current window, per `netdrop_common::rate` slot.
+#[map]
+pub static RATE: Array<RateSlot> = Array::with_max_entries(rate::SLOTS, 0);
+
+/// The current window: the agent advances `WINDOW[0]` every second.
+#[map]
+pub static WINDOW: Array<u64> = Array::with_max_entries(1, 0);
 
 /// Other counters, indexed by `netdrop_common::stat`.
 #[map]
@@ -63,4 +76,37 @@ pub fn bump(map: &PerCpuArray<u64>, index: u32) {
         // SAFETY: the pointer comes from the map lookup and is valid for this CPU.
         unsafe { *slot += 1 };
     }
+}
+
+/// May slot `slot` send one more detail event in this window (`Config::event_limit`)?
+///
+/// Over the limit (a storm) this only reads: two array lookups the verifier
+/// inlines and two loads, no helper call, no write. Under it, one atomic add.
+/// CPUs that race on a window change or the last free place may send a few
+/// more than the limit (at most one each); nothing is ever counted twice.
+#[inline(always)]
+pub fn admit(cfg: &Config, slot: u32) -> bool {
+    if cfg.event_limit == 0 {
+        return true;
+    }
+    let (Some(window), Some(st)) = (WINDOW.get(0), RATE.get_ptr_mut(slot)) else {
+        return true;
+    };
+    let window = *window;
+    // SAFETY: the pointer comes from the map lookup; the slot is plain data.
+    unsafe {
+        if (*st).window != window {
+            (*st).window = window;
+            (*st).sent = 0;
+        } else if (*st).sent >= u64::from(cfg.event_limit) {
+            return false;
+        }
+        // The BPF target offers no AtomicU64::fetch_add; this is the same
+        // `lock *(u64 *)(r + 0) += 1` (BPF_ATOMIC | BPF_ADD, every kernel).
+        core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(
+            &raw mut (*st).sent,
+            1,
+        );
+    }
+    true
 }

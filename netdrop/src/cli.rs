@@ -189,12 +189,21 @@ impl FilterArgs {
     }
 }
 
+/// `--events-per-sec`: enough detail to attribute and show any cause, while a
+/// storm of millions of drops per second costs the kernel one counter each and
+/// the agent a bounded amount of work.
+pub const DEFAULT_EVENTS_PER_SEC: u32 = 1000;
+
 /// Where netdrop reads the kernel's facts, and how it buffers events.
 #[derive(Debug, Args)]
 pub struct KernelArgs {
     /// Ring buffer size for detail events, KiB (power of two, >= 4). Counts never depend on it.
     #[arg(long, value_name = "KIB", default_value_t = 1024, value_parser = ring_kib)]
     pub ring_buffer_kib: u32,
+    /// Detail events per second per drop reason, decided in the kernel (0 = no
+    /// limit). Counts stay exact; the rest is shown as held back.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_EVENTS_PER_SEC)]
+    pub events_per_sec: u32,
     /// Seconds between snapshots of the kernel's counters, sysctls, listeners and neighbours.
     #[arg(long, value_name = "SECONDS", default_value_t = 1.0, value_parser = positive_secs)]
     pub snapshot_interval: f64,

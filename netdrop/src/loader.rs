@@ -39,6 +39,8 @@ pub struct LoadOptions {
     /// 64; Some(n) → n, at least 64 (addresses and ports need them), at most
     /// 256 (more is refused).
     pub capture_bytes: Option<u32>,
+    /// Detail events per second per reason slot, over all CPUs (0 = no limit).
+    pub event_limit: u32,
 }
 
 /// The capture length the kernel side gets for `capture_bytes`.
@@ -73,6 +75,7 @@ pub fn load(facts: &KernelFacts, opts: LoadOptions) -> Result<Loaded> {
     config.filter = opts.filter;
     config.emit_neigh_states = u32::from(opts.neigh_states);
     config.net_hdr_len = capture_len(opts.capture_bytes)?;
+    config.event_limit = opts.event_limit;
     let mut ebpf = EbpfLoader::new()
         .override_global(names::CONFIG, &config, true)
         .map_max_entries(names::EVENTS, opts.ring_bytes)

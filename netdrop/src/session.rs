@@ -37,6 +37,8 @@ pub struct SessionOptions {
     /// How often the kernel's own view is snapshotted for the diagnosis.
     pub snapshot_every: Duration,
     pub ring_bytes: u32,
+    /// Detail events per second per reason (0 = all): `--events-per-sec`.
+    pub event_limit: u32,
     pub sources: Sources,
     pub filters: FilterSpec,
     /// Neighbour entry state changes too (for resolution latency: `hist`, `record`).
@@ -122,13 +124,14 @@ async fn observe_with(
     let filters = filter::resolve(&opts.filters, &facts.reasons, facts.has_reason_field)?;
     let load = LoadOptions {
         ring_bytes: opts.ring_bytes,
+        event_limit: opts.event_limit,
         emit_events: true,
         filter: filters.kernel,
         neigh_states: opts.neigh_states,
         capture_bytes: opts.capture_bytes,
     };
     let mut loaded = loader::load(facts, load)?;
-    let counters = CounterMaps::take(&mut loaded.ebpf)?;
+    let mut counters = CounterMaps::take(&mut loaded.ebpf)?;
     if !filters.reason_slots.is_empty() {
         let map = loaded
             .ebpf
@@ -196,6 +199,8 @@ async fn observe_with(
                 last_total = summary.total_drops;
             }
             _ = counts_tick.tick() => {
+                // The event limit is per second: this tick starts the next one.
+                counters.next_window()?;
                 session.duration_s = started.elapsed().as_secs_f64();
                 sink.on_counts(session.duration_s, &counters.read()?, &session)?;
             }

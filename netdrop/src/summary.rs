@@ -17,6 +17,9 @@ pub struct Counts {
     pub drops: Vec<u64>,
     /// Detail events lost per reason slot (counts are not lost).
     pub lost: Vec<u64>,
+    /// Detail events sent per reason slot. Drops − sent − lost were held back
+    /// by the kernel's event limit (`--events-per-sec`).
+    pub sent: Vec<u64>,
     /// Indexed by `netdrop_common::stat`.
     pub stats: Vec<u64>,
 }
@@ -24,6 +27,18 @@ pub struct Counts {
 impl Counts {
     fn stat(&self, i: u32) -> u64 {
         self.stats.get(i as usize).copied().unwrap_or(0)
+    }
+
+    /// Drops of reason slot `slot` whose detail event the event limit held back.
+    pub fn held_back(&self, slot: usize) -> u64 {
+        let at = |v: &[u64]| v.get(slot).copied().unwrap_or(0);
+        at(&self.drops).saturating_sub(at(&self.sent) + at(&self.lost))
+    }
+
+    /// The same for a counted stat and its sent and lost stats.
+    fn stat_held_back(&self, total: u32, sent: u32, lost: u32) -> u64 {
+        self.stat(total)
+            .saturating_sub(self.stat(sent) + self.stat(lost))
     }
 }
 
@@ -67,6 +82,10 @@ pub struct Summary {
     /// Detail events the ring buffer could not take (the counts above still include them).
     pub lost_events: u64,
     pub lost_by_cause: BTreeMap<&'static str, u64>,
+    /// Detail events the kernel held back because their reason had already
+    /// sent `--events-per-sec` this second (the counts above still include them).
+    pub sampled_events: u64,
+    pub sampled_by_cause: BTreeMap<&'static str, u64>,
     /// SYNs refused by a full accept queue, seen by the tcp_conn_request hook
     /// (they carry no drop reason); included in causes.accept_queue_full.
     pub accept_syn_drops: u64,
@@ -84,6 +103,7 @@ impl Summary {
             if n == 0 && lost == 0 {
                 continue;
             }
+            let held = counts.held_back(slot);
             let name = naming.slot_name(slot as u32);
             let cause = cause_of(&name).as_str();
             *s.causes.entry(cause).or_default() += n;
@@ -93,8 +113,12 @@ impl Summary {
             if lost > 0 {
                 *s.lost_by_cause.entry(cause).or_default() += lost;
             }
+            if held > 0 {
+                *s.sampled_by_cause.entry(cause).or_default() += held;
+            }
             s.total_drops += n;
             s.lost_events += lost;
+            s.sampled_events += held;
         }
         s.neigh_create_failures = counts.stat(stat::NEIGH_CREATE_FAIL);
         let neigh_lost = counts.stat(stat::NEIGH_CREATE_FAIL_LOST);
@@ -104,6 +128,22 @@ impl Summary {
                 .entry(Cause::NeighTableOverflow.as_str())
                 .or_default() += neigh_lost;
         }
+        s.add_held_back(
+            Cause::NeighTableOverflow,
+            counts.stat_held_back(
+                stat::NEIGH_CREATE_FAIL,
+                stat::NEIGH_CREATE_FAIL_SENT,
+                stat::NEIGH_CREATE_FAIL_LOST,
+            ),
+        );
+        s.add_held_back(
+            Cause::AcceptQueueFull,
+            counts.stat_held_back(
+                stat::ACCEPT_SYN_DROP,
+                stat::ACCEPT_SYN_DROP_SENT,
+                stat::ACCEPT_SYN_DROP_LOST,
+            ),
+        );
         s.accept_syn_drops = counts.stat(stat::ACCEPT_SYN_DROP);
         *s.causes.entry(Cause::AcceptQueueFull.as_str()).or_default() += s.accept_syn_drops;
         s.total_drops += s.accept_syn_drops;
@@ -121,6 +161,13 @@ impl Summary {
                 .or_default() += s.neigh_create_failures;
         }
         s
+    }
+
+    fn add_held_back(&mut self, cause: Cause, n: u64) {
+        if n > 0 {
+            self.sampled_events += n;
+            *self.sampled_by_cause.entry(cause.as_str()).or_default() += n;
+        }
     }
 
     pub fn cause(&self, c: Cause) -> u64 {
@@ -150,19 +197,48 @@ mod tests {
         }
     }
 
+    /// Counters where every drop not lost was sent (no event limit reached).
+    /// `stats`: neigh fails, their lost, -, refused SYNs, their lost.
     fn counts(pairs: &[(u32, u64)], lost: &[(u32, u64)], stats: [u64; 5]) -> Counts {
         let mut c = Counts {
             drops: vec![0; MAX_REASONS as usize],
             lost: vec![0; MAX_REASONS as usize],
+            sent: vec![0; MAX_REASONS as usize],
             stats: stats.to_vec(),
         };
+        c.stats.resize(stat::COUNT as usize, 0);
         for &(slot, n) in pairs {
             c.drops[slot as usize] = n;
         }
         for &(slot, n) in lost {
             c.lost[slot as usize] = n;
         }
+        for slot in 0..MAX_REASONS as usize {
+            c.sent[slot] = c.drops[slot] - c.lost[slot];
+        }
+        c.stats[stat::NEIGH_CREATE_FAIL_SENT as usize] = stats[0] - stats[1];
+        c.stats[stat::ACCEPT_SYN_DROP_SENT as usize] = stats[3] - stats[4];
         c
+    }
+
+    #[test]
+    fn held_back_events_are_what_was_neither_sent_nor_lost() {
+        let mut c = counts(&[(16, 5000), (59, 10)], &[(16, 100)], [30, 0, 0, 40, 0]);
+        c.sent[16] = 1000;
+        c.stats[stat::NEIGH_CREATE_FAIL_SENT as usize] = 25;
+        c.stats[stat::ACCEPT_SYN_DROP_SENT as usize] = 38;
+        let s = Summary::from_counts(&c, &naming(true));
+        assert_eq!(s.sampled_by_cause["rp_filter"], 3900);
+        assert_eq!(s.sampled_by_cause["neigh_table_overflow"], 5);
+        assert_eq!(s.sampled_by_cause["accept_queue_full"], 2);
+        assert!(!s.sampled_by_cause.contains_key("neigh_queue_full"));
+        assert_eq!(s.sampled_events, 3907);
+        assert_eq!(s.lost_events, 100);
+        // Counts are exact whatever was held back.
+        assert_eq!(s.cause(Cause::RpFilter), 5000);
+        // A read where sent + lost > drops (never, by read order) is not negative.
+        c.sent[59] = 11;
+        assert_eq!(c.held_back(59), 0);
     }
 
     #[test]

@@ -6,11 +6,14 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use netdrop_common::{MAX_REASONS, REASON_OVERFLOW_SLOT, RawDropEvent, filter, kind, stat};
+use netdrop_common::{MAX_REASONS, REASON_OVERFLOW_SLOT, RawDropEvent, filter, kind};
 
 use crate::{
     kernel::{DropCtx, accept_queue, skb_capture, tp_field},
-    maps::{DROP_COUNTS, EVENTS, LOST_COUNTS, SOCK_OWNERS, STATS, bump, config, reason_allowed},
+    maps::{
+        DROP_COUNTS, EVENT_COUNTS, EVENTS, LOST_COUNTS, SOCK_OWNERS, admit, bump, config,
+        reason_allowed,
+    },
 };
 
 #[tracepoint]
@@ -31,12 +34,14 @@ fn try_kfree_skb(ctx: &TracePointContext) -> Option<u32> {
     if !reason_allowed(cfg, slot) {
         return Some(0);
     }
-    let skbaddr: u64 = tp_field(ctx, tp.skbaddr).unwrap_or(0);
-    let rx_sk: u64 = tp_field(ctx, tp.rx_sk).unwrap_or(0);
     // Without filters the skb is read only for an event; with them, first.
     let mut pre = None;
     if f.flags & (filter::PID | filter::NETNS | filter::DEV) != 0 {
-        let mut d = DropCtx::read(skbaddr, rx_sk, &cfg.structs);
+        let mut d = DropCtx::read(
+            skb_of(ctx),
+            tp_field(ctx, tp.rx_sk).unwrap_or(0),
+            &cfg.structs,
+        );
         if !d.keep(f) {
             return Some(0);
         }
@@ -44,7 +49,9 @@ fn try_kfree_skb(ctx: &TracePointContext) -> Option<u32> {
     }
     // The exact count comes before the event: whatever happens to it, this is kept.
     bump(&DROP_COUNTS, slot);
-    if cfg.emit_events == 0 {
+    // In a storm most drops stop here: counted, over the event limit, nothing
+    // else read or written.
+    if cfg.emit_events == 0 || !admit(cfg, slot) {
         return Some(0);
     }
 
@@ -52,6 +59,8 @@ fn try_kfree_skb(ctx: &TracePointContext) -> Option<u32> {
         bump(&LOST_COUNTS, slot);
         return Some(0);
     };
+    let skbaddr = skb_of(ctx);
+    let rx_sk: u64 = tp_field(ctx, tp.rx_sk).unwrap_or(0);
     let d = match pre {
         Some(d) => d,
         None => DropCtx::read(skbaddr, rx_sk, &cfg.structs),
@@ -95,6 +104,11 @@ fn try_kfree_skb(ctx: &TracePointContext) -> Option<u32> {
         (*ev).accept_limit = queue.limit;
     }
     entry.submit(0);
-    bump(&STATS, stat::DROP_EVENTS_SENT);
+    bump(&EVENT_COUNTS, slot);
     Some(0)
+}
+
+#[inline(always)]
+fn skb_of(ctx: &TracePointContext) -> u64 {
+    tp_field(ctx, config().kfree_skb.skbaddr).unwrap_or(0)
 }

@@ -8,11 +8,11 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use netdrop_common::{RawNeighEvent, filter, kind, neigh_event, nud, stat};
+use netdrop_common::{RawNeighEvent, filter, kind, neigh_event, nud, rate, stat};
 
 use crate::{
     kernel::{tp_field, tp_neigh_key, tp_str},
-    maps::{EVENTS, STATS, bump, config},
+    maps::{EVENTS, STATS, admit, bump, config},
     neigh::{NeighId, emit_state},
 };
 
@@ -51,7 +51,7 @@ fn try_neigh_create(ctx: &TracePointContext) -> Option<u32> {
         return Some(0);
     }
     bump(&STATS, stat::NEIGH_CREATE_FAIL);
-    if cfg.emit_events == 0 {
+    if cfg.emit_events == 0 || !admit(cfg, rate::NEIGH_CREATE_FAIL) {
         return Some(0);
     }
     let Some(mut entry) = EVENTS.reserve::<RawNeighEvent>(0) else {
@@ -73,5 +73,6 @@ fn try_neigh_create(ctx: &TracePointContext) -> Option<u32> {
         tp_str(ctx, tp.dev, &mut (*ev).dev);
     }
     entry.submit(0);
+    bump(&STATS, stat::NEIGH_CREATE_FAIL_SENT);
     Some(0)
 }

@@ -9,11 +9,11 @@ use aya_ebpf::{
     macros::{fentry, kprobe},
     programs::{FEntryContext, ProbeContext},
 };
-use netdrop_common::{RawListenEvent, filter, kind, stat};
+use netdrop_common::{RawListenEvent, filter, kind, rate, stat};
 
 use crate::{
     kernel::{listener, sock_netns, sock_owner},
-    maps::{EVENTS, FILTER_INODES, STATS, bump, config},
+    maps::{EVENTS, FILTER_INODES, STATS, admit, bump, config},
 };
 
 /// `int tcp_conn_request(struct request_sock_ops *, const struct tcp_request_sock_ops *,
@@ -63,7 +63,7 @@ fn on_conn_request(sk: u64) {
         return;
     }
     bump(&STATS, stat::ACCEPT_SYN_DROP);
-    if cfg.emit_events == 0 {
+    if cfg.emit_events == 0 || !admit(cfg, rate::ACCEPT_SYN_DROP) {
         return;
     }
     let Some(mut entry) = EVENTS.reserve::<RawListenEvent>(0) else {
@@ -88,4 +88,5 @@ fn on_conn_request(sk: u64) {
         (*ev)._pad = 0;
     }
     entry.submit(0);
+    bump(&STATS, stat::ACCEPT_SYN_DROP_SENT);
 }

@@ -69,11 +69,11 @@ impl Report {
                 );
             }
         }
-        if self.totals.lost_events > 0 {
+        if self.totals.lost_events > 0 || self.totals.sampled_events > 0 {
             let _ = writeln!(
                 o,
-                "\n{} detail events were lost in the ring buffer (counts above are exact)",
-                self.totals.lost_events
+                "\n{} detail events were held back by the kernel's limit (--events-per-sec) and {} lost in the ring buffer (counts above are exact)",
+                self.totals.sampled_events, self.totals.lost_events
             );
         }
         o

@@ -45,10 +45,14 @@ pub mod kind {
     pub const NEIGH_FAIL: u8 = 3;
     pub const LISTEN_DROP: u8 = 4;
     pub const NEIGH_STATE: u8 = 5;
-    pub const COUNTERS: u8 = 6;
+    /// Counters as written before the kernel's event limit (no `sent`); read only.
+    pub const COUNTERS_V1: u8 = 6;
     pub const SNAPSHOT: u8 = 7;
     pub const LOST: u8 = 8;
     pub const END: u8 = 9;
+    /// Counters with the events sent per reason (what the event limit held back
+    /// is the rest).
+    pub const COUNTERS: u8 = 10;
 }
 
 /// What makes a recording self-describing: it replays on a machine with another
@@ -115,6 +119,32 @@ pub struct CountersEntry {
     pub lost: Vec<(u32, u64)>,
     pub stats: Vec<u64>,
     pub session: SessionEntry,
+    /// Detail events sent per reason; `None` in recordings made before the
+    /// event limit (every drop not lost was sent then).
+    pub sent: Option<Vec<(u32, u64)>>,
+}
+
+/// [`kind::COUNTERS_V1`]: [`CountersEntry`] without `sent`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct CountersEntryV1 {
+    pub at_s: f64,
+    pub drops: Vec<(u32, u64)>,
+    pub lost: Vec<(u32, u64)>,
+    pub stats: Vec<u64>,
+    pub session: SessionEntry,
+}
+
+impl From<CountersEntryV1> for Box<CountersEntry> {
+    fn from(v: CountersEntryV1) -> Self {
+        Box::new(CountersEntry {
+            at_s: v.at_s,
+            drops: v.drops,
+            lost: v.lost,
+            stats: v.stats,
+            session: v.session,
+            sent: None,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -204,6 +234,7 @@ impl Entry {
             kind::LISTEN_DROP => de(payload).map(Entry::ListenDrop),
             kind::NEIGH_STATE => de(payload).map(Entry::NeighState),
             kind::COUNTERS => de(payload).map(Entry::Counters),
+            kind::COUNTERS_V1 => de::<CountersEntryV1>(payload).map(|v| Entry::Counters(v.into())),
             kind::SNAPSHOT => de(payload).map(Entry::Snapshot),
             kind::LOST => de(payload).map(Entry::Lost),
             kind::END => de(payload).map(Entry::End),
@@ -269,6 +300,7 @@ impl CountersEntry {
             lost: sparse(&counts.lost),
             stats: counts.stats.clone(),
             session: SessionEntry::from(session),
+            sent: Some(sparse(&counts.sent)),
         }
     }
 
@@ -285,9 +317,35 @@ impl CountersEntry {
         };
         let mut stats = self.stats.clone();
         stats.resize(netdrop_common::stat::COUNT as usize, 0);
+        let drops = dense(&self.drops);
+        let lost = dense(&self.lost);
+        let sent = match &self.sent {
+            Some(sent) => dense(sent),
+            // Before the event limit every drop not lost was sent.
+            None => {
+                use netdrop_common::stat::*;
+                for (total, lost, sent) in [
+                    (
+                        NEIGH_CREATE_FAIL,
+                        NEIGH_CREATE_FAIL_LOST,
+                        NEIGH_CREATE_FAIL_SENT,
+                    ),
+                    (ACCEPT_SYN_DROP, ACCEPT_SYN_DROP_LOST, ACCEPT_SYN_DROP_SENT),
+                ] {
+                    stats[sent as usize] =
+                        stats[total as usize].saturating_sub(stats[lost as usize]);
+                }
+                drops
+                    .iter()
+                    .zip(&lost)
+                    .map(|(d, l)| d.saturating_sub(*l))
+                    .collect()
+            }
+        };
         Counts {
-            drops: dense(&self.drops),
-            lost: dense(&self.lost),
+            drops,
+            lost,
+            sent,
             stats,
         }
     }

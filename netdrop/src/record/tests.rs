@@ -53,9 +53,11 @@ fn sample(end: bool) -> (Vec<u8>, Vec<Entry>) {
     let mut counts = Counts {
         drops: vec![0; 512],
         lost: vec![0; 512],
+        sent: vec![0; 512],
         stats: vec![0; 5],
     };
     counts.drops[59] = 20;
+    counts.sent[59] = 20;
     entries.push(Entry::Counters(Box::new(CountersEntry::new(
         1.0,
         &counts,
@@ -95,6 +97,41 @@ fn read_all(data: &[u8]) -> Result<(Vec<Entry>, Vec<Damage>), String> {
 fn frame_starts(data: &[u8]) -> Vec<usize> {
     let (_, r) = open(data).unwrap();
     r.map(|(o, _)| o as usize).collect()
+}
+
+/// Counters written before the event limit (frame kind 6, no `sent`) read as
+/// "every drop not lost was sent": nothing shows as held back.
+#[test]
+fn counters_from_before_the_event_limit_hold_nothing_back() {
+    let v1 = super::format::CountersEntryV1 {
+        at_s: 2.0,
+        drops: vec![(16, 50), (59, 7)],
+        lost: vec![(16, 5)],
+        stats: vec![4, 1, 0, 9, 2],
+        session: SessionEntry {
+            duration_s: 2.0,
+            events_read: 52,
+            undecodable: 0,
+        },
+    };
+    let mut buf = BytesMut::new();
+    super::format::frame(
+        super::format::kind::COUNTERS_V1,
+        &postcard::to_stdvec(&v1).unwrap(),
+        &mut buf,
+    );
+    let payload = &buf[super::format::FRAME_HEAD..buf.len() - super::format::FRAME_TAIL];
+    let Some(Ok(Entry::Counters(c))) = Entry::decode(super::format::kind::COUNTERS_V1, payload)
+    else {
+        panic!("a version-1 counters frame did not decode");
+    };
+    let counts = c.counts();
+    assert_eq!((counts.sent[16], counts.sent[59]), (45, 7));
+    assert_eq!(counts.held_back(16), 0);
+    let s = crate::summary::Summary::from_counts(&counts, &header().naming());
+    assert_eq!((s.sampled_events, s.lost_events, s.total_drops), (0, 8, 66));
+    // A frame written now carries `sent` under the new kind.
+    assert_eq!(Entry::Counters(c).kind(), super::format::kind::COUNTERS);
 }
 
 #[test]

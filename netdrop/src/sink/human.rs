@@ -132,12 +132,21 @@ impl<W: Write> HumanSink<W> {
             )?;
         }
         let suppressed: u64 = self.suppressed.values().sum();
-        if s.lost_events > 0 || suppressed > 0 {
+        if s.lost_events > 0 || suppressed > 0 || s.sampled_events > 0 {
             writeln!(
                 self.out,
-                "  detail not shown: {} events lost in the ring buffer, {} lines rate-limited (counts above are exact)",
-                s.lost_events, suppressed
+                "  detail not shown (counts above are exact): {} events held back by the kernel's limit (--events-per-sec), {} lost in the ring buffer, {} lines rate-limited",
+                s.sampled_events, s.lost_events, suppressed
             )?;
+            for (cause, n) in &s.sampled_by_cause {
+                let lost = s.lost_by_cause.get(cause).copied().unwrap_or(0);
+                writeln!(self.out, "    {cause:<22}held back {n}, lost {lost}")?;
+            }
+            for (cause, n) in &s.lost_by_cause {
+                if !s.sampled_by_cause.contains_key(cause) {
+                    writeln!(self.out, "    {cause:<22}held back 0, lost {n}")?;
+                }
+            }
         }
         Ok(())
     }

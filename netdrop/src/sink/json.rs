@@ -1,4 +1,5 @@
-//! JSON lines: one object per drop, per refused neighbour, and a summary at the end.
+//! JSON lines: one object per drop, per refused neighbour, the running totals
+//! every interval ("tick") and a summary at the end.
 
 use std::io::{self, Write};
 
@@ -192,7 +193,15 @@ impl<W: Write> Sink for JsonSink<W> {
         })
     }
 
-    fn tick(&mut self, _summary: &Summary, _session: &Session) -> io::Result<()> {
+    /// The running totals every `--interval`, as the final summary but typed "tick".
+    fn tick(&mut self, summary: &Summary, session: &Session) -> io::Result<()> {
+        self.line(&SummaryLine {
+            ty: "tick",
+            summary,
+            events_read: session.events_read,
+            undecodable: session.undecodable,
+            duration_s: session.duration_s,
+        })?;
         self.out.flush()
     }
 
