@@ -22,6 +22,7 @@ pub mod netdrop;
 pub mod netns;
 pub mod peer;
 pub mod rpfilter;
+pub mod storm;
 pub mod sysctl;
 pub mod traffic;
 
