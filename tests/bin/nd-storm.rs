@@ -11,7 +11,9 @@
 //!
 //! Prints `nd-storm: storming (...)` on stderr right before the first send, and
 //! at the end one line: sent, seconds, rate, kernel drops; with `--json` one
-//! object `{"sent","seconds","rate","kernel_drops","threads","via"}` on stdout.
+//! object `{"sent","seconds","rate","kernel_drops","setup_drops","threads","via"}`
+//! on stdout (`setup_drops`: the datagrams that resolved the veth neighbour
+//! before the storm, in the same namespace; not in `kernel_drops`).
 //! Bounded: stops at the deadline (default 5 s, at most 600) or after
 //! `--max-packets` (default 50 M per second of storm). Needs root.
 

@@ -122,8 +122,13 @@ pub struct Report {
     pub seconds: f64,
     /// sent / seconds.
     pub rate: f64,
-    /// `Udp: NoPorts` delta of the receiving namespace: drops the kernel counted.
+    /// `Udp: NoPorts` delta of the receiving namespace from `on_start` to the
+    /// end: the storm's drops, as the kernel counted them.
     pub kernel_drops: u64,
+    /// `Udp: NoPorts` of that (fresh) namespace before `on_start`: the datagrams
+    /// that resolved the veth neighbour. A tracer attached before the storm
+    /// process started sees `setup_drops + kernel_drops` NO_SOCKET drops from it.
+    pub setup_drops: u64,
     pub threads: usize,
     pub via: Via,
 }
@@ -135,6 +140,7 @@ impl Report {
             "seconds": self.seconds,
             "rate": self.rate,
             "kernel_drops": self.kernel_drops,
+            "setup_drops": self.setup_drops,
             "threads": self.threads,
             "via": self.via.as_str(),
         })
@@ -155,6 +161,7 @@ impl Report {
             seconds: f("seconds")?,
             rate: f("rate")?,
             kernel_drops: u("kernel_drops")?,
+            setup_drops: v["setup_drops"].as_u64().unwrap_or(0),
             threads: usize::try_from(u("threads")?)?,
             via: Via::parse(v["via"].as_str().unwrap_or("veth"))?,
         })
@@ -162,13 +169,14 @@ impl Report {
 
     pub fn human(&self) -> String {
         format!(
-            "nd-storm: sent {} datagrams in {:.2} s = {:.0} packets/s ({} threads, {}); kernel drops (Udp NoPorts) {}",
+            "nd-storm: sent {} datagrams in {:.2} s = {:.0} packets/s ({} threads, {}); kernel drops (Udp NoPorts) {} (+{} before the storm)",
             self.sent,
             self.seconds,
             self.rate,
             self.threads,
             self.via.as_str(),
-            self.kernel_drops
+            self.kernel_drops,
+            self.setup_drops
         )
     }
 }
@@ -264,6 +272,7 @@ fn coordinate(opts: &Options, on_start: impl FnOnce()) -> Result<Report> {
         seconds,
         rate: sent as f64 / seconds.max(1e-9),
         kernel_drops: after.saturating_sub(before),
+        setup_drops: before,
         threads: opts.threads,
         via: opts.via,
     })
@@ -500,6 +509,7 @@ mod tests {
             seconds: 2.0,
             rate: 5.0,
             kernel_drops: 9,
+            setup_drops: 1,
             threads: 2,
             via: Via::Veth,
         };
