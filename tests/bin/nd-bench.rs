@@ -1,6 +1,37 @@
-//! nd-bench: one benchmark run of netdrop (work in progress).
+//! nd-bench: one benchmark run of netdrop under a drop storm; normally started
+//! by `cargo xtask bench`, which builds everything and passes `--netdrop`.
+//!
+//! ```text
+//! nd-bench --netdrop PATH [--storm PATH] [--seconds S] [--soak-seconds S] [--threads N] [--out FILE]
+//! ```
+//!
+//! See `netdrop_tests::bench` for what it measures. Needs root.
 
-fn main() {
-    eprintln!("nd-bench: not implemented yet");
-    std::process::exit(1);
+use std::process::ExitCode;
+
+use netdrop_tests::bench;
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{}", bench::USAGE);
+        return ExitCode::SUCCESS;
+    }
+    let args = match bench::Args::parse(&argv) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("nd-bench: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    match bench::run(&args) {
+        Ok(markdown) => {
+            println!("{markdown}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("nd-bench: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -14,6 +14,7 @@
 //! with `--test-threads=1` as well.
 
 pub mod accept;
+pub mod bench;
 pub mod cmd;
 pub mod control;
 pub mod counters;

@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask test | run | build | fuzz`.
+//! Project tasks: `cargo xtask test | run | build | fuzz | bench`.
 //!
 //! The eBPF object is built by netdrop/build.rs as part of the normal build;
 //! xtask only sequences things that are not a plain cargo command.
@@ -11,6 +11,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod fuzz;
 
 #[derive(Parser)]
@@ -45,6 +46,9 @@ enum Task {
         #[arg(long, default_value_t = fuzz::DEFAULT_SECONDS)]
         seconds: u64,
     },
+    /// One benchmark run (root: via sudo if needed): netdrop against no tracer, an empty
+    /// BPF program and bpftrace under a drop storm, then a soak; writes BENCHMARKS.md.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -162,5 +166,6 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Task::Fuzz { seconds } => fuzz::run(seconds),
+        Task::Bench(args) => bench::run(&args),
     }
 }

@@ -1,0 +1,207 @@
+//! The floor: an empty BPF program (`r0 = 0; exit`) on skb:kfree_skb, loaded
+//! and attached with raw syscalls, so that its cost is only what the kernel pays
+//! to run any BPF program on that tracepoint (the tracepoint's perf/BPF glue,
+//! the program call, and with `kernel.bpf_stats_enabled` the two clock reads of
+//! the statistics themselves, which every row pays alike).
+//!
+//! bpf(BPF_PROG_LOAD, BPF_PROG_TYPE_TRACEPOINT, license "GPL"), then
+//! perf_event_open(PERF_TYPE_TRACEPOINT, config = the tracepoint's id from
+//! tracefs, pid -1, cpu 0), PERF_EVENT_IOC_SET_BPF and PERF_EVENT_IOC_ENABLE. A
+//! tracepoint's BPF programs run on every CPU whatever the event's CPU (as
+//! libbpf attaches them). Closing both descriptors (Drop) detaches and unloads it.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use super::parse;
+
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_PROG_TYPE_TRACEPOINT: u32 = 5;
+const PERF_TYPE_TRACEPOINT: u32 = 2;
+/// _IOW('$', 8, __u32)
+const PERF_EVENT_IOC_SET_BPF: libc::c_ulong = 0x4004_2408;
+/// _IO('$', 0)
+const PERF_EVENT_IOC_ENABLE: libc::c_ulong = 0x2400;
+const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 1 << 3;
+
+/// The leading fields of `union bpf_attr` for BPF_PROG_LOAD (the kernel takes
+/// a shorter attr than its own and zero-fills the rest).
+#[repr(C)]
+#[derive(Default)]
+struct ProgLoadAttr {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; 16],
+    prog_ifindex: u32,
+    expected_attach_type: u32,
+}
+
+/// `struct perf_event_attr` up to config1 (PERF_ATTR_SIZE_VER0, 64 bytes).
+#[repr(C)]
+#[derive(Default)]
+struct PerfEventAttr {
+    kind: u32,
+    size: u32,
+    config: u64,
+    sample_period: u64,
+    sample_type: u64,
+    read_format: u64,
+    flags: u64,
+    wakeup_events: u32,
+    bp_type: u32,
+    config1: u64,
+}
+
+/// The program's name in `bpftool prog show`.
+pub const NAME: &str = "nd_bench_empty";
+
+/// A loaded and attached empty program; detached and unloaded on Drop.
+pub struct EmptyProg {
+    prog: OwnedFd,
+    _event: OwnedFd,
+}
+
+/// Where tracefs is: /sys/kernel/tracing, else /sys/kernel/debug/tracing; if
+/// neither has events, tracefs is mounted at /sys/kernel/tracing (returned as
+/// `true`: the caller unmounts it at the end).
+pub fn tracefs() -> Result<(PathBuf, bool)> {
+    for d in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
+        if Path::new(d).join("events").is_dir() {
+            return Ok((PathBuf::from(d), false));
+        }
+    }
+    let target = c"/sys/kernel/tracing";
+    // SAFETY: valid NUL-terminated strings; no data argument.
+    let rc = unsafe {
+        libc::mount(
+            c"tracefs".as_ptr(),
+            target.as_ptr(),
+            c"tracefs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        bail!(
+            "no tracefs, and mounting it at /sys/kernel/tracing failed: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok((PathBuf::from("/sys/kernel/tracing"), true))
+}
+
+/// Unmounts a tracefs that [`tracefs`] mounted.
+pub fn unmount_tracefs(dir: &Path) {
+    if let Ok(c) = CString::new(dir.as_os_str().as_encoded_bytes()) {
+        // SAFETY: a valid path string.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+impl EmptyProg {
+    /// Loads the program and attaches it to `events/skb/kfree_skb` of `tracefs`.
+    pub fn attach(tracefs: &Path) -> Result<EmptyProg> {
+        let id_path = tracefs.join("events/skb/kfree_skb/id");
+        let tp_id: u64 = std::fs::read_to_string(&id_path)
+            .with_context(|| format!("reading {}", id_path.display()))?
+            .trim()
+            .parse()
+            .with_context(|| format!("{}: not a number", id_path.display()))?;
+        // r0 = 0 (BPF_ALU64 | BPF_MOV | BPF_K); exit (BPF_JMP | BPF_EXIT).
+        let insns: [u64; 2] = [0xb7, 0x95];
+        let license = c"GPL";
+        let mut log = vec![0u8; 4096];
+        let mut attr = ProgLoadAttr {
+            prog_type: BPF_PROG_TYPE_TRACEPOINT,
+            insn_cnt: insns.len() as u32,
+            insns: insns.as_ptr() as u64,
+            license: license.as_ptr() as u64,
+            log_level: 1,
+            log_size: log.len() as u32,
+            log_buf: log.as_mut_ptr() as u64,
+            ..Default::default()
+        };
+        attr.prog_name[..NAME.len()].copy_from_slice(NAME.as_bytes());
+        // SAFETY: attr points at valid instruction, license and log buffers that
+        // outlive the call; the size is that of the struct passed.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_PROG_LOAD,
+                &raw mut attr,
+                std::mem::size_of::<ProgLoadAttr>() as u32,
+            )
+        };
+        if fd < 0 {
+            let e = std::io::Error::last_os_error();
+            let log = String::from_utf8_lossy(&log);
+            bail!(
+                "BPF_PROG_LOAD (empty tracepoint program): {e}; verifier: {}",
+                log.trim_end_matches('\0').trim()
+            );
+        }
+        // SAFETY: a fresh descriptor nobody else owns.
+        let prog = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        let pattr = PerfEventAttr {
+            kind: PERF_TYPE_TRACEPOINT,
+            size: std::mem::size_of::<PerfEventAttr>() as u32,
+            config: tp_id,
+            sample_period: 1,
+            wakeup_events: 1,
+            ..Default::default()
+        };
+        // SAFETY: pattr is a valid perf_event_attr of the size it states.
+        let efd = unsafe {
+            libc::syscall(
+                libc::SYS_perf_event_open,
+                &raw const pattr,
+                -1 as libc::pid_t,
+                0 as libc::c_int,
+                -1 as libc::c_int,
+                PERF_FLAG_FD_CLOEXEC,
+            )
+        };
+        if efd < 0 {
+            bail!(
+                "perf_event_open(skb:kfree_skb): {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        // SAFETY: a fresh descriptor nobody else owns.
+        let event = unsafe { OwnedFd::from_raw_fd(efd as i32) };
+        for (req, arg, what) in [
+            (
+                PERF_EVENT_IOC_SET_BPF,
+                prog.as_raw_fd(),
+                "PERF_EVENT_IOC_SET_BPF",
+            ),
+            (PERF_EVENT_IOC_ENABLE, 0, "PERF_EVENT_IOC_ENABLE"),
+        ] {
+            // SAFETY: ioctls on our perf event descriptor with an int argument.
+            if unsafe { libc::ioctl(event.as_raw_fd(), req, arg) } != 0 {
+                bail!("{what}: {}", std::io::Error::last_os_error());
+            }
+        }
+        Ok(EmptyProg {
+            prog,
+            _event: event,
+        })
+    }
+
+    /// run_time_ns and run_cnt from /proc/self/fdinfo of the program.
+    pub fn stats(&self) -> Result<(u64, u64)> {
+        let path = format!("/proc/self/fdinfo/{}", self.prog.as_raw_fd());
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+        parse::fdinfo_prog_stats(&text).with_context(|| format!("{path}: no run_time_ns/run_cnt"))
+    }
+}

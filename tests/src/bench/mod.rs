@@ -1,0 +1,337 @@
+//! `nd-bench`: one benchmark run of netdrop under a drop storm (`cargo xtask bench`).
+//!
+//! Rows, each on a fresh `nd-storm` of the same length: no tracer (baseline),
+//! an empty BPF program on skb:kfree_skb (the floor any tracer pays), bpftrace
+//! counting by reason, `netdrop watch -o json`, `netdrop record`. Then a soak:
+//! a long storm with `netdrop watch` sampled every second. What each number
+//! means is in [`rows`] and [`soak`]; the markdown in [`report`].
+//!
+//! Writes the results into the marked region of BENCHMARKS.md (hand-written text
+//! around it survives) and prints them. Progress goes to stderr. It asserts
+//! nothing about time: targets are reported as met or missed.
+//!
+//! Clean-up: children are killed on error and Ctrl-C (and die with the bench
+//! even on SIGKILL), `kernel.bpf_stats_enabled` is restored by a guard, the
+//! storm's namespaces die with the storm, the empty program with its descriptors.
+
+pub mod emptyprog;
+pub mod parse;
+pub mod procs;
+pub mod report;
+pub mod rows;
+pub mod soak;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::cmd;
+use crate::storm;
+use crate::sysctl::SysctlGuard;
+
+pub const USAGE: &str = "usage: nd-bench --netdrop PATH [--storm PATH] [--seconds S (10)] [--soak-seconds S (60; 0 skips)] [--threads N] [--out FILE (BENCHMARKS.md at the repository root)]";
+
+/// The title of a new BENCHMARKS.md (outside the generated region).
+pub const TITLE: &str = "# netdrop benchmarks";
+
+#[derive(Debug, Clone)]
+pub struct Args {
+    pub netdrop: PathBuf,
+    pub storm: PathBuf,
+    pub seconds: f64,
+    pub soak_seconds: f64,
+    pub threads: Option<usize>,
+    pub out: PathBuf,
+}
+
+/// The repository root (this crate's parent directory, as built).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+impl Args {
+    pub fn parse(argv: &[String]) -> Result<Args> {
+        let mut netdrop = None;
+        let mut storm_bin = None;
+        let mut seconds = 10.0;
+        let mut soak_seconds = 60.0;
+        let mut threads = None;
+        let mut out = repo_root().join("BENCHMARKS.md");
+        let mut it = argv.iter();
+        let secs = |flag: &str, v: Option<&String>, zero_ok: bool| -> Result<f64> {
+            let v = v.with_context(|| format!("{flag} needs a value"))?;
+            match v.parse::<f64>() {
+                Ok(s) if (s > 0.0 || (zero_ok && s == 0.0)) && s <= storm::MAX_SECONDS => Ok(s),
+                _ => bail!(
+                    "{flag} {v}: expected seconds in (0, {}]",
+                    storm::MAX_SECONDS
+                ),
+            }
+        };
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "--netdrop" => netdrop = it.next().map(PathBuf::from),
+                "--storm" => storm_bin = it.next().map(PathBuf::from),
+                "--seconds" => seconds = secs(a, it.next(), false)?,
+                "--soak-seconds" => soak_seconds = secs(a, it.next(), true)?,
+                "--threads" => {
+                    let v = it.next().context("--threads needs a value")?;
+                    threads = Some(
+                        v.parse()
+                            .ok()
+                            .filter(|n| (1..=1024).contains(n))
+                            .with_context(|| format!("--threads {v}: expected 1..=1024"))?,
+                    );
+                }
+                "--out" => out = it.next().map(PathBuf::from).context("--out needs a path")?,
+                other => bail!("unknown argument {other:?}\n{USAGE}"),
+            }
+        }
+        let netdrop = netdrop.with_context(|| format!("--netdrop is required\n{USAGE}"))?;
+        let storm = match storm_bin {
+            Some(p) => p,
+            None => std::env::current_exe()
+                .context("locating nd-bench")?
+                .with_file_name("nd-storm"),
+        };
+        Ok(Args {
+            netdrop,
+            storm,
+            seconds,
+            soak_seconds,
+            threads,
+            out,
+        })
+    }
+}
+
+/// Runs the benchmark; returns the markdown it wrote.
+pub fn run(args: &Args) -> Result<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!(
+            "needs root (BPF programs, sysctls, network namespaces): run `sudo cargo xtask bench`"
+        );
+    }
+    for (p, what, hint) in [
+        (&args.netdrop, "netdrop", "cargo build --release -p netdrop"),
+        (
+            &args.storm,
+            "nd-storm",
+            "cargo build --release -p netdrop-tests --bins",
+        ),
+    ] {
+        if !p.is_file() {
+            bail!("{what} not found at {}: build it ({hint})", p.display());
+        }
+    }
+    procs::catch_signals();
+    let (tracefs, mounted) = emptyprog::tracefs()?;
+    let result = with_tracefs(args, &tracefs);
+    if mounted {
+        emptyprog::unmount_tracefs(&tracefs);
+    }
+    result
+}
+
+fn with_tracefs(args: &Args, tracefs: &Path) -> Result<String> {
+    let tmp = TmpDir::new()?;
+    let ctx = rows::Ctx {
+        netdrop: args.netdrop.clone(),
+        storm_bin: args.storm.clone(),
+        seconds: args.seconds,
+        threads: args.threads,
+        tracefs: tracefs.to_path_buf(),
+        no_socket: no_socket_number(),
+        tmp: tmp.0.clone(),
+    };
+    let mut info = machine_info(args);
+    let stats = SysctlGuard::set("kernel.bpf_stats_enabled", "1")?;
+    eprintln!(
+        "nd-bench: kernel.bpf_stats_enabled = 1 for the run (was {})",
+        stats.saved()
+    );
+    let n = rows::Tracer::ALL.len();
+    let mut results = Vec::new();
+    for (i, t) in rows::Tracer::ALL.into_iter().enumerate() {
+        eprintln!(
+            "nd-bench: [{}/{n}] {}: {} s storm",
+            i + 1,
+            t.label(),
+            args.seconds
+        );
+        let row = rows::run(&ctx, t)?;
+        if let Some(s) = &row.storm {
+            info.via = s.via.as_str().to_owned();
+            info.threads = s.threads;
+            eprintln!("nd-bench:   {}", s.human());
+        }
+        eprintln!(
+            "nd-bench:   ns/drop {}, CPU {} %, counted {} ({})",
+            row.ns_per_drop.map_or("-".into(), |v| format!("{v:.0}")),
+            row.cpu_pct.map_or("-".into(), |v| format!("{v:.1}")),
+            row.counted.map_or("-".into(), |v| v.to_string()),
+            match row.exact() {
+                Some(true) => "exact",
+                Some(false) => "NOT exact",
+                None => "-",
+            }
+        );
+        results.push(row);
+        procs::sleep(Duration::from_secs(1))?;
+    }
+    let soak = if args.soak_seconds > 0.0 {
+        eprintln!(
+            "nd-bench: soak: netdrop watch under a {} s storm",
+            args.soak_seconds
+        );
+        Some(soak::run(&ctx, args.soak_seconds)?)
+    } else {
+        None
+    };
+    stats.restore()?;
+    let body = report::markdown(&info, &results, soak.as_ref());
+    let existing = match std::fs::read_to_string(&args.out) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", args.out.display())),
+    };
+    let text = parse::replace_region(existing.as_deref(), TITLE, &body)
+        .with_context(|| format!("updating {}", args.out.display()))?;
+    std::fs::write(&args.out, text).with_context(|| format!("writing {}", args.out.display()))?;
+    eprintln!("nd-bench: wrote {}", args.out.display());
+    Ok(body)
+}
+
+/// A private directory on tmpfs (/dev/shm, else the temp dir), removed on Drop.
+struct TmpDir(PathBuf);
+
+impl TmpDir {
+    fn new() -> Result<TmpDir> {
+        let base = if Path::new("/dev/shm").is_dir() {
+            PathBuf::from("/dev/shm")
+        } else {
+            std::env::temp_dir()
+        };
+        let p = base.join(format!("nd-bench-{}", std::process::id()));
+        std::fs::create_dir(&p).with_context(|| format!("creating {}", p.display()))?;
+        Ok(TmpDir(p))
+    }
+}
+
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// SKB_DROP_REASON_NO_SOCKET's number on this kernel, from its BTF.
+fn no_socket_number() -> Option<u64> {
+    let out = cmd::output(
+        Command::new("bpftool").args(["btf", "dump", "file", "/sys/kernel/btf/vmlinux"]),
+        cmd::CMD_TIMEOUT,
+    );
+    match out {
+        Ok(o) if o.status.success() => {
+            let n =
+                parse::btf_enum_value(&o.stdout, "skb_drop_reason", "SKB_DROP_REASON_NO_SOCKET");
+            if n.is_none() {
+                eprintln!("nd-bench: warning: no SKB_DROP_REASON_NO_SOCKET in the kernel's BTF");
+            }
+            n
+        }
+        Ok(o) => {
+            eprintln!("nd-bench: warning: bpftool btf dump: {}", o.stderr.trim());
+            None
+        }
+        Err(e) => {
+            eprintln!("nd-bench: warning: bpftool btf dump: {e:#}");
+            None
+        }
+    }
+}
+
+/// First line of a command's stdout (or stderr), or "-".
+fn first_line(prog: &str, args: &[&str]) -> Option<String> {
+    let o = cmd::output(Command::new(prog).args(args), cmd::CMD_TIMEOUT).ok()?;
+    let text = if o.stdout.trim().is_empty() {
+        o.stderr
+    } else {
+        o.stdout
+    };
+    if !o.status.success() {
+        return None;
+    }
+    text.lines().next().map(|l| l.trim().to_owned())
+}
+
+fn machine_info(args: &Args) -> report::Info {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or_else(|| "unknown".to_owned(), |(_, v)| v.trim().to_owned());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem = parse::parse_status_kib(&meminfo, "MemTotal").map_or_else(
+        || "unknown".into(),
+        |k| format!("{:.1} GiB", k as f64 / 1048576.0),
+    );
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map_or_else(|_| "unknown".into(), |s| s.trim().to_owned());
+    let root = repo_root();
+    let root_s = root.to_string_lossy().into_owned();
+    let commit = first_line("git", &["-C", &root_s, "rev-parse", "--short", "HEAD"]);
+    let dirty = cmd::output(
+        Command::new("git").args([
+            "-C",
+            &root_s,
+            "status",
+            "--porcelain",
+            "--",
+            "netdrop",
+            "netdrop-ebpf",
+            "netdrop-common",
+        ]),
+        cmd::CMD_TIMEOUT,
+    )
+    .is_ok_and(|o| !o.stdout.trim().is_empty());
+    let version = first_line(&args.netdrop.to_string_lossy(), &["--version"]);
+    let netdrop = format!(
+        "{}, commit {}{}",
+        version.unwrap_or_else(|| "netdrop (version unknown)".into()),
+        commit.unwrap_or_else(|| "unknown".into()),
+        if dirty {
+            " with uncommitted changes to netdrop"
+        } else {
+            ""
+        }
+    );
+    let bpftrace = first_line("bpftrace", &["--version"]).unwrap_or_else(|| "not installed".into());
+    let date = first_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_else(|| "?".into());
+    let mut command = format!(
+        "nd-bench --seconds {} --soak-seconds {}",
+        args.seconds, args.soak_seconds
+    );
+    if let Some(n) = args.threads {
+        command += &format!(" --threads {n}");
+    }
+    report::Info {
+        date,
+        cpu,
+        ncpus: storm::ncpus(),
+        mem,
+        kernel,
+        netdrop,
+        bpftrace,
+        command,
+        seconds: args.seconds,
+        soak_seconds: args.soak_seconds,
+        threads: args.threads.unwrap_or_else(storm::ncpus),
+        via: storm::Via::Veth.as_str().to_owned(),
+    }
+}
