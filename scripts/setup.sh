@@ -9,6 +9,8 @@
 #   bpf-linker (crates.io)              links the eBPF object
 #   iproute2, bpftool, util-linux       the tests: namespaces, veth, sysctls, "no program left"
 #   tshark                              the tests: recorded pcapng files open in Wireshark
+#   bpftrace                            the benchmark (cargo xtask bench): the bpftrace row,
+#                                       netdrop's cost per drop against a general-purpose tracer
 #
 # On a machine with internet access to the Rust distribution server the standard
 # aya route works too: `rustup toolchain install nightly --component rust-src` and
@@ -16,7 +18,7 @@
 set -euo pipefail
 
 BPF_LINKER_VERSION=0.13.0
-PKGS=(rustc-web cargo-web libstd-rust-web-dev-bpf llvm-22-dev libpolly-22-dev iproute2 bpftool util-linux procps tshark g++)
+PKGS=(rustc-web cargo-web libstd-rust-web-dev-bpf llvm-22-dev libpolly-22-dev iproute2 bpftool util-linux procps tshark g++ bpftrace)
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
