@@ -11,8 +11,9 @@
 //! nothing about time: targets are reported as met or missed.
 //!
 //! Clean-up: children are killed on error and Ctrl-C (and die with the bench
-//! even on SIGKILL), `kernel.bpf_stats_enabled` is restored by a guard, the
-//! storm's namespaces die with the storm, the empty program with its descriptors.
+//! even on SIGKILL), `kernel.bpf_stats_enabled` is restored by a guard (after a
+//! SIGKILL, by the next run, from the value saved in its tmp dir), the storm's
+//! namespaces die with the storm, the empty program with its descriptors.
 
 pub mod emptyprog;
 pub mod parse;
@@ -138,8 +139,17 @@ pub fn run(args: &Args) -> Result<String> {
     result
 }
 
+/// The sysctl the bench sets, and the file in its tmp dir keeping the value to restore.
+const STATS_KEY: &str = "kernel.bpf_stats_enabled";
+const STATS_SAVED: &str = "bpf_stats_enabled.saved";
+
 fn with_tracefs(args: &Args, tracefs: &Path) -> Result<String> {
-    let tmp = TmpDir::new()?;
+    let (tmp, stale) = TmpDir::new()?;
+    if let Some(v) = stale {
+        // A run killed with SIGKILL could not restore it: do it now.
+        crate::sysctl::write(STATS_KEY, &v)?;
+        eprintln!("nd-bench: restored {STATS_KEY} = {v}, left by a killed earlier run");
+    }
     let ctx = rows::Ctx {
         netdrop: args.netdrop.clone(),
         storm_bin: args.storm.clone(),
@@ -150,7 +160,8 @@ fn with_tracefs(args: &Args, tracefs: &Path) -> Result<String> {
         tmp: tmp.0.clone(),
     };
     let mut info = machine_info(args);
-    let stats = SysctlGuard::set("kernel.bpf_stats_enabled", "1")?;
+    let stats = SysctlGuard::set(STATS_KEY, "1")?;
+    std::fs::write(tmp.0.join(STATS_SAVED), stats.saved())?;
     eprintln!(
         "nd-bench: kernel.bpf_stats_enabled = 1 for the run (was {})",
         stats.saved()
@@ -211,15 +222,31 @@ fn with_tracefs(args: &Args, tracefs: &Path) -> Result<String> {
 struct TmpDir(PathBuf);
 
 impl TmpDir {
-    fn new() -> Result<TmpDir> {
+    /// Creates `nd-bench-<pid>`, after removing those of runs that no longer
+    /// exist; returns the sysctl value such a run saved and could not restore.
+    fn new() -> Result<(TmpDir, Option<String>)> {
         let base = if Path::new("/dev/shm").is_dir() {
             PathBuf::from("/dev/shm")
         } else {
             std::env::temp_dir()
         };
+        let mut stale = None;
+        for e in std::fs::read_dir(&base)?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name.strip_prefix("nd-bench-") else {
+                continue;
+            };
+            if pid.parse::<u32>().is_err() || Path::new("/proc").join(pid).exists() {
+                continue;
+            }
+            if let Ok(v) = std::fs::read_to_string(e.path().join(STATS_SAVED)) {
+                stale = Some(v.trim().to_owned());
+            }
+            let _ = std::fs::remove_dir_all(e.path());
+        }
         let p = base.join(format!("nd-bench-{}", std::process::id()));
         std::fs::create_dir(&p).with_context(|| format!("creating {}", p.display()))?;
-        Ok(TmpDir(p))
+        Ok((TmpDir(p), stale))
     }
 }
 

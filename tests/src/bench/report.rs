@@ -109,16 +109,8 @@ fn cost_table(m: &mut String, rows: &[Row]) {
                 _ => "-".into(),
             },
             opt(ns, |v| format!("{v:.0}")),
-            if r.tracer == Tracer::Empty {
-                "1".into()
-            } else {
-                ratio(floor)
-            },
-            if r.tracer == Tracer::Bpftrace {
-                "1".into()
-            } else {
-                ratio(bt)
-            },
+            ratio(floor),
+            ratio(bt),
             opt(r.cpu_pct, |v| format!("{v:.1}")),
             opt(r.peak_rss_kib, |v| format!("{:.1}", v as f64 / 1024.0)),
         );
