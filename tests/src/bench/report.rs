@@ -322,7 +322,7 @@ fn targets(m: &mut String, rows: &[Row], soak: Option<&Soak>) {
             "{}; baseline {}",
             each(&|r| match (rate(r), base) {
                 (Some(a), Some(b)) if b > 0.0 =>
-                    format!("{} ({:.1} %)", int(a as u64), a / b * 100.0),
+                    format!("{} ({:.1} %)", int(a.round() as u64), a / b * 100.0),
                 _ => "-".into(),
             }),
             opt(base, |b| int(b.round() as u64))
