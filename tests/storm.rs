@@ -1,0 +1,142 @@
+//! Drop storms: the totals stay exact at the highest rate this machine makes,
+//! and every drop whose detail event did not reach the agent is counted — held
+//! back by the kernel's event limit, or lost when the ring buffer was full.
+//! Needs root; run one at a time (xtask does).
+//!
+//! The storm (`netdrop_tests::storm`, on its loopback route here) sends UDP
+//! datagrams to a closed port on the loopback of a namespace it creates; the kernel counts each in that
+//! namespace's `Udp: NoPorts`, and frees it with reason NO_SOCKET. netdrop is
+//! started from inside the storm's namespace, just before the senders, with
+//! `--netns` set to it: drops elsewhere on the machine stay out of the counts.
+
+use std::os::unix::fs::MetadataExt;
+use std::sync::Mutex;
+
+use netdrop_tests::netdrop::NetdropOutput;
+use netdrop_tests::storm::{self, Options, Report, Via};
+use netdrop_tests::{Netdrop, lock, require_root, settle};
+
+/// A storm of `seconds` with netdrop (`watch -o json --netns <storm> ARGS`)
+/// attached from its start to after its end.
+fn storm_with_netdrop(seconds: f64, args: &[&str]) -> (Report, NetdropOutput) {
+    let started: Mutex<Option<Netdrop>> = Mutex::new(None);
+    // Loopback: the drops happen in the namespace the callback runs in.
+    let opts = Options {
+        via: Via::Loopback,
+        ..Options::new(seconds)
+    };
+    let report = storm::run(&opts, || {
+        // Called on the storm's coordinator thread, inside its namespace.
+        let ino = std::fs::metadata("/proc/thread-self/ns/net")
+            .expect("the storm's namespace")
+            .ino()
+            .to_string();
+        let nd =
+            Netdrop::start(&[&["--netns", ino.as_str()], args].concat()).expect("starting netdrop");
+        *started.lock().unwrap() = Some(nd);
+    })
+    .expect("the storm");
+    settle();
+    let nd = started.into_inner().unwrap().expect("netdrop was started");
+    let out = nd.stop().expect("stopping netdrop");
+    out.assert_clean_exit();
+    eprintln!("{}\nnetdrop summary: {}", report.human(), out.summary());
+    (report, out)
+}
+
+fn field(out: &NetdropOutput, key: &str) -> u64 {
+    out.summary()[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("summary.{key} missing: {}", out.summary()))
+}
+
+/// The default event limit (1000 per second per reason): the NO_SOCKET count
+/// equals the kernel's, at most a second's worth of events per second reaches
+/// the agent, and drop lines + held back + lost add up to the count exactly.
+#[test]
+fn storm_counts_are_exact_and_held_back_events_are_counted() {
+    let _serial = lock();
+    if !require_root("storm_counts_are_exact_and_held_back_events_are_counted") {
+        return;
+    }
+    let seconds = 3.0;
+    let (report, out) = storm_with_netdrop(seconds, &["--interval", "1"]);
+    assert!(
+        report.kernel_drops > 100_000,
+        "the storm made only {} drops",
+        report.kernel_drops
+    );
+    let counted = out.reason("NO_SOCKET");
+    assert_eq!(
+        counted, report.kernel_drops,
+        "netdrop's NO_SOCKET count against the kernel's Udp NoPorts"
+    );
+    let lines = out.drops().len() as u64;
+    let held = field(&out, "sampled_events");
+    let lost = field(&out, "lost_events");
+    assert_eq!(
+        lines + held + lost,
+        counted,
+        "every counted drop is a line, held back or lost ({lines} + {held} + {lost})"
+    );
+    assert_eq!(
+        out.summary()["sampled_by_cause"]["other"].as_u64(),
+        Some(held)
+    );
+    // 1000 per window; a window per second of the run (netdrop starts a little
+    // before the storm and stops a little after it); CPUs racing on a window's
+    // last place may each send one more.
+    let duration = out.summary()["duration_s"].as_f64().unwrap();
+    let windows = duration.ceil() as u64 + 1;
+    let slack = storm::ncpus() as u64 * windows;
+    assert!(
+        lines <= 1000 * windows + slack,
+        "{lines} drop lines in {duration:.1} s: over the limit of 1000/s"
+    );
+    assert!(
+        lines >= 1000,
+        "only {lines} drop lines in a storm of {seconds} s"
+    );
+    // The running totals came every interval and only grew.
+    let ticks: Vec<u64> = out
+        .lines
+        .iter()
+        .filter(|l| l["type"] == "tick")
+        .map(|l| l["total_drops"].as_u64().unwrap())
+        .collect();
+    assert!(ticks.len() >= 2, "tick lines: {ticks:?}");
+    assert!(ticks.windows(2).all(|w| w[0] <= w[1]), "{ticks:?}");
+}
+
+/// No event limit and the smallest ring buffer (4 KiB, about ten events): the
+/// ring overflows, and every drop is either a line or counted as lost, per
+/// cause; the count stays the kernel's.
+#[test]
+fn a_tiny_ring_buffer_counts_every_lost_event() {
+    let _serial = lock();
+    if !require_root("a_tiny_ring_buffer_counts_every_lost_event") {
+        return;
+    }
+    let (report, out) =
+        storm_with_netdrop(1.0, &["--ring-buffer-kib", "4", "--events-per-sec", "0"]);
+    let counted = out.reason("NO_SOCKET");
+    assert_eq!(counted, report.kernel_drops);
+    let lines = out.drops().len() as u64;
+    let lost = field(&out, "lost_events");
+    assert!(
+        lost > 0,
+        "a 4 KiB ring buffer lost nothing in a storm of {counted} drops"
+    );
+    assert_eq!(
+        field(&out, "sampled_events"),
+        0,
+        "no limit: nothing held back"
+    );
+    assert_eq!(
+        lines + lost,
+        counted,
+        "every counted drop is a line or lost ({lines} + {lost})"
+    );
+    assert_eq!(out.summary()["lost_by_cause"]["other"].as_u64(), Some(lost));
+    assert_eq!(field(&out, "events_read"), lines);
+}
