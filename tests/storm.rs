@@ -140,3 +140,64 @@ fn a_tiny_ring_buffer_counts_every_lost_event() {
     assert_eq!(out.summary()["lost_by_cause"]["other"].as_u64(), Some(lost));
     assert_eq!(field(&out, "events_read"), lines);
 }
+
+/// Which hook took the drops, from the "watching (...)" line.
+fn drop_hook(out: &NetdropOutput) -> &'static str {
+    let watching = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("watching ("))
+        .unwrap_or_else(|| panic!("no watching line:\n{}", out.stderr));
+    if watching.contains("raw_tracepoint:kfree_skb") {
+        "raw"
+    } else if watching.contains("skb:kfree_skb") {
+        "tracepoint"
+    } else {
+        panic!("no kfree_skb hook attached: {watching}")
+    }
+}
+
+/// Both drop hooks give the same exact counts: the raw tracepoint (preferred
+/// where the kernel's BTF gives its arguments) and the `skb:kfree_skb`
+/// tracepoint it falls back to (`--no-raw-tracepoint` forces it here). The
+/// events carry the same facts either way.
+#[test]
+fn both_drop_hooks_count_exactly_and_describe_alike() {
+    let _serial = lock();
+    if !require_root("both_drop_hooks_count_exactly_and_describe_alike") {
+        return;
+    }
+    let mut seen = Vec::new();
+    for args in [&[][..], &["--no-raw-tracepoint"][..]] {
+        let (report, out) = storm_with_netdrop(1.0, args);
+        let hook = drop_hook(&out);
+        if args.is_empty() && hook != "raw" {
+            netdrop_tests::skip_loudly(&format!(
+                "raw tracepoint not used on this kernel:\n{}",
+                out.stderr
+            ));
+        }
+        if !args.is_empty() {
+            assert_eq!(hook, "tracepoint", "--no-raw-tracepoint");
+        }
+        assert_eq!(out.reason("NO_SOCKET"), report.kernel_drops, "{hook}");
+        let first = out.drops()[0].clone();
+        for key in [
+            "reason", "dev", "protocol", "saddr", "daddr", "dport", "l4", "netns",
+        ] {
+            assert!(!first[key].is_null(), "{hook}: {key} missing in {first}");
+        }
+        assert!(
+            first["location"]
+                .as_str()
+                .unwrap()
+                .starts_with("__udp4_lib_rcv"),
+            "{hook}: {first}"
+        );
+        seen.push((hook, first));
+    }
+    let pick = |v: &serde_json::Value| {
+        ["reason", "dev", "protocol", "daddr", "dport", "l4"].map(|k| v[k].clone())
+    };
+    assert_eq!(pick(&seen[0].1), pick(&seen[1].1), "{seen:?}");
+}

@@ -22,6 +22,7 @@ pub mod names {
     pub const SOCK_OWNERS: &str = "SOCK_OWNERS";
     pub const CONFIG: &str = "NETDROP_CONFIG";
     pub const PROG_KFREE_SKB: &str = "netdrop_kfree_skb";
+    pub const PROG_KFREE_SKB_RAW: &str = "netdrop_kfree_skb_raw";
     pub const PROG_NEIGH_CREATE: &str = "netdrop_neigh_create";
     pub const PROG_CONN_REQUEST_FENTRY: &str = "netdrop_tcp_conn_request_fentry";
     pub const PROG_CONN_REQUEST_KPROBE: &str = "netdrop_tcp_conn_request_kprobe";
@@ -98,6 +99,33 @@ pub struct KfreeSkbOffsets {
     pub reason: u32,
     pub _pad: u32,
 }
+
+/// Positions of kfree_skb's arguments (its `TP_PROTO`) for the raw
+/// tracepoint, from the kernel's BTF (`btf_trace_kfree_skb`). [`ABSENT`]
+/// where a kernel lacks one.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KfreeSkbArgs {
+    pub skb: u32,
+    pub location: u32,
+    pub reason: u32,
+    pub rx_sk: u32,
+}
+
+impl KfreeSkbArgs {
+    pub const fn absent() -> Self {
+        KfreeSkbArgs {
+            skb: ABSENT,
+            location: ABSENT,
+            reason: ABSENT,
+            rx_sk: ABSENT,
+        }
+    }
+}
+
+/// The raw tracepoint reads arguments 0 to `RAW_ARGS - 1` only (each at a
+/// constant offset: the verifier refuses a computed one).
+pub const RAW_ARGS: u32 = 4;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -224,6 +252,8 @@ pub struct StructOffsets {
     /// `sk_buff.tail` (u32 on 64-bit: an offset from `head`): the end of the
     /// linear data. Absent where it is a pointer (32-bit kernels).
     pub sk_buff_tail: u32,
+    /// `sk_buff.protocol` (__be16): the raw tracepoint has no protocol argument.
+    pub sk_buff_protocol: u32,
     pub net_device_ifindex: u32,
     pub net_device_name: u32,
     /// `net_device.nd_net.net`: the device's `struct net *`.
@@ -261,6 +291,7 @@ pub struct StructOffsets {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
     pub kfree_skb: KfreeSkbOffsets,
+    pub kfree_skb_args: KfreeSkbArgs,
     pub neigh_create: NeighCreateOffsets,
     pub structs: StructOffsets,
     pub sock_set_state: SockSetStateOffsets,
@@ -294,6 +325,7 @@ impl Config {
                 reason: ABSENT,
                 _pad: 0,
             },
+            kfree_skb_args: KfreeSkbArgs::absent(),
             neigh_create: NeighCreateOffsets {
                 family: ABSENT,
                 dev: ABSENT,
@@ -310,6 +342,7 @@ impl Config {
                 sk_buff_len: ABSENT,
                 sk_buff_data: ABSENT,
                 sk_buff_tail: ABSENT,
+                sk_buff_protocol: ABSENT,
                 net_device_ifindex: ABSENT,
                 net_device_name: ABSENT,
                 net_device_net: ABSENT,

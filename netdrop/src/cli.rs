@@ -204,6 +204,10 @@ pub struct KernelArgs {
     /// limit). Counts stay exact; the rest is shown as held back.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_EVENTS_PER_SEC)]
     pub events_per_sec: u32,
+    /// Hook drops on the skb:kfree_skb tracepoint even where the cheaper raw
+    /// tracepoint is available (to compare the two, or work around a kernel).
+    #[arg(long)]
+    pub no_raw_tracepoint: bool,
     /// Seconds between snapshots of the kernel's counters, sysctls, listeners and neighbours.
     #[arg(long, value_name = "SECONDS", default_value_t = 1.0, value_parser = positive_secs)]
     pub snapshot_interval: f64,

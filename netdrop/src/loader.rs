@@ -5,7 +5,7 @@
 use anyhow::{Context, Result};
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    programs::{FEntry, KProbe, ProgramError, TracePoint},
+    programs::{FEntry, KProbe, ProgramError, RawTracePoint, TracePoint},
 };
 use netdrop_common::{MAX_CAPTURE, NET_HDR_LEN, names};
 
@@ -41,6 +41,8 @@ pub struct LoadOptions {
     pub capture_bytes: Option<u32>,
     /// Detail events per second per reason slot, over all CPUs (0 = no limit).
     pub event_limit: u32,
+    /// Raw tracepoint hooks allowed (else their tracepoint alternatives are used).
+    pub raw_tracepoint: bool,
 }
 
 /// The capture length the kernel side gets for `capture_bytes`.
@@ -65,7 +67,8 @@ impl LoadOptions {
     }
 
     fn wants_hook(&self, hook: &Hook) -> bool {
-        hook.only_for.is_none_or(|f| self.wants(f))
+        let raw = matches!(hook.attach, Attach::RawTracepoint { .. });
+        hook.only_for.is_none_or(|f| self.wants(f)) && (self.raw_tracepoint || !raw)
     }
 }
 
@@ -116,12 +119,21 @@ fn attach_slot(
     btf: &mut Option<Btf>,
 ) -> Result<SlotOutcome> {
     let mut refused = Vec::new();
-    for hook in alternatives {
+    for (i, hook) in alternatives.iter().enumerate() {
         match attach_one(ebpf, hook, btf) {
             Ok(()) => return Ok(SlotOutcome::Attached(hook.label())),
-            Err(e) if !hook.required => refused.push((hook.label(), short(&e))),
+            // A required slot fails only when its last alternative does.
+            Err(e) if hook.required && i + 1 == alternatives.len() => {
+                let tried: String = refused
+                    .iter()
+                    .map(|(h, why)| format!(" (after {h}: {why})"))
+                    .collect();
+                return Err(explain(e))
+                    .with_context(|| format!("attaching {}{tried}", hook.label()));
+            }
             Err(e) => {
-                return Err(explain(e)).with_context(|| format!("attaching {}", hook.label()));
+                tracing::debug!("{} refused: {e:#}", hook.label());
+                refused.push((hook.label(), short(&e)));
             }
         }
     }
@@ -133,6 +145,11 @@ fn attach_one(ebpf: &mut Ebpf, hook: &Hook, btf: &mut Option<Btf>) -> Result<(),
         .program_mut(hook.program)
         .ok_or_else(|| ProgramError::UnexpectedProgramType)?;
     match hook.attach {
+        Attach::RawTracepoint { event } => {
+            let p: &mut RawTracePoint = prog.try_into()?;
+            p.load()?;
+            p.attach(event)?;
+        }
         Attach::Tracepoint { system, event } => {
             let p: &mut TracePoint = prog.try_into()?;
             p.load()?;

@@ -114,6 +114,7 @@ fn session(duration: Option<f64>, interval: f64, k: KernelArgs, f: &FilterArgs) 
         snapshot_every: Duration::from_secs_f64(k.snapshot_interval),
         ring_bytes: k.ring_buffer_kib * 1024,
         event_limit: k.events_per_sec,
+        raw_tracepoint: !k.no_raw_tracepoint,
         sources: Sources {
             btf: Some(k.btf),
             tracefs: k.tracefs,

@@ -39,6 +39,8 @@ pub struct SessionOptions {
     pub ring_bytes: u32,
     /// Detail events per second per reason (0 = all): `--events-per-sec`.
     pub event_limit: u32,
+    /// Prefer raw tracepoints where the hook table offers one (`--no-raw-tracepoint`).
+    pub raw_tracepoint: bool,
     pub sources: Sources,
     pub filters: FilterSpec,
     /// Neighbour entry state changes too (for resolution latency: `hist`, `record`).
@@ -125,6 +127,7 @@ async fn observe_with(
     let load = LoadOptions {
         ring_bytes: opts.ring_bytes,
         event_limit: opts.event_limit,
+        raw_tracepoint: opts.raw_tracepoint,
         emit_events: true,
         filter: filters.kernel,
         neigh_states: opts.neigh_states,

@@ -1,12 +1,15 @@
 //! `skb:kfree_skb` — every skb the kernel frees as a drop. Reason field since 5.17
 //! (absent on 5.10: counted under reason 0); `rx_sk` since 6.12.
+//!
+//! The same drop path serves the raw tracepoint (`kfree_skb_raw`, preferred:
+//! no trace record is built for it) through [`DropSource`].
 
 use aya_ebpf::{
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::tracepoint,
     programs::TracePointContext,
 };
-use netdrop_common::{MAX_REASONS, REASON_OVERFLOW_SLOT, RawDropEvent, filter, kind};
+use netdrop_common::{Config, MAX_REASONS, REASON_OVERFLOW_SLOT, RawDropEvent, filter, kind};
 
 use crate::{
     kernel::{DropCtx, accept_queue, skb_capture, tp_field},
@@ -16,16 +19,51 @@ use crate::{
     },
 };
 
-#[tracepoint]
-pub fn netdrop_kfree_skb(ctx: TracePointContext) -> u32 {
-    try_kfree_skb(&ctx).unwrap_or(0)
+/// Where a hook finds the drop's facts: the tracepoint's record or the raw
+/// tracepoint's arguments. Each is read only when the drop path needs it.
+pub trait DropSource {
+    fn reason(&self, cfg: &Config) -> u32;
+    fn skb(&self, cfg: &Config) -> u64;
+    fn rx_sk(&self, cfg: &Config) -> u64;
+    fn location(&self, cfg: &Config) -> u64;
+    /// Ethernet protocol, host order.
+    fn protocol(&self, cfg: &Config, skb: u64) -> u16;
 }
 
-fn try_kfree_skb(ctx: &TracePointContext) -> Option<u32> {
+impl DropSource for TracePointContext {
+    #[inline(always)]
+    fn reason(&self, cfg: &Config) -> u32 {
+        tp_field(self, cfg.kfree_skb.reason).unwrap_or(0)
+    }
+    #[inline(always)]
+    fn skb(&self, cfg: &Config) -> u64 {
+        tp_field(self, cfg.kfree_skb.skbaddr).unwrap_or(0)
+    }
+    #[inline(always)]
+    fn rx_sk(&self, cfg: &Config) -> u64 {
+        tp_field(self, cfg.kfree_skb.rx_sk).unwrap_or(0)
+    }
+    #[inline(always)]
+    fn location(&self, cfg: &Config) -> u64 {
+        tp_field(self, cfg.kfree_skb.location).unwrap_or(0)
+    }
+    #[inline(always)]
+    fn protocol(&self, cfg: &Config, _skb: u64) -> u16 {
+        tp_field(self, cfg.kfree_skb.protocol).unwrap_or(0)
+    }
+}
+
+#[tracepoint]
+pub fn netdrop_kfree_skb(ctx: TracePointContext) -> u32 {
+    on_drop(&ctx).unwrap_or(0)
+}
+
+/// One freed skb: count it, then (within the event limit) describe it.
+#[inline(always)]
+pub fn on_drop<S: DropSource>(src: &S) -> Option<u32> {
     let cfg = config();
-    let tp = &cfg.kfree_skb;
     let f = &cfg.filter;
-    let reason: u32 = tp_field(ctx, tp.reason).unwrap_or(0);
+    let reason = src.reason(cfg);
     let slot = if reason < MAX_REASONS {
         reason
     } else {
@@ -37,11 +75,7 @@ fn try_kfree_skb(ctx: &TracePointContext) -> Option<u32> {
     // Without filters the skb is read only for an event; with them, first.
     let mut pre = None;
     if f.flags & (filter::PID | filter::NETNS | filter::DEV) != 0 {
-        let mut d = DropCtx::read(
-            skb_of(ctx),
-            tp_field(ctx, tp.rx_sk).unwrap_or(0),
-            &cfg.structs,
-        );
+        let mut d = DropCtx::read(src.skb(cfg), src.rx_sk(cfg), &cfg.structs);
         if !d.keep(f) {
             return Some(0);
         }
@@ -59,8 +93,8 @@ fn try_kfree_skb(ctx: &TracePointContext) -> Option<u32> {
         bump(&LOST_COUNTS, slot);
         return Some(0);
     };
-    let skbaddr = skb_of(ctx);
-    let rx_sk: u64 = tp_field(ctx, tp.rx_sk).unwrap_or(0);
+    let skbaddr = src.skb(cfg);
+    let rx_sk = src.rx_sk(cfg);
     let d = match pre {
         Some(d) => d,
         None => DropCtx::read(skbaddr, rx_sk, &cfg.structs),
@@ -73,14 +107,14 @@ fn try_kfree_skb(ctx: &TracePointContext) -> Option<u32> {
         (*ev).kind = kind::DROP;
         (*ev).reason = reason;
         (*ev).ts_ns = bpf_ktime_get_ns();
-        (*ev).location = tp_field(ctx, tp.location).unwrap_or(0);
+        (*ev).location = src.location(cfg);
         (*ev).skbaddr = skbaddr;
         (*ev).sk = d.info.sk;
         (*ev).rx_sk = rx_sk;
         (*ev).netns = d.info.netns;
         (*ev).ifindex = d.info.ifindex;
         (*ev).pid = (bpf_get_current_pid_tgid() >> 32) as u32;
-        (*ev).protocol = tp_field(ctx, tp.protocol).unwrap_or(0);
+        (*ev).protocol = src.protocol(cfg, skbaddr);
         (*ev).dev = d.info.dev;
         (*ev).comm = bpf_get_current_comm().unwrap_or([0; 16]);
         (*ev).net_hdr = [0; netdrop_common::MAX_CAPTURE];
@@ -106,9 +140,4 @@ fn try_kfree_skb(ctx: &TracePointContext) -> Option<u32> {
     entry.submit(0);
     bump(&EVENT_COUNTS, slot);
     Some(0)
-}
-
-#[inline(always)]
-fn skb_of(ctx: &TracePointContext) -> u64 {
-    tp_field(ctx, config().kfree_skb.skbaddr).unwrap_or(0)
 }

@@ -54,6 +54,21 @@ const MAX_TYPE_CHAIN: usize = 64;
 /// nest a handful of levels, the limit only protects the stack.
 const MAX_ANON_DEPTH: usize = 32;
 
+/// The prefix of the typedefs that give tracepoints' prototypes (the only
+/// typedefs indexed by name).
+const TRACE_TYPEDEF: &str = "btf_trace_";
+/// The prefix of the tracepoints' BPF probe stubs (the only functions indexed by name).
+const TRACE_FUNC: &str = "__bpf_trace_";
+
+/// One argument of a tracepoint's prototype.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Param {
+    /// Empty when only the unnamed typedef was found.
+    pub name: String,
+    /// E.g. `struct sk_buff *` (see `Btf::describe`).
+    pub ty: String,
+}
+
 /// Why BTF data could not be read or parsed.
 ///
 /// The file-level variants (`Io`, `InFile`) name the path; the underlying
@@ -252,7 +267,8 @@ pub struct Btf {
     /// Copy of the string section.
     strings: Vec<u8>,
     /// Name → ids (ascending) of the named STRUCT, UNION, ENUM and ENUM64
-    /// types, the only kinds looked up by name.
+    /// types, the `btf_trace_*` TYPEDEFs and the `__bpf_trace_*` FUNCs, the
+    /// only ones looked up by name.
     by_name: HashMap<Box<str>, Vec<u32>>,
 }
 
@@ -349,12 +365,19 @@ impl Btf {
                 trailing: u32::try_from(trailing).unwrap_or(u32::MAX),
             });
 
-            if (kind.is_composite() || kind.is_enum()) && name_off != 0 {
+            if (kind.is_composite()
+                || kind.is_enum()
+                || kind == Kind::Typedef
+                || kind == Kind::Func)
+                && name_off != 0
+            {
                 // Names that are not valid strings are left out of the
                 // index: such types cannot be looked up by name.
                 if let Some(name) =
                     str_at(strings, name_off).and_then(|b| std::str::from_utf8(b).ok())
                     && !name.is_empty()
+                    && (kind != Kind::Typedef || name.starts_with(TRACE_TYPEDEF))
+                    && (kind != Kind::Func || name.starts_with(TRACE_FUNC))
                 {
                     match by_name.get_mut(name) {
                         Some(ids) => ids.push(type_id),
@@ -394,6 +417,80 @@ impl Btf {
             return Some(self.enumerators(t));
         }
         declared_only.then(Vec::new)
+    }
+
+    /// The arguments of tracepoint `event` (its `TP_PROTO`, which raw
+    /// tracepoint programs receive as `u64 args[]`, in this order).
+    ///
+    /// The kernel declares `typedef void (*btf_trace_<event>)(void *__data,
+    /// <TP_PROTO>)` with unnamed parameters, and defines the probe stub
+    /// `__bpf_trace_<event>(void *__data, <TP_PROTO>)` with named ones: names
+    /// come from the stub when its BTF is there, types from either.
+    pub fn tracepoint_args(&self, event: &str) -> Option<Vec<Param>> {
+        let named = |prefix: &str, kind: Kind| {
+            let name = format!("{prefix}{event}");
+            self.ids_named(&name)
+                .iter()
+                .copied()
+                .find(|&id| self.ty(id).is_some_and(|t| t.kind == kind))
+        };
+        let proto = |id: u32, through: Kind| {
+            let (_, t) = self.skip_modifiers(self.ty(id)?.size_or_type)?;
+            let t = if through == Kind::Ptr {
+                if t.kind != Kind::Ptr {
+                    return None;
+                }
+                self.skip_modifiers(t.size_or_type)?.1
+            } else {
+                t
+            };
+            (t.kind == Kind::FuncProto).then_some(t)
+        };
+        let t = named(TRACE_FUNC, Kind::Func)
+            .and_then(|id| proto(id, Kind::Func))
+            .or_else(|| named(TRACE_TYPEDEF, Kind::Typedef).and_then(|id| proto(id, Kind::Ptr)))?;
+        let params: Vec<Param> = self
+            .trailing(t)
+            .chunks_exact(8)
+            .map(|p| {
+                let name = self.str_bytes(read_u32(p, 0).unwrap_or_default());
+                Param {
+                    name: String::from_utf8_lossy(name.unwrap_or_default()).into_owned(),
+                    ty: self.describe(read_u32(p, 4).unwrap_or_default(), 0),
+                }
+            })
+            .collect();
+        // The first parameter is the probe's own data pointer, not an argument.
+        params.split_first().map(|(_, args)| args.to_vec())
+    }
+
+    /// A short C spelling of a type, enough to recognise an argument:
+    /// `struct sk_buff *`, `enum skb_drop_reason`, `void *`; `?` otherwise.
+    fn describe(&self, type_id: u32, depth: usize) -> String {
+        let Some((_, t)) = self.skip_modifiers(type_id) else {
+            return if type_id == 0 {
+                "void".into()
+            } else {
+                "?".into()
+            };
+        };
+        // The type's name_off is the first word of its record, which ends
+        // where its kind-specific data starts.
+        let name = |t: &TypeEntry| {
+            let at = (t.trailing as usize).saturating_sub(TYPE_HEADER_LEN);
+            let off = read_u32(&self.type_data, at).unwrap_or(0);
+            String::from_utf8_lossy(self.str_bytes(off).unwrap_or_default()).into_owned()
+        };
+        match t.kind {
+            Kind::Ptr if depth < MAX_TYPE_CHAIN => {
+                format!("{} *", self.describe(t.size_or_type, depth + 1))
+            }
+            Kind::Struct => format!("struct {}", name(t)),
+            Kind::Union => format!("union {}", name(t)),
+            Kind::Enum | Kind::Enum64 => format!("enum {}", name(t)),
+            Kind::Int => name(t),
+            _ => "?".into(),
+        }
     }
 
     /// Byte offset and size of `member` in the struct or union named

@@ -6,6 +6,9 @@ use netdrop_common::names;
 /// How a hook attaches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Attach {
+    /// A raw tracepoint: the program gets the tracepoint's arguments (positions
+    /// from BTF), no trace record is built (4.17+).
+    RawTracepoint { event: &'static str },
     /// A tracefs tracepoint `system:event`.
     Tracepoint {
         system: &'static str,
@@ -42,6 +45,14 @@ pub struct Hook {
 }
 
 pub const HOOKS: &[Hook] = &[
+    Hook {
+        program: names::PROG_KFREE_SKB_RAW,
+        attach: Attach::RawTracepoint { event: "kfree_skb" },
+        required: true,
+        slot: "kfree_skb",
+        why: "every dropped skb, at the least cost per drop; needs the reason argument (5.17+)",
+        only_for: None,
+    },
     Hook {
         program: names::PROG_KFREE_SKB,
         attach: Attach::Tracepoint {
@@ -122,6 +133,7 @@ pub const HOOKS: &[Hook] = &[
 impl Hook {
     pub fn label(&self) -> String {
         match self.attach {
+            Attach::RawTracepoint { event } => format!("raw_tracepoint:{event}"),
             Attach::Tracepoint { system, event } => format!("{system}:{event}"),
             Attach::FEntry { function } => format!("fentry:{function}"),
             Attach::KProbe { function } => format!("kprobe:{function}"),
@@ -190,12 +202,20 @@ mod tests {
             conn.iter().map(Hook::label).collect::<Vec<_>>(),
             ["fentry:tcp_conn_request", "kprobe:tcp_conn_request"]
         );
-        assert!(
-            HOOKS
-                .iter()
-                .filter(|h| h.required)
-                .all(|h| matches!(h.attach, Attach::Tracepoint { .. }) && h.only_for.is_none())
+        assert_eq!(
+            s[0].1.iter().map(Hook::label).collect::<Vec<_>>(),
+            ["raw_tracepoint:kfree_skb", "skb:kfree_skb"],
+            "the raw tracepoint first, the tracepoint as its fallback"
         );
+        // Every required slot ends in a tracepoint: the hook every kernel since 4.7 has.
+        for (_, alternatives) in &s {
+            if alternatives.iter().any(|h| h.required) {
+                let last = alternatives.last().unwrap();
+                assert!(
+                    matches!(last.attach, Attach::Tracepoint { .. }) && last.only_for.is_none()
+                );
+            }
+        }
     }
 
     #[test]

@@ -12,7 +12,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use netdrop_common::{
-    ABSENT, Config, KfreeSkbOffsets, NeighCreateOffsets, NeighStateOffsets, StructOffsets,
+    ABSENT, Config, KfreeSkbArgs, KfreeSkbOffsets, NeighCreateOffsets, NeighStateOffsets, RAW_ARGS,
+    StructOffsets,
 };
 
 use self::{
@@ -70,6 +71,16 @@ impl KernelFacts {
         let mut missing_on_request = Vec::new();
         let mut has_reason_field = false;
         for hook in HOOKS {
+            if let Attach::RawTracepoint { event } = hook.attach {
+                match raw_kfree_skb_args(&btf, event, &config.structs) {
+                    Ok(args) => {
+                        config.kfree_skb_args = args;
+                        usable.push(*hook);
+                    }
+                    Err(why) => skipped.push((*hook, why)),
+                }
+                continue;
+            }
             // Function hooks are tried at load: only the kernel can say if it allows them.
             let Attach::Tracepoint { system, event } = hook.attach else {
                 usable.push(*hook);
@@ -115,6 +126,52 @@ impl KernelFacts {
             has_reason_field,
         })
     }
+}
+
+/// kfree_skb's argument positions for the raw tracepoint, or why it cannot be
+/// used here (the tracepoint `skb:kfree_skb` is then used instead).
+pub fn raw_kfree_skb_args(
+    btf: &Btf,
+    event: &str,
+    structs: &StructOffsets,
+) -> Result<KfreeSkbArgs, String> {
+    let params = btf
+        .tracepoint_args(event)
+        .ok_or_else(|| format!("no prototype for {event} in the kernel's BTF"))?;
+    // By name (the probe stub's), else by type (the unnamed typedef's).
+    let pos = |name: &str, ty: &str| -> Result<u32, String> {
+        let found = params
+            .iter()
+            .position(|p| p.name == name)
+            .or_else(|| params.iter().position(|p| p.name.is_empty() && p.ty == ty));
+        match found {
+            Some(i) if (i as u32) < RAW_ARGS => Ok(i as u32),
+            Some(i) => Err(format!(
+                "its {name} is argument {i}, past the {RAW_ARGS} read"
+            )),
+            None => Ok(ABSENT),
+        }
+    };
+    let args = KfreeSkbArgs {
+        skb: pos("skb", "struct sk_buff *")?,
+        location: pos("location", "void *")?,
+        reason: pos("reason", "enum skb_drop_reason")?,
+        rx_sk: pos("rx_sk", "struct sock *")?,
+    };
+    if args.skb == ABSENT || args.reason == ABSENT {
+        let shown: Vec<String> = params
+            .iter()
+            .map(|p| format!("{} {}", p.ty, p.name).trim().to_string())
+            .collect();
+        return Err(format!(
+            "its prototype ({}) has no skb or no reason argument",
+            shown.join(", ")
+        ));
+    }
+    if structs.sk_buff_protocol == ABSENT {
+        return Err("sk_buff.protocol is not in the kernel's BTF".into());
+    }
+    Ok(args)
 }
 
 pub fn kfree_skb_offsets(f: &TracepointFormat) -> KfreeSkbOffsets {
@@ -176,6 +233,7 @@ pub fn struct_offsets(btf: &Btf) -> StructOffsets {
         sk_buff_data: off("sk_buff", &["data"], 8),
         // sk_buff_data_t is an offset (unsigned int) where pointers are 64-bit.
         sk_buff_tail: off("sk_buff", &["tail"], 4),
+        sk_buff_protocol: off("sk_buff", &["protocol"], 2),
         net_device_ifindex: off("net_device", &["ifindex"], 4),
         net_device_name: off("net_device", &["name"], 16),
         net_device_net: off("net_device", &["nd_net", "net"], 8),

@@ -1,6 +1,7 @@
 use super::*;
 
 mod builder;
+mod trace;
 use builder::*;
 
 #[test]
