@@ -152,8 +152,20 @@ impl<W: Write> Sink for HistSink<W> {
     fn finish(&mut self, summary: &Summary, session: &Session) -> io::Result<()> {
         self.hists.finish();
         if self.json {
-            let report = self.hists.report();
-            serde_json::to_writer(&mut self.out, &report)?;
+            /// The distributions, and the detail events they could not see.
+            #[derive(serde::Serialize)]
+            struct Out<T: serde::Serialize> {
+                #[serde(flatten)]
+                report: T,
+                held_back_events: u64,
+                lost_events: u64,
+            }
+            let out = Out {
+                report: self.hists.report(),
+                held_back_events: summary.sampled_events,
+                lost_events: summary.lost_events,
+            };
+            serde_json::to_writer(&mut self.out, &out)?;
             self.out.write_all(b"\n")?;
         } else {
             if !self.live_chart {
@@ -166,6 +178,13 @@ impl<W: Write> Sink for HistSink<W> {
                 summary.total_drops, session.duration_s
             )?;
             self.out.write_all(self.hists.render().as_bytes())?;
+            if summary.sampled_events > 0 || summary.lost_events > 0 {
+                writeln!(
+                    self.out,
+                    "burst and accept-queue lengths come from detail events: {} held back by --events-per-sec, {} lost in the ring buffer (drops/s are exact)",
+                    summary.sampled_events, summary.lost_events
+                )?;
+            }
         }
         self.out.flush()?;
         self.write_hgrm()
