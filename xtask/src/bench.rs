@@ -27,6 +27,10 @@ pub struct BenchArgs {
     /// Storm sender threads (default: one per CPU).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Rounds over all rows: each row runs N times, round-robin, and the tables
+    /// show medians (and the baseline's spread).
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
     /// Where to write the results (default: BENCHMARKS.md at the repository root).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -52,6 +56,9 @@ pub fn bench_args(a: &BenchArgs, release: &std::path::Path) -> Vec<String> {
     ];
     if let Some(n) = a.threads {
         v.extend(["--threads".to_owned(), n.to_string()]);
+    }
+    if a.repeat != 1 {
+        v.extend(["--repeat".to_owned(), a.repeat.to_string()]);
     }
     v
 }

@@ -1,10 +1,14 @@
 //! `nd-bench`: one benchmark run of netdrop under a drop storm (`cargo xtask bench`).
 //!
 //! Rows, each on a fresh `nd-storm` of the same length: no tracer (baseline),
-//! an empty BPF program on skb:kfree_skb (the floor any tracer pays), bpftrace
-//! counting by reason, `netdrop watch -o json`, `netdrop record`. Then a soak:
-//! a long storm with `netdrop watch` sampled every second. What each number
-//! means is in [`rows`] and [`soak`]; the markdown in [`report`].
+//! an empty BPF program on the classic tracepoint skb:kfree_skb and one on the
+//! raw tracepoint kfree_skb (the floors any tracer on that hook pays), bpftrace
+//! counting by reason, `netdrop watch -o json` (its default hook: the raw
+//! tracepoint where allowed), the same with `--no-raw-tracepoint` (the classic
+//! tracepoint), `netdrop record`. With `--repeat N` the rows run N times
+//! round-robin and the tables show medians ([`summary`]). Then a soak: a long
+//! storm with `netdrop watch` sampled every second. What each number means is
+//! in [`rows`] and [`soak`]; the markdown in [`report`].
 //!
 //! Writes the results into the marked region of BENCHMARKS.md (hand-written text
 //! around it survives) and prints them. Progress goes to stderr. It asserts
@@ -13,7 +17,7 @@
 //! Clean-up: children are killed on error and Ctrl-C (and die with the bench
 //! even on SIGKILL), `kernel.bpf_stats_enabled` is restored by a guard (after a
 //! SIGKILL, by the next run, from the value saved in its tmp dir), the storm's
-//! namespaces die with the storm, the empty program with its descriptors.
+//! namespaces die with the storm, the empty programs with their descriptors.
 
 pub mod emptyprog;
 pub mod parse;
@@ -21,6 +25,7 @@ pub mod procs;
 pub mod report;
 pub mod rows;
 pub mod soak;
+pub mod summary;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,7 +37,10 @@ use crate::cmd;
 use crate::storm;
 use crate::sysctl::SysctlGuard;
 
-pub const USAGE: &str = "usage: nd-bench --netdrop PATH [--storm PATH] [--seconds S (10)] [--soak-seconds S (60; 0 skips)] [--threads N] [--out FILE (BENCHMARKS.md at the repository root)]";
+pub const USAGE: &str = "usage: nd-bench --netdrop PATH [--storm PATH] [--seconds S (10)] [--soak-seconds S (60; 0 skips)] [--threads N] [--repeat N (1: rounds over all rows; medians shown)] [--out FILE (BENCHMARKS.md at the repository root)]";
+
+/// Most rounds `--repeat` takes.
+pub const MAX_REPEAT: usize = 100;
 
 /// The title of a new BENCHMARKS.md (outside the generated region).
 pub const TITLE: &str = "# netdrop benchmarks";
@@ -44,6 +52,8 @@ pub struct Args {
     pub seconds: f64,
     pub soak_seconds: f64,
     pub threads: Option<usize>,
+    /// Rounds over all rows (each row runs this many times, round-robin).
+    pub repeat: usize,
     pub out: PathBuf,
 }
 
@@ -61,6 +71,7 @@ impl Args {
         let mut seconds = 10.0;
         let mut soak_seconds = 60.0;
         let mut threads = None;
+        let mut repeat = 1;
         let mut out = repo_root().join("BENCHMARKS.md");
         let mut it = argv.iter();
         let secs = |flag: &str, v: Option<&String>, zero_ok: bool| -> Result<f64> {
@@ -88,6 +99,14 @@ impl Args {
                             .with_context(|| format!("--threads {v}: expected 1..=1024"))?,
                     );
                 }
+                "--repeat" => {
+                    let v = it.next().context("--repeat needs a value")?;
+                    repeat = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=MAX_REPEAT).contains(n))
+                        .with_context(|| format!("--repeat {v}: expected 1..={MAX_REPEAT}"))?;
+                }
                 "--out" => out = it.next().map(PathBuf::from).context("--out needs a path")?,
                 other => bail!("unknown argument {other:?}\n{USAGE}"),
             }
@@ -105,6 +124,7 @@ impl Args {
             seconds,
             soak_seconds,
             threads,
+            repeat,
             out,
         })
     }
@@ -166,13 +186,19 @@ fn with_tracefs(args: &Args, tracefs: &Path) -> Result<String> {
         "nd-bench: kernel.bpf_stats_enabled = 1 for the run (was {})",
         stats.saved()
     );
-    let n = rows::Tracer::ALL.len();
+    let n = rows::Tracer::ALL.len() * args.repeat;
     let mut results = Vec::new();
-    for (i, t) in rows::Tracer::ALL.into_iter().enumerate() {
+    let order = (1..=args.repeat).flat_map(|round| rows::Tracer::ALL.map(|t| (round, t)));
+    for (i, (round, t)) in order.enumerate() {
         eprintln!(
-            "nd-bench: [{}/{n}] {}: {} s storm",
+            "nd-bench: [{}/{n}] {}{}: {} s storm",
             i + 1,
             t.label(),
+            if args.repeat > 1 {
+                format!(" (round {round}/{})", args.repeat)
+            } else {
+                String::new()
+            },
             args.seconds
         );
         let row = rows::run(&ctx, t)?;
@@ -182,7 +208,8 @@ fn with_tracefs(args: &Args, tracefs: &Path) -> Result<String> {
             eprintln!("nd-bench:   {}", s.human());
         }
         eprintln!(
-            "nd-bench:   ns/drop {}, CPU {} %, counted {} ({})",
+            "nd-bench:   hook {}, ns/drop {}, CPU {} %, counted {} ({})",
+            row.hook.map_or("-", parse::Hook::label),
             row.ns_per_drop.map_or("-".into(), |v| format!("{v:.0}")),
             row.cpu_pct.map_or("-".into(), |v| format!("{v:.1}")),
             row.counted.map_or("-".into(), |v| v.to_string()),
@@ -205,7 +232,7 @@ fn with_tracefs(args: &Args, tracefs: &Path) -> Result<String> {
         None
     };
     stats.restore()?;
-    let body = report::markdown(&info, &results, soak.as_ref());
+    let body = report::markdown(&info, &summary::summarize(results), soak.as_ref());
     let existing = match std::fs::read_to_string(&args.out) {
         Ok(t) => Some(t),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -347,6 +374,9 @@ fn machine_info(args: &Args) -> report::Info {
     if let Some(n) = args.threads {
         command += &format!(" --threads {n}");
     }
+    if args.repeat > 1 {
+        command += &format!(" --repeat {}", args.repeat);
+    }
     report::Info {
         date,
         cpu,
@@ -360,5 +390,6 @@ fn machine_info(args: &Args) -> report::Info {
         soak_seconds: args.soak_seconds,
         threads: args.threads.unwrap_or_else(storm::ncpus),
         via: storm::Via::Veth.as_str().to_owned(),
+        repeat: args.repeat,
     }
 }

@@ -50,20 +50,67 @@ pub fn parse_bpftool_progs(json: &str) -> Result<Vec<ProgInfo>> {
         .collect()
 }
 
-/// The tracer's programs on skb:kfree_skb: held by `pid` (bpftool's `pids`, or
+/// Which kfree_skb hook a program runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Hook {
+    /// The classic tracepoint skb:kfree_skb: the kernel builds a trace record
+    /// per event, then calls the program with it.
+    Tracepoint,
+    /// raw_tracepoint:kfree_skb: the program gets the tracepoint's arguments.
+    RawTp,
+}
+
+impl Hook {
+    pub fn label(self) -> &'static str {
+        match self {
+            Hook::Tracepoint => "tracepoint",
+            Hook::RawTp => "raw_tp",
+        }
+    }
+
+    /// The hook of a program of this `bpftool prog show` type, if a kfree_skb one.
+    pub fn of_prog_type(kind: &str) -> Option<Hook> {
+        match kind {
+            "tracepoint" => Some(Hook::Tracepoint),
+            "raw_tracepoint" => Some(Hook::RawTp),
+            _ => None,
+        }
+    }
+}
+
+/// The kfree_skb hook netdrop names in its `netdrop: watching (A, B, ...); ...`
+/// line: `raw_tracepoint:kfree_skb` or `skb:kfree_skb`.
+pub fn watching_kfree_hook(line: &str) -> Option<Hook> {
+    let (_, rest) = line.split_once("watching (")?;
+    let (list, _) = rest.split_once(')')?;
+    list.split(',').find_map(|h| match h.trim() {
+        "raw_tracepoint:kfree_skb" => Some(Hook::RawTp),
+        "skb:kfree_skb" => Some(Hook::Tracepoint),
+        _ => None,
+    })
+}
+
+/// The name netdrop's kfree_skb programs start with, as bpftool shows them:
+/// `netdrop_kfree_skb` (tracepoint) and `netdrop_kfree_skb_raw` (raw
+/// tracepoint), or both cut to the kernel's 15 characters when bpftool finds
+/// no BTF name.
+pub const NETDROP_KFREE_PROG: &str = "netdrop_kfree_s";
+
+/// The tracer's programs on kfree_skb: held by `pid` (bpftool's `pids`, or
 /// else the ids found in the tracer's `/proc/PID/fdinfo`, `owned`), of type
-/// tracepoint, and, when `name_part` is given, with that in their name.
+/// tracepoint or raw_tracepoint, and, when `name_prefix` is given, with a name
+/// starting with it.
 pub fn tracer_progs<'a>(
     progs: &'a [ProgInfo],
     pid: u32,
     owned: &BTreeSet<u64>,
-    name_part: Option<&str>,
+    name_prefix: Option<&str>,
 ) -> Vec<&'a ProgInfo> {
     progs
         .iter()
         .filter(|p| p.pids.contains(&pid) || owned.contains(&p.id))
-        .filter(|p| p.kind == "tracepoint")
-        .filter(|p| name_part.is_none_or(|n| p.name.contains(n)))
+        .filter(|p| Hook::of_prog_type(&p.kind).is_some())
+        .filter(|p| name_prefix.is_none_or(|n| p.name.starts_with(n)))
         .collect()
 }
 
@@ -253,7 +300,7 @@ mod tests {
         );
         assert_eq!((p[2].run_time_ns, p[2].run_cnt), (0, 0), "absent when 0");
         let none = BTreeSet::new();
-        let nd = tracer_progs(&p, 77, &none, Some("kfree"));
+        let nd = tracer_progs(&p, 77, &none, Some(NETDROP_KFREE_PROG));
         assert_eq!(nd.iter().map(|p| p.id).collect::<Vec<_>>(), vec![4510]);
         // Without bpftool's pids: ownership from the tracer's fdinfo.
         let owned = BTreeSet::from([4501]);
@@ -261,6 +308,53 @@ mod tests {
         assert_eq!(bt.iter().map(|p| p.id).collect::<Vec<_>>(), vec![4501]);
         assert!(parse_bpftool_progs("{}").is_err());
         assert!(parse_bpftool_progs("nope").is_err());
+    }
+
+    #[test]
+    fn netdrop_kfree_program_on_either_hook() {
+        // The raw tracepoint's program (full BTF name, or cut to 15 characters
+        // by the kernel) and the classic one; other programs of netdrop are not it.
+        for (ty, name, hook) in [
+            ("raw_tracepoint", "netdrop_kfree_skb_raw", Hook::RawTp),
+            ("raw_tracepoint", "netdrop_kfree_s", Hook::RawTp),
+            ("tracepoint", "netdrop_kfree_skb", Hook::Tracepoint),
+            ("tracepoint", "netdrop_kfree_s", Hook::Tracepoint),
+        ] {
+            let json = format!(
+                r#"[{{"id":1,"type":"{ty}","name":"{name}","run_time_ns":500,"run_cnt":10}},
+                {{"id":2,"type":"tracepoint","name":"netdrop_neigh_create"}},
+                {{"id":3,"type":"kprobe","name":"netdrop_kfree_x"}},
+                {{"id":4,"type":"raw_tracepoint","name":"netdrop_kfree_s"}}]"#
+            );
+            let p = parse_bpftool_progs(&json).unwrap();
+            let owned = BTreeSet::from([1, 2, 3]);
+            let nd = tracer_progs(&p, 9, &owned, Some(NETDROP_KFREE_PROG));
+            assert_eq!(nd.len(), 1, "{ty} {name}");
+            assert_eq!(nd[0].id, 1);
+            assert_eq!(Hook::of_prog_type(&nd[0].kind), Some(hook));
+        }
+        assert_eq!(Hook::of_prog_type("kprobe"), None);
+    }
+
+    #[test]
+    fn the_kfree_hook_netdrop_attached() {
+        let raw = "netdrop: watching (raw_tracepoint:kfree_skb, neigh:neigh_create, sock:inet_sock_set_state); Ctrl-C to stop";
+        assert_eq!(watching_kfree_hook(raw), Some(Hook::RawTp));
+        let tp = "netdrop: watching (skb:kfree_skb, neigh:neigh_create); Ctrl-C to stop";
+        assert_eq!(watching_kfree_hook(tp), Some(Hook::Tracepoint));
+        assert_eq!(
+            watching_kfree_hook("netdrop: watching (neigh:neigh_create); Ctrl-C"),
+            None
+        );
+        assert_eq!(watching_kfree_hook("netdrop: notice: skb:kfree_skb"), None);
+        assert_eq!(
+            watching_kfree_hook("netdrop: watching (skb:kfree_skb"),
+            None
+        );
+        assert_eq!(
+            (Hook::RawTp.label(), Hook::Tracepoint.label()),
+            ("raw_tp", "tracepoint")
+        );
     }
 
     #[test]

@@ -160,13 +160,13 @@ pub fn lines<R: Read + Send + 'static>(r: R) -> mpsc::Receiver<String> {
     rx
 }
 
-/// Waits for a line containing `marker` on `rx` (other lines go to `seen`).
+/// Waits for a line containing `marker` on `rx` and returns it (other lines go to `seen`).
 pub fn wait_for_line(
     rx: &mpsc::Receiver<String>,
     marker: &str,
     timeout: Duration,
     seen: &mut Vec<String>,
-) -> Result<()> {
+) -> Result<String> {
     let end = Instant::now() + timeout;
     loop {
         check_interrupted()?;
@@ -175,7 +175,7 @@ pub fn wait_for_line(
             bail!("no {marker:?} within {timeout:?}");
         }
         match rx.recv_timeout(left.min(Duration::from_millis(100))) {
-            Ok(l) if l.contains(marker) => return Ok(()),
+            Ok(l) if l.contains(marker) => return Ok(l),
             Ok(l) => seen.push(l),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {

@@ -4,8 +4,10 @@
 
 use std::fmt::Write;
 
-use super::rows::{Row, Tracer};
+use super::parse::Hook;
+use super::rows::Tracer;
 use super::soak::{self, Soak};
+use super::summary::{Summary, empty_ns, find, floor, ratio};
 
 /// About the run and the machine.
 #[derive(Debug, Clone, Default)]
@@ -22,6 +24,8 @@ pub struct Info {
     pub soak_seconds: f64,
     pub threads: usize,
     pub via: String,
+    /// Rounds over all rows (`--repeat`).
+    pub repeat: usize,
 }
 
 /// The target limits.
@@ -45,24 +49,28 @@ fn int(n: u64) -> String {
     out
 }
 
-fn find(rows: &[Row], t: Tracer) -> Option<&Row> {
-    rows.iter().find(|r| r.tracer == t)
+fn rate_s(v: f64) -> String {
+    int(v.round() as u64)
 }
 
-fn rate(r: &Row) -> Option<f64> {
-    r.storm.as_ref().map(|s| s.rate)
+fn pct_of(a: Option<f64>, b: Option<f64>) -> String {
+    opt(ratio(a, b), |r| format!("{:.1} %", r * 100.0))
 }
 
-/// The whole generated region.
-pub fn markdown(info: &Info, rows: &[Row], soak: Option<&Soak>) -> String {
+fn times(r: Option<f64>) -> String {
+    opt(r, |v| format!("{v:.2}"))
+}
+
+/// The whole generated region; `rows` are the runs of all rounds.
+pub fn markdown(info: &Info, sums: &[Summary], soak: Option<&Soak>) -> String {
     let mut m = String::new();
     machine(&mut m, info);
-    cost_table(&mut m, rows);
-    count_table(&mut m, rows);
+    cost_table(&mut m, info, sums);
+    count_table(&mut m, info, sums);
     if let Some(s) = soak {
         soak_section(&mut m, s);
     }
-    targets(&mut m, rows, soak);
+    targets(&mut m, sums, soak);
     reproduce(&mut m, info);
     m
 }
@@ -77,87 +85,139 @@ fn machine(m: &mut String, i: &Info) {
     let _ = writeln!(m, "| bpftrace | {} |", i.bpftrace);
     let _ = writeln!(
         m,
-        "| load | `nd-storm`: UDP datagrams to a closed port over {}, {} sender threads, {} s per row (a fresh storm each), soak {} s |",
-        i.via, i.threads, i.seconds, i.soak_seconds
+        "| load | `nd-storm`: UDP datagrams to a closed port over {}, {} sender threads, {} s per row (a fresh storm each), {}, soak {} s |",
+        i.via,
+        i.threads,
+        i.seconds,
+        if i.repeat > 1 {
+            format!("{} rounds over all rows (medians shown)", i.repeat)
+        } else {
+            "one run per row".to_owned()
+        },
+        i.soak_seconds
     );
     let _ = writeln!(m, "| command | `{}` |\n", i.command);
 }
 
-fn cost_table(m: &mut String, rows: &[Row]) {
-    let base = find(rows, Tracer::Baseline).and_then(rate);
-    let floor = find(rows, Tracer::Empty).and_then(|r| r.ns_per_drop);
-    let bt = find(rows, Tracer::Bpftrace).and_then(|r| r.ns_per_drop);
+fn cost_table(m: &mut String, info: &Info, sums: &[Summary]) {
+    let base_s = find(sums, Tracer::Baseline);
+    let base = base_s.and_then(Summary::rate);
+    let empty_tp = empty_ns(sums, Hook::Tracepoint);
+    let bt = find(sums, Tracer::Bpftrace).and_then(Summary::ns_per_drop);
     let _ = writeln!(m, "### Cost\n");
     let _ = writeln!(
         m,
-        "| tracer | storm rate (drops/s) | vs baseline | in-kernel ns/drop | × floor | × bpftrace | agent CPU (% of one core) | agent peak RSS (MiB) |"
+        "| tracer | hook | storm rate (drops/s) | vs baseline | in-kernel ns/drop | × floor | × empty tp | × bpftrace | agent CPU (% of one core) | agent peak RSS (MiB) |"
     );
-    let _ = writeln!(m, "|---|--:|--:|--:|--:|--:|--:|--:|");
-    for r in rows {
-        let ns = r.ns_per_drop;
-        let ratio = |d: Option<f64>| match (ns, d) {
-            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
-            _ => "-".into(),
-        };
+    let _ = writeln!(m, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|");
+    for s in sums {
+        let ns = s.ns_per_drop();
         let _ = writeln!(
             m,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
-            r.tracer.label(),
-            opt(rate(r), |v| int(v.round() as u64)),
-            match (rate(r), base) {
-                (Some(a), Some(b)) if b > 0.0 => format!("{:.1} %", a / b * 100.0),
-                _ => "-".into(),
-            },
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            s.label(),
+            s.hook_label(),
+            opt(s.rate(), rate_s),
+            pct_of(s.rate(), base),
             opt(ns, |v| format!("{v:.0}")),
-            ratio(floor),
-            ratio(bt),
-            opt(r.cpu_pct, |v| format!("{v:.1}")),
-            opt(r.peak_rss_kib, |v| format!("{:.1}", v as f64 / 1024.0)),
+            times(ratio(ns, floor(sums, s))),
+            times(ratio(ns, empty_tp)),
+            times(ratio(ns, bt)),
+            opt(s.cpu_pct(), |v| format!("{v:.1}")),
+            opt(s.peak_rss_kib(), |v| format!("{:.1}", v as f64 / 1024.0)),
         );
     }
-    for r in rows {
-        if let Some(n) = &r.note {
-            let _ = writeln!(m, "\n- {}: {}", r.tracer.label(), n.replace('\n', " "));
+    let _ = writeln!(
+        m,
+        "\n× floor: against the empty program on the same hook (raw_tp rows against the \
+         empty raw_tp program, tracepoint rows against the empty tracepoint program). \
+         × empty tp: against the empty tracepoint program, the floor of any skb:kfree_skb \
+         tracepoint hook."
+    );
+    if info.repeat > 1 {
+        let _ = writeln!(
+            m,
+            "\nStorm rates, ns/drop and agent CPU are medians over {} runs per row (peak RSS: the largest).",
+            info.repeat
+        );
+    }
+    if let Some((lo, hi)) = base_s.and_then(Summary::rate_range) {
+        let n = base_s.map_or(0, Summary::rate_runs);
+        if n > 1 {
+            let _ = writeln!(
+                m,
+                "\nBaseline storm rate over its {n} runs: {} – {} drops/s (spread {} % of the median): \
+                 rate differences smaller than that are noise.",
+                rate_s(lo),
+                rate_s(hi),
+                opt(base, |b| format!("{:.1}", (hi - lo) / b * 100.0)),
+            );
+        } else {
+            let _ = writeln!(
+                m,
+                "\nOne run per row: the storm rate moves by about 1–2 % from run to run on a VM; \
+                 `--repeat N` runs all rows N times round-robin and shows medians and the \
+                 baseline's spread."
+            );
+        }
+    }
+    for s in sums {
+        for n in s.notes() {
+            let _ = writeln!(m, "\n- {}: {n}", s.label());
         }
     }
     m.push('\n');
 }
 
-fn count_table(m: &mut String, rows: &[Row]) {
+fn count_table(m: &mut String, info: &Info, sums: &[Summary]) {
     let _ = writeln!(m, "### Counts\n");
     let _ = writeln!(
         m,
         "| tracer | kernel (Udp NoPorts) | tracer NO_SOCKET | exact | tracer, all reasons | events delivered | sampled out | lost | recording |"
     );
     let _ = writeln!(m, "|---|--:|--:|:-:|--:|--:|--:|--:|--:|");
-    for r in rows.iter().filter(|r| r.tracer != Tracer::Baseline) {
-        let ev = r.events.as_ref();
+    for s in sums.iter().filter(|s| s.tracer != Tracer::Baseline) {
+        let (exact_n, runs) = s.exact_runs();
         let _ = writeln!(
             m,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            r.tracer.label(),
-            opt(r.kernel_count(), int),
-            opt(r.counted, int),
-            opt(r.exact(), |e| if e { "yes" } else { "**no**" }.to_owned()),
-            opt(r.counted_all, int),
-            opt(ev.and_then(|e| e.events_read), int),
-            opt(ev.and_then(|e| e.sampled), int),
-            opt(ev.and_then(|e| e.lost), int),
-            opt(r.file_bytes, |b| format!("{:.1} MiB", b as f64 / 1048576.0)),
+            s.label(),
+            opt(s.kernel_count(), int),
+            opt(s.counted(), int),
+            match s.exact() {
+                Some(true) => "yes".to_owned(),
+                Some(false) if runs > 1 => format!("**no** ({exact_n} of {runs} runs exact)"),
+                Some(false) => "**no**".to_owned(),
+                None => "-".to_owned(),
+            },
+            opt(s.counted_all(), int),
+            opt(s.events_read(), int),
+            opt(s.sampled(), int),
+            opt(s.lost(), int),
+            opt(s.file_bytes(), |b| format!("{:.1} MiB", b / 1048576.0)),
         );
     }
     let _ = writeln!(
         m,
-        "\nThe empty program's count is its run_cnt (every skb:kfree_skb event, all reasons). \
+        "\nThe empty programs' count is their run_cnt (every kfree_skb event, all reasons). \
          The kernel count includes the storm's neighbour warm-up datagram(s); the tracers' \
-         all-reasons counts include whatever else the host dropped meanwhile.\n"
+         all-reasons counts include whatever else the host dropped meanwhile.{}\n",
+        if info.repeat > 1 {
+            format!(
+                " Counts are summed over the {} runs (exact: in every run); the recording size is the median.",
+                info.repeat
+            )
+        } else {
+            String::new()
+        }
     );
 }
 
 fn soak_section(m: &mut String, s: &Soak) {
     let _ = writeln!(
         m,
-        "### Soak: `netdrop watch -o json --interval 1` under a {} s storm\n",
+        "### Soak: `netdrop watch -o json --interval 1` ({}) under a {} s storm\n",
+        s.hook.map_or("kfree_skb hook unknown", Hook::label),
         s.seconds
     );
     if let Some(n) = &s.note {
@@ -231,29 +291,46 @@ fn all(v: &[Option<bool>]) -> Option<bool> {
         .map(|b| b.iter().all(|x| *x))
 }
 
-fn targets(m: &mut String, rows: &[Row], soak: Option<&Soak>) {
+/// "label [hook]" of a netdrop row.
+fn nd_label(s: &Summary) -> String {
+    format!("{} [{}]", s.label(), s.hook_label())
+}
+
+fn targets(m: &mut String, sums: &[Summary], soak: Option<&Soak>) {
     let _ = writeln!(
         m,
-        "### Targets\n\n| target | result | numbers |\n|---|---|---|"
+        "### Targets\n\nJudged on netdrop as it runs by default (`netdrop watch`, `netdrop record`: \
+         the raw tracepoint where the kernel allows); exact totals on every netdrop row. \
+         The tracepoint fallback (`--no-raw-tracepoint`) is shown for information.\n\n\
+         | target | result | numbers |\n|---|---|---|"
     );
-    let nd: Vec<&Row> = rows
+    let nd: Vec<&Summary> = sums
         .iter()
-        .filter(|r| matches!(r.tracer, Tracer::Watch | Tracer::Record))
+        .filter(|s| s.tracer.is_default_netdrop())
         .collect();
-    let floor = find(rows, Tracer::Empty).and_then(|r| r.ns_per_drop);
-    let bt = find(rows, Tracer::Bpftrace).and_then(|r| r.ns_per_drop);
-    let base = find(rows, Tracer::Baseline).and_then(rate);
-    let ns = |r: &Row| opt(r.ns_per_drop, |v| format!("{v:.0} ns"));
-    let each = |f: &dyn Fn(&Row) -> String| {
-        nd.iter()
-            .map(|r| format!("{}: {}", r.tracer.label(), f(r)))
+    let nd_all: Vec<&Summary> = sums.iter().filter(|s| s.tracer.is_netdrop()).collect();
+    let fallback = find(sums, Tracer::WatchTp);
+    let empty_tp = empty_ns(sums, Hook::Tracepoint);
+    let empty_raw = empty_ns(sums, Hook::RawTp);
+    let bt = find(sums, Tracer::Bpftrace).and_then(Summary::ns_per_drop);
+    let base = find(sums, Tracer::Baseline).and_then(Summary::rate);
+    let ns_s = |v: Option<f64>| opt(v, |v| format!("{v:.0} ns"));
+    let each = |rows: &[&Summary], f: &dyn Fn(&Summary) -> String| {
+        rows.iter()
+            .map(|s| format!("{}: {}", nd_label(s), f(s)))
             .collect::<Vec<_>>()
             .join("; ")
+    };
+    // What the tracepoint fallback row shows, not judged.
+    let info = |f: &dyn Fn(&Summary) -> String| {
+        fallback.map_or_else(String::new, |s| {
+            format!(" (for information, {}: {})", nd_label(s), f(s))
+        })
     };
     let cmp = |limit: Option<f64>| {
         all(&nd
             .iter()
-            .map(|r| Some(r.ns_per_drop? <= limit?))
+            .map(|s| Some(s.ns_per_drop()? <= limit?))
             .collect::<Vec<_>>())
     };
     target(
@@ -261,36 +338,54 @@ fn targets(m: &mut String, rows: &[Row], soak: Option<&Soak>) {
         "netdrop ns/drop ≤ bpftrace's",
         cmp(bt),
         format!(
-            "{}; bpftrace: {}",
-            each(&ns),
-            opt(bt, |v| format!("{v:.0} ns"))
+            "{}; bpftrace: {}{}",
+            each(&nd, &|s| ns_s(s.ns_per_drop())),
+            ns_s(bt),
+            info(&|s| ns_s(s.ns_per_drop()))
         ),
     );
-    target(
-        m,
-        &format!("netdrop ns/drop ≤ {MAX_X_FLOOR} × the empty program's"),
-        cmp(floor.map(|f| f * MAX_X_FLOOR)),
+    let vs_empties = |s: &Summary| {
         format!(
-            "{}; empty: {} (limit {})",
-            each(&ns),
-            opt(floor, |v| format!("{v:.0} ns")),
-            opt(floor, |v| format!("{:.0} ns", v * MAX_X_FLOOR))
+            "{} = {} × empty tp, {} × empty raw_tp",
+            ns_s(s.ns_per_drop()),
+            times(ratio(s.ns_per_drop(), empty_tp)),
+            times(ratio(s.ns_per_drop(), empty_raw))
+        )
+    };
+    target(
+        m,
+        &format!("netdrop ns/drop ≤ {MAX_X_FLOOR} × the empty tracepoint program's"),
+        cmp(empty_tp.map(|f| f * MAX_X_FLOOR)),
+        format!(
+            "{}; empty tracepoint program: {} (limit {}), empty raw_tp program: {}{}",
+            each(&nd, &vs_empties),
+            ns_s(empty_tp),
+            ns_s(empty_tp.map(|v| v * MAX_X_FLOOR)),
+            ns_s(empty_raw),
+            info(&vs_empties)
         ),
     );
     target(
         m,
-        "exact totals (netdrop NO_SOCKET = kernel)",
-        all(&nd.iter().map(|r| r.exact()).collect::<Vec<_>>()),
-        each(&|r| format!("{} vs {}", opt(r.counted, int), opt(r.kernel_count(), int))),
+        "exact totals (netdrop NO_SOCKET = kernel), every netdrop row",
+        all(&nd_all.iter().map(|s| s.exact()).collect::<Vec<_>>()),
+        each(&nd_all, &|s| {
+            format!(
+                "{} vs {}",
+                opt(s.counted(), int),
+                opt(s.kernel_count(), int)
+            )
+        }),
     );
+    let cpu = |s: &Summary| opt(s.cpu_pct(), |v| format!("{v:.1} %"));
     target(
         m,
         &format!("agent CPU ≤ {MAX_CPU_PCT} % of one core"),
         all(&nd
             .iter()
-            .map(|r| Some(r.cpu_pct? <= MAX_CPU_PCT))
+            .map(|s| Some(s.cpu_pct()? <= MAX_CPU_PCT))
             .collect::<Vec<_>>()),
-        each(&|r| opt(r.cpu_pct, |v| format!("{v:.1} %"))),
+        format!("{}{}", each(&nd, &cpu), info(&cpu)),
     );
     target(
         m,
@@ -300,7 +395,8 @@ fn targets(m: &mut String, rows: &[Row], soak: Option<&Soak>) {
             || "no soak".into(),
             |s| {
                 format!(
-                    "spread after {} s: {} KiB over {} samples",
+                    "netdrop watch [{}]: spread after {} s: {} KiB over {} samples",
+                    s.hook.map_or("-", Hook::label),
                     soak::WARMUP_S,
                     opt(s.rss_growth(), int),
                     s.samples.len()
@@ -308,6 +404,11 @@ fn targets(m: &mut String, rows: &[Row], soak: Option<&Soak>) {
             },
         ),
     );
+    // Two decimals: 94.99 % must not read as the 95.0 % it misses.
+    let rate_vs_base = |s: &Summary| match (s.rate(), ratio(s.rate(), base)) {
+        (Some(a), Some(r)) => format!("{} ({:.2} %)", rate_s(a), r * 100.0),
+        _ => "-".into(),
+    };
     target(
         m,
         &format!(
@@ -316,16 +417,19 @@ fn targets(m: &mut String, rows: &[Row], soak: Option<&Soak>) {
         ),
         all(&nd
             .iter()
-            .map(|r| Some(rate(r)? >= base? * MIN_RATE_RATIO))
+            .map(|s| Some(s.rate()? >= base? * MIN_RATE_RATIO))
             .collect::<Vec<_>>()),
         format!(
-            "{}; baseline {}",
-            each(&|r| match (rate(r), base) {
-                (Some(a), Some(b)) if b > 0.0 =>
-                    format!("{} ({:.1} %)", int(a.round() as u64), a / b * 100.0),
-                _ => "-".into(),
-            }),
-            opt(base, |b| int(b.round() as u64))
+            "{}; baseline {}{}",
+            each(&nd, &rate_vs_base),
+            opt(base, rate_s),
+            fallback.map_or_else(String::new, |s| format!(
+                " (for information, not judged: {}: {}; the classic tracepoint builds a trace \
+                 record per drop before calling BPF, so this row is expected below {:.0} %)",
+                nd_label(s),
+                rate_vs_base(s),
+                MIN_RATE_RATIO * 100.0
+            ))
         ),
     );
     m.push('\n');
@@ -334,29 +438,123 @@ fn targets(m: &mut String, rows: &[Row], soak: Option<&Soak>) {
 fn reproduce(m: &mut String, i: &Info) {
     let _ = writeln!(
         m,
-        "### How to reproduce\n\n```sh\nsudo cargo xtask bench    # 10 s per row, 60 s soak; updates this region of BENCHMARKS.md\nsudo cargo xtask bench --seconds {} --soak-seconds {}{}    # this run\n```\n",
-        i.seconds,
-        i.soak_seconds,
-        if i.command.contains("--threads") {
-            format!(" --threads {}", i.threads)
-        } else {
-            String::new()
-        }
+        "### How to reproduce\n\n```sh\nsudo cargo xtask bench    # 10 s per row, 60 s soak, one run per row; updates this region of BENCHMARKS.md\nsudo cargo xtask bench {}    # this run\n```\n",
+        i.command.strip_prefix("nd-bench ").unwrap_or(&i.command)
     );
     let _ = writeln!(
         m,
         "How it measures: `kernel.bpf_stats_enabled` is 1 for the run (restored after); \
-         ns/drop is run_time_ns / run_cnt of the tracer's skb:kfree_skb program (this \
+         ns/drop is run_time_ns / run_cnt of the tracer's kfree_skb program (this \
          includes the statistics' own two clock reads, paid by every row alike, but not \
-         the tracepoint's own perf glue around the program, which shows in the storm \
-         rate of the empty program's row instead); agent \
+         the hook's own glue around the program (for the classic tracepoint, building \
+         the trace record of every drop), which shows in the storm rate of the empty \
+         programs' rows instead). The hook column says where the program runs: the \
+         classic tracepoint skb:kfree_skb or the raw tracepoint kfree_skb (netdrop's \
+         from its `netdrop: watching (...)` line; `netdrop watch (tracepoint)` runs \
+         with `--no-raw-tracepoint`). Agent \
          CPU is utime+stime of the tracer process over the storm; peak RSS is its VmHWM. \
          `netdrop watch` writes its JSON lines to a file on tmpfs (only the final summary \
          line is read; the file is truncated while the storm runs if it outgrows 64 MiB), \
          `netdrop record` writes its recording there and `netdrop replay -o json` gives \
          its totals afterwards. bpftrace runs `{}`; NO_SOCKET's number comes from the \
-         kernel's BTF. The storm's own rate moves by several percent between runs on a \
-         shared VM: compare ratios within one run.",
+         kernel's BTF. The storm rates are taken with `kernel.bpf_stats_enabled` = 1 too, \
+         so every traced row's rate also pays the statistics' clock reads on each drop \
+         (the baseline does not): its ratio to the baseline is a little pessimistic. \
+         The storm's own rate moves by 1–2 % or more between runs on a \
+         shared VM: compare ratios within one run, and use `--repeat N` (rounds over all \
+         rows, medians) before trusting a rate difference of a few percent.",
         super::rows::BPFTRACE_PROG
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::rows::Row;
+    use crate::bench::summary::summarize;
+    use crate::storm::{Report, Via};
+
+    fn row(t: Tracer, hook: Option<Hook>, rate: f64, ns: Option<f64>) -> Row {
+        let mut r = Row::new(t);
+        r.hook = hook.or(r.hook);
+        r.storm = Some(Report {
+            sent: 0,
+            seconds: 1.0,
+            rate,
+            kernel_drops: 9,
+            setup_drops: 1,
+            threads: 2,
+            via: Via::Veth,
+        });
+        r.ns_per_drop = ns;
+        if t != Tracer::Baseline {
+            r.counted = Some(10);
+        }
+        if t.is_netdrop() {
+            r.cpu_pct = Some(1.0);
+        }
+        r
+    }
+
+    fn line<'a>(md: &'a str, start: &str) -> &'a str {
+        md.lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no line {start:?} in\n{md}"))
+    }
+
+    #[test]
+    fn rows_show_their_hook_and_targets_judge_the_default_rows() {
+        let raw = Some(Hook::RawTp);
+        let mut rows = Vec::new();
+        for base in [1000.0, 1020.0, 1010.0] {
+            rows.extend([
+                row(Tracer::Baseline, None, base, None),
+                row(Tracer::EmptyTp, None, 950.0, Some(40.0)),
+                row(Tracer::EmptyRaw, None, 980.0, Some(20.0)),
+                row(Tracer::Bpftrace, None, 900.0, Some(200.0)),
+                row(Tracer::Watch, raw, 970.0, Some(50.0)),
+                row(Tracer::WatchTp, Some(Hook::Tracepoint), 930.0, Some(80.0)),
+                row(Tracer::Record, raw, 960.0, Some(60.0)),
+            ]);
+        }
+        let info = Info {
+            repeat: 3,
+            command: "nd-bench --seconds 5 --soak-seconds 0 --repeat 3".into(),
+            ..Default::default()
+        };
+        let md = markdown(&info, &summarize(rows), None);
+        // tracer | hook | rate | vs baseline | ns | × floor | × empty tp | × bpftrace
+        assert!(
+            line(&md, "| baseline (no tracer) |")
+                .starts_with("| baseline (no tracer) | - | 1 010 | 100.0 % | - | - | - | - |")
+        );
+        assert!(line(&md, "| netdrop watch |").starts_with(
+            "| netdrop watch | raw_tp | 970 | 96.0 % | 50 | 2.50 | 1.25 | 0.25 | 1.0 |"
+        ));
+        assert!(line(&md, "| netdrop watch (tracepoint) |").starts_with(
+            "| netdrop watch (tracepoint) | tracepoint | 930 | 92.1 % | 80 | 2.00 | 2.00 | 0.40 |"
+        ));
+        // (the machine table has a "| bpftrace |" line of its own)
+        assert!(
+            md.contains("\n| bpftrace | tracepoint | 900 | 89.1 % | 200 | 5.00 | 5.00 | 1.00 |")
+        );
+        assert!(md.contains(
+            "Baseline storm rate over its 3 runs: 1 000 – 1 020 drops/s (spread 2.0 % of the median)"
+        ), "{md}");
+        let rate = line(&md, "| storm rate with netdrop ≥ 95 % of baseline |");
+        assert!(rate.contains("| met |"), "{rate}");
+        assert!(rate.contains("netdrop watch (tracepoint) [tracepoint]: 930 (92.08 %)"));
+        assert!(rate.contains("not judged"));
+        let x3 = line(
+            &md,
+            "| netdrop ns/drop ≤ 3 × the empty tracepoint program's |",
+        );
+        assert!(
+            x3.contains("| met |") && x3.contains("50 ns = 1.25 × empty tp, 2.50 × empty raw_tp")
+        );
+        assert!(line(&md, "| flat RSS over the soak |").contains("| not measured | no soak |"));
+        assert!(md.contains(
+            "sudo cargo xtask bench --seconds 5 --soak-seconds 0 --repeat 3    # this run"
+        ));
+    }
 }

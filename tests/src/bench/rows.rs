@@ -4,13 +4,20 @@
 //! Measurements, all over the storm window (from nd-storm's `storming` line to
 //! its exit):
 //!
-//! - **ns/drop**: `run_time_ns / run_cnt` of the tracer's skb:kfree_skb
+//! - **hook**: which kfree_skb hook the tracer's program runs on: the classic
+//!   tracepoint skb:kfree_skb or the raw tracepoint kfree_skb. Fixed for the
+//!   empty programs and bpftrace (`tracepoint:skb:kfree_skb`); for netdrop, from
+//!   its `netdrop: watching (...)` line (the raw tracepoint where the kernel
+//!   allows, the tracepoint with `--no-raw-tracepoint` or as the fallback).
+//! - **ns/drop**: `run_time_ns / run_cnt` of the tracer's kfree_skb
 //!   program(s), which the kernel accumulates while `kernel.bpf_stats_enabled`
-//!   is 1 (set for the whole benchmark). Read right after the storm, before the
-//!   tracer stops. Programs come from `bpftool -j prog show`, owned by the tracer
-//!   (bpftool's `pids` where it has them, else the program ids in the tracer's
-//!   /proc/PID/fdinfo), of type tracepoint; for netdrop named `*kfree*`. The
-//!   empty program's come from its own fdinfo.
+//!   is 1 (set for the whole benchmark; raw tracepoint programs are counted
+//!   alike). Read right after the storm, before the tracer stops. Programs come
+//!   from `bpftool -j prog show`, owned by the tracer (bpftool's `pids` where it
+//!   has them, else the program ids in the tracer's /proc/PID/fdinfo), of type
+//!   tracepoint or raw_tracepoint; for netdrop named `netdrop_kfree_s*` (its
+//!   `netdrop_kfree_skb` or `netdrop_kfree_skb_raw`). The empty programs' come
+//!   from their own fdinfo.
 //! - **storm rate**: nd-storm's datagrams per second with the tracer attached.
 //! - **agent CPU %**: utime+stime of the tracer process (all threads) over the
 //!   window, divided by the window's wall time: % of one core. In-kernel program
@@ -31,7 +38,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use super::emptyprog::EmptyProg;
-use super::parse::{self, NetdropCounts};
+use super::parse::{self, Hook, NetdropCounts};
 use super::procs::{self, Proc, Storm};
 use crate::cmd;
 use crate::storm;
@@ -40,35 +47,72 @@ use crate::storm;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tracer {
     Baseline,
-    Empty,
+    /// The empty program on the classic tracepoint skb:kfree_skb.
+    EmptyTp,
+    /// The empty program on the raw tracepoint kfree_skb.
+    EmptyRaw,
     Bpftrace,
+    /// `netdrop watch -o json` (its default hook: the raw tracepoint where allowed).
     Watch,
+    /// `netdrop watch -o json --no-raw-tracepoint`.
+    WatchTp,
     Record,
 }
 
 impl Tracer {
-    pub const ALL: [Tracer; 5] = [
+    /// The rows, in table order (and the order of each round).
+    pub const ALL: [Tracer; 7] = [
         Tracer::Baseline,
-        Tracer::Empty,
+        Tracer::EmptyTp,
+        Tracer::EmptyRaw,
         Tracer::Bpftrace,
         Tracer::Watch,
+        Tracer::WatchTp,
         Tracer::Record,
     ];
 
     pub fn label(self) -> &'static str {
         match self {
             Tracer::Baseline => "baseline (no tracer)",
-            Tracer::Empty => "empty BPF program",
+            Tracer::EmptyTp => "empty tracepoint program",
+            Tracer::EmptyRaw => "empty raw_tp program",
             Tracer::Bpftrace => "bpftrace",
             Tracer::Watch => "netdrop watch",
+            Tracer::WatchTp => "netdrop watch (tracepoint)",
             Tracer::Record => "netdrop record",
+        }
+    }
+
+    /// The hook of tracers that have only one (netdrop's is read at attach).
+    pub fn fixed_hook(self) -> Option<Hook> {
+        match self {
+            Tracer::EmptyTp | Tracer::Bpftrace | Tracer::WatchTp => Some(Hook::Tracepoint),
+            Tracer::EmptyRaw => Some(Hook::RawTp),
+            Tracer::Baseline | Tracer::Watch | Tracer::Record => None,
+        }
+    }
+
+    pub fn is_netdrop(self) -> bool {
+        matches!(self, Tracer::Watch | Tracer::WatchTp | Tracer::Record)
+    }
+
+    /// netdrop as it runs by default (the rows the targets are judged on).
+    pub fn is_default_netdrop(self) -> bool {
+        matches!(self, Tracer::Watch | Tracer::Record)
+    }
+
+    /// The empty program on `hook`.
+    pub fn empty_on(hook: Hook) -> Tracer {
+        match hook {
+            Hook::Tracepoint => Tracer::EmptyTp,
+            Hook::RawTp => Tracer::EmptyRaw,
         }
     }
 }
 
 /// The bpftrace program: a count per drop reason.
 pub const BPFTRACE_PROG: &str = "tracepoint:skb:kfree_skb { @[args->reason] = count(); }";
-/// Printed by netdrop once its hooks are attached.
+/// Printed by netdrop once its hooks are attached: `netdrop: watching (HOOK, ...)`.
 const NETDROP_READY: &str = "netdrop: watching";
 /// The JSON output of `netdrop watch` is truncated when it grows past this
 /// (only its last line, the summary, is read).
@@ -91,6 +135,8 @@ pub struct Ctx {
 #[derive(Debug, Clone)]
 pub struct Row {
     pub tracer: Tracer,
+    /// The kfree_skb hook its program runs on (None: no tracer, or unknown).
+    pub hook: Option<Hook>,
     /// Why the row is incomplete ("bpftrace not installed", an error).
     pub note: Option<String>,
     pub storm: Option<storm::Report>,
@@ -108,9 +154,10 @@ pub struct Row {
 }
 
 impl Row {
-    fn new(tracer: Tracer) -> Row {
+    pub fn new(tracer: Tracer) -> Row {
         Row {
             tracer,
+            hook: tracer.fixed_hook(),
             note: None,
             storm: None,
             ns_per_drop: None,
@@ -211,7 +258,7 @@ fn run_inner(ctx: &Ctx, row: &mut Row) -> Result<()> {
         }
         Agent::Bpftrace { proc, .. } => prog_cost(row, proc.pid(), None)?,
         Agent::Watch { proc, .. } | Agent::Record { proc, .. } => {
-            prog_cost(row, proc.pid(), Some("kfree"))?
+            prog_cost(row, proc.pid(), Some(parse::NETDROP_KFREE_PROG))?
         }
     }
     stop(ctx, agent, row)
@@ -224,8 +271,9 @@ fn set_cost(row: &mut Row, run_time_ns: u64, run_cnt: u64) {
     }
 }
 
-/// Sums run_time_ns / run_cnt over the tracer's skb:kfree_skb programs.
-fn prog_cost(row: &mut Row, pid: u32, name_part: Option<&str>) -> Result<()> {
+/// Sums run_time_ns / run_cnt over the tracer's kfree_skb programs; notes a
+/// program type that disagrees with the hook the tracer said it attached.
+fn prog_cost(row: &mut Row, pid: u32, name_prefix: Option<&str>) -> Result<()> {
     let out = cmd::output(
         Command::new("bpftool").args(["-j", "prog", "show"]),
         cmd::CMD_TIMEOUT,
@@ -236,9 +284,22 @@ fn prog_cost(row: &mut Row, pid: u32, name_part: Option<&str>) -> Result<()> {
     }
     let progs = parse::parse_bpftool_progs(&out.stdout)?;
     let owned = procs::owned_prog_ids(pid);
-    let mine = parse::tracer_progs(&progs, pid, &owned, name_part);
+    let mine = parse::tracer_progs(&progs, pid, &owned, name_prefix);
     if mine.is_empty() {
-        bail!("no tracepoint program of pid {pid} found in bpftool prog show");
+        bail!("no (raw_)tracepoint program of pid {pid} found in bpftool prog show");
+    }
+    if let Some(h) = row.hook
+        && let Some(p) = mine
+            .iter()
+            .find(|p| parse::Hook::of_prog_type(&p.kind) != Some(h))
+    {
+        row.note = Some(format!(
+            "its program {} ({}) is of type {}, not the {} hook it reported",
+            p.id,
+            p.name,
+            p.kind,
+            h.label()
+        ));
     }
     let ns = mine.iter().map(|p| p.run_time_ns).sum();
     let cnt = mine.iter().map(|p| p.run_cnt).sum();
@@ -250,9 +311,13 @@ fn prog_cost(row: &mut Row, pid: u32, name_part: Option<&str>) -> Result<()> {
 fn start(ctx: &Ctx, row: &mut Row) -> Result<Agent> {
     match row.tracer {
         Tracer::Baseline => Ok(Agent::None),
-        Tracer::Empty => Ok(Agent::Empty(EmptyProg::attach(&ctx.tracefs)?)),
+        Tracer::EmptyTp => Ok(Agent::Empty(EmptyProg::attach(
+            &ctx.tracefs,
+            Hook::Tracepoint,
+        )?)),
+        Tracer::EmptyRaw => Ok(Agent::Empty(EmptyProg::attach(&ctx.tracefs, Hook::RawTp)?)),
         Tracer::Bpftrace => start_bpftrace(row),
-        Tracer::Watch => {
+        Tracer::Watch | Tracer::WatchTp => {
             let out = ctx.tmp.join("watch.jsonl");
             let _ = std::fs::remove_file(&out);
             let file = OpenOptions::new()
@@ -263,7 +328,11 @@ fn start(ctx: &Ctx, row: &mut Row) -> Result<Agent> {
             let trunc = file.try_clone()?;
             let mut cmd = Command::new(&ctx.netdrop);
             cmd.args(["watch", "-o", "json"]).stdout(file);
-            let proc = start_netdrop(cmd, "netdrop watch")?;
+            if row.tracer == Tracer::WatchTp {
+                cmd.arg("--no-raw-tracepoint");
+            }
+            let (proc, hook) = start_netdrop(cmd, row.tracer.label())?;
+            row.hook = hook;
             Ok(Agent::Watch { proc, out, trunc })
         }
         Tracer::Record => {
@@ -271,23 +340,29 @@ fn start(ctx: &Ctx, row: &mut Row) -> Result<Agent> {
             let _ = std::fs::remove_file(&file);
             let mut cmd = Command::new(&ctx.netdrop);
             cmd.args(["record", "-o"]).arg(&file).stdout(Stdio::null());
-            let proc = start_netdrop(cmd, "netdrop record")?;
+            let (proc, hook) = start_netdrop(cmd, "netdrop record")?;
+            row.hook = hook;
             Ok(Agent::Record { proc, file })
         }
     }
 }
 
-/// Spawns netdrop (stderr piped) and waits for `netdrop: watching`.
-pub fn start_netdrop(mut cmd: Command, what: &str) -> Result<Proc> {
+/// Spawns netdrop (stderr piped) and waits for `netdrop: watching (...)`;
+/// returns it and the kfree_skb hook that line names.
+pub fn start_netdrop(mut cmd: Command, what: &str) -> Result<(Proc, Option<Hook>)> {
     cmd.stdin(Stdio::null()).stderr(Stdio::piped());
     let mut proc = Proc::spawn(cmd, what)?;
     let lines = procs::lines(proc.child.stderr.take().expect("piped"));
     let mut seen = Vec::new();
-    procs::wait_for_line(&lines, NETDROP_READY, Duration::from_secs(60), &mut seen)
+    let watching = procs::wait_for_line(&lines, NETDROP_READY, Duration::from_secs(60), &mut seen)
         .with_context(|| format!("{what} did not attach: {}", seen.join("\n")))?;
+    let hook = parse::watching_kfree_hook(&watching);
+    if hook.is_none() {
+        eprintln!("nd-bench: warning: {what}: no kfree_skb hook in {watching:?}");
+    }
     // Keep reading its stderr (progress lines) so it never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    Ok(proc)
+    Ok((proc, hook))
 }
 
 fn start_bpftrace(row: &mut Row) -> Result<Agent> {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::parse::{self, NetdropCounts};
+use super::parse::{self, Hook, NetdropCounts};
 use super::procs::{self, Storm};
 use super::rows::{Ctx, start_netdrop};
 use crate::storm;
@@ -40,6 +40,8 @@ pub struct Sample {
 #[derive(Debug, Clone)]
 pub struct Soak {
     pub seconds: f64,
+    /// The kfree_skb hook netdrop attached.
+    pub hook: Option<Hook>,
     pub samples: Vec<Sample>,
     pub storm: Option<storm::Report>,
     /// netdrop's final summary.
@@ -76,6 +78,7 @@ impl Soak {
 pub fn run(ctx: &Ctx, seconds: f64) -> Result<Soak> {
     let mut soak = Soak {
         seconds,
+        hook: None,
         samples: Vec::new(),
         storm: None,
         summary: None,
@@ -99,7 +102,8 @@ fn run_inner(ctx: &Ctx, soak: &mut Soak) -> Result<()> {
     let mut cmd = Command::new(&ctx.netdrop);
     cmd.args(["watch", "-o", "json", "--interval", "1"])
         .stdout(Stdio::piped());
-    let mut nd = start_netdrop(cmd, "netdrop watch (soak)")?;
+    let (mut nd, hook) = start_netdrop(cmd, "netdrop watch (soak)")?;
+    soak.hook = hook;
     let pid = nd.pid();
     let seen: Arc<Mutex<Seen>> = Arc::default();
     let lines = procs::lines(nd.child.stdout.take().expect("piped"));
