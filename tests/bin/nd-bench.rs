@@ -2,7 +2,7 @@
 //! by `cargo xtask bench`, which builds everything and passes `--netdrop`.
 //!
 //! ```text
-//! nd-bench --netdrop PATH [--storm PATH] [--seconds S] [--soak-seconds S] [--threads N] [--repeat N] [--out FILE]
+//! nd-bench --netdrop PATH [--storm PATH] [--seconds S] [--stats-seconds S] [--soak-seconds S] [--threads N] [--repeat N] [--out FILE]
 //! ```
 //!
 //! See `netdrop_tests::bench` for what it measures. Needs root.

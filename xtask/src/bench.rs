@@ -18,9 +18,13 @@ use crate::{cargo, is_root, root, status};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Seconds of storm per row (each row runs a fresh storm of this length).
+    /// Seconds of the measured storm per row (a fresh storm each; bpf stats off).
     #[arg(long, default_value_t = 10.0)]
     pub seconds: f64,
+    /// Seconds of each traced row's second storm, run with
+    /// kernel.bpf_stats_enabled=1 for ns/drop (the first, for rates, runs with 0).
+    #[arg(long, default_value_t = 3.0)]
+    pub stats_seconds: f64,
     /// Seconds of the soak (netdrop watch under one long storm); 0 skips it.
     #[arg(long, default_value_t = 60.0)]
     pub soak_seconds: f64,
@@ -45,6 +49,8 @@ pub fn bench_args(a: &BenchArgs, release: &std::path::Path) -> Vec<String> {
         release.join("nd-storm").display().to_string(),
         "--seconds".to_owned(),
         a.seconds.to_string(),
+        "--stats-seconds".to_owned(),
+        a.stats_seconds.to_string(),
         "--soak-seconds".to_owned(),
         a.soak_seconds.to_string(),
         "--out".to_owned(),

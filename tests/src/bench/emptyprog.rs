@@ -1,8 +1,8 @@
 //! The floors: an empty BPF program (`r0 = 0; exit`) on kfree_skb, loaded and
 //! attached with raw syscalls, so that its cost is only what the kernel pays
 //! to run any BPF program on that hook (the hook's glue, the program call, and
-//! with `kernel.bpf_stats_enabled` the two clock reads of the statistics
-//! themselves, which every row pays alike). One on each hook netdrop may use:
+//! in the stats storm, with `kernel.bpf_stats_enabled`, the two clock reads of
+//! the statistics themselves, which every row pays alike). One on each hook netdrop may use:
 //!
 //! - the classic tracepoint skb:kfree_skb: bpf(BPF_PROG_LOAD,
 //!   BPF_PROG_TYPE_TRACEPOINT, license "GPL"), then

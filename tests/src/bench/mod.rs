@@ -1,11 +1,14 @@
 //! `nd-bench`: one benchmark run of netdrop under a drop storm (`cargo xtask bench`).
 //!
-//! Rows, each on a fresh `nd-storm` of the same length: no tracer (baseline),
+//! Rows, each on fresh `nd-storm`s of the same length: no tracer (baseline),
 //! an empty BPF program on the classic tracepoint skb:kfree_skb and one on the
 //! raw tracepoint kfree_skb (the floors any tracer on that hook pays), bpftrace
 //! counting by reason, `netdrop watch -o json` (its default hook: the raw
 //! tracepoint where allowed), the same with `--no-raw-tracepoint` (the classic
-//! tracepoint), `netdrop record`. With `--repeat N` the rows run N times
+//! tracepoint), `netdrop record`. Each traced row runs two storms with its
+//! tracer attached: the measured one with `kernel.bpf_stats_enabled` = 0
+//! (rate, agent CPU, counts) and a short one with it at 1 (ns/drop), as the
+//! statistics themselves slow every traced drop. With `--repeat N` the rows run N times
 //! round-robin and the tables show medians ([`summary`]). Then a soak: a long
 //! storm with `netdrop watch` sampled every second. What each number means is
 //! in [`rows`] and [`soak`]; the markdown in [`report`].
@@ -16,7 +19,8 @@
 //!
 //! Clean-up: children are killed on error and Ctrl-C (and die with the bench
 //! even on SIGKILL), `kernel.bpf_stats_enabled` is restored by a guard (after a
-//! SIGKILL, by the next run, from the value saved in its tmp dir), the storm's
+//! SIGKILL, by the next run, from the value saved in its tmp dir; it is 0 for
+//! the run but for the stats storms), the storm's
 //! namespaces die with the storm, the empty programs with their descriptors.
 
 pub mod emptyprog;
@@ -37,7 +41,7 @@ use crate::cmd;
 use crate::storm;
 use crate::sysctl::SysctlGuard;
 
-pub const USAGE: &str = "usage: nd-bench --netdrop PATH [--storm PATH] [--seconds S (10)] [--soak-seconds S (60; 0 skips)] [--threads N] [--repeat N (1: rounds over all rows; medians shown)] [--out FILE (BENCHMARKS.md at the repository root)]";
+pub const USAGE: &str = "usage: nd-bench --netdrop PATH [--storm PATH] [--seconds S (10)] [--stats-seconds S (3)] [--soak-seconds S (60; 0 skips)] [--threads N] [--repeat N (1: rounds over all rows; medians shown)] [--out FILE (BENCHMARKS.md at the repository root)]";
 
 /// Most rounds `--repeat` takes.
 pub const MAX_REPEAT: usize = 100;
@@ -50,6 +54,8 @@ pub struct Args {
     pub netdrop: PathBuf,
     pub storm: PathBuf,
     pub seconds: f64,
+    /// Seconds of each row's stats storm (ns/drop, `kernel.bpf_stats_enabled` = 1).
+    pub stats_seconds: f64,
     pub soak_seconds: f64,
     pub threads: Option<usize>,
     /// Rounds over all rows (each row runs this many times, round-robin).
@@ -69,6 +75,7 @@ impl Args {
         let mut netdrop = None;
         let mut storm_bin = None;
         let mut seconds = 10.0;
+        let mut stats_seconds = 3.0;
         let mut soak_seconds = 60.0;
         let mut threads = None;
         let mut repeat = 1;
@@ -89,6 +96,7 @@ impl Args {
                 "--netdrop" => netdrop = it.next().map(PathBuf::from),
                 "--storm" => storm_bin = it.next().map(PathBuf::from),
                 "--seconds" => seconds = secs(a, it.next(), false)?,
+                "--stats-seconds" => stats_seconds = secs(a, it.next(), false)?,
                 "--soak-seconds" => soak_seconds = secs(a, it.next(), true)?,
                 "--threads" => {
                     let v = it.next().context("--threads needs a value")?;
@@ -122,6 +130,7 @@ impl Args {
             netdrop,
             storm,
             seconds,
+            stats_seconds,
             soak_seconds,
             threads,
             repeat,
@@ -160,6 +169,7 @@ pub fn run(args: &Args) -> Result<String> {
 }
 
 /// The sysctl the bench sets, and the file in its tmp dir keeping the value to restore.
+/// The sysctl that makes the kernel keep run_time_ns / run_cnt per program.
 const STATS_KEY: &str = "kernel.bpf_stats_enabled";
 const STATS_SAVED: &str = "bpf_stats_enabled.saved";
 
@@ -174,16 +184,17 @@ fn with_tracefs(args: &Args, tracefs: &Path) -> Result<String> {
         netdrop: args.netdrop.clone(),
         storm_bin: args.storm.clone(),
         seconds: args.seconds,
+        stats_seconds: args.stats_seconds,
         threads: args.threads,
         tracefs: tracefs.to_path_buf(),
         no_socket: no_socket_number(),
         tmp: tmp.0.clone(),
     };
     let mut info = machine_info(args);
-    let stats = SysctlGuard::set(STATS_KEY, "1")?;
+    let stats = SysctlGuard::set(STATS_KEY, "0")?;
     std::fs::write(tmp.0.join(STATS_SAVED), stats.saved())?;
     eprintln!(
-        "nd-bench: kernel.bpf_stats_enabled = 1 for the run (was {})",
+        "nd-bench: {STATS_KEY} = 0 for the run but for the stats storms (was {})",
         stats.saved()
     );
     let n = rows::Tracer::ALL.len() * args.repeat;
@@ -191,7 +202,7 @@ fn with_tracefs(args: &Args, tracefs: &Path) -> Result<String> {
     let order = (1..=args.repeat).flat_map(|round| rows::Tracer::ALL.map(|t| (round, t)));
     for (i, (round, t)) in order.enumerate() {
         eprintln!(
-            "nd-bench: [{}/{n}] {}{}: {} s storm",
+            "nd-bench: [{}/{n}] {}{}: {} s storm{}",
             i + 1,
             t.label(),
             if args.repeat > 1 {
@@ -199,7 +210,12 @@ fn with_tracefs(args: &Args, tracefs: &Path) -> Result<String> {
             } else {
                 String::new()
             },
-            args.seconds
+            args.seconds,
+            if t == rows::Tracer::Baseline {
+                String::new()
+            } else {
+                format!(" + {} s stats storm", args.stats_seconds)
+            }
         );
         let row = rows::run(&ctx, t)?;
         if let Some(s) = &row.storm {
@@ -243,6 +259,31 @@ fn with_tracefs(args: &Args, tracefs: &Path) -> Result<String> {
     std::fs::write(&args.out, text).with_context(|| format!("writing {}", args.out.display()))?;
     eprintln!("nd-bench: wrote {}", args.out.display());
     Ok(body)
+}
+
+/// `kernel.bpf_stats_enabled` = 1 until [`StatsOn::disable`] or Drop (then 0;
+/// the run's guard in `bench::run` puts back the value found at the start).
+pub(crate) struct StatsOn(bool);
+
+impl StatsOn {
+    pub(crate) fn enable() -> Result<StatsOn> {
+        let on = StatsOn(true);
+        crate::sysctl::write(STATS_KEY, "1")?;
+        Ok(on)
+    }
+
+    pub(crate) fn disable(mut self) -> Result<()> {
+        self.0 = false;
+        crate::sysctl::write(STATS_KEY, "0")
+    }
+}
+
+impl Drop for StatsOn {
+    fn drop(&mut self) {
+        if self.0 {
+            let _ = crate::sysctl::write(STATS_KEY, "0");
+        }
+    }
 }
 
 /// A private directory on tmpfs (/dev/shm, else the temp dir), removed on Drop.
@@ -368,8 +409,8 @@ fn machine_info(args: &Args) -> report::Info {
     let bpftrace = first_line("bpftrace", &["--version"]).unwrap_or_else(|| "not installed".into());
     let date = first_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_else(|| "?".into());
     let mut command = format!(
-        "nd-bench --seconds {} --soak-seconds {}",
-        args.seconds, args.soak_seconds
+        "nd-bench --seconds {} --stats-seconds {} --soak-seconds {}",
+        args.seconds, args.stats_seconds, args.soak_seconds
     );
     if let Some(n) = args.threads {
         command += &format!(" --threads {n}");
@@ -387,6 +428,7 @@ fn machine_info(args: &Args) -> report::Info {
         bpftrace,
         command,
         seconds: args.seconds,
+        stats_seconds: args.stats_seconds,
         soak_seconds: args.soak_seconds,
         threads: args.threads.unwrap_or_else(storm::ncpus),
         via: storm::Via::Veth.as_str().to_owned(),

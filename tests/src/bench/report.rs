@@ -21,6 +21,8 @@ pub struct Info {
     pub bpftrace: String,
     pub command: String,
     pub seconds: f64,
+    /// Seconds of each traced row's stats storm (ns/drop).
+    pub stats_seconds: f64,
     pub soak_seconds: f64,
     pub threads: usize,
     pub via: String,
@@ -85,10 +87,11 @@ fn machine(m: &mut String, i: &Info) {
     let _ = writeln!(m, "| bpftrace | {} |", i.bpftrace);
     let _ = writeln!(
         m,
-        "| load | `nd-storm`: UDP datagrams to a closed port over {}, {} sender threads, {} s per row (a fresh storm each), {}, soak {} s |",
+        "| load | `nd-storm`: UDP datagrams to a closed port over {}, {} sender threads, {} s measured storm per row (`kernel.bpf_stats_enabled` = 0), then {} s stats storm for ns/drop (= 1), fresh storms each, {}, soak {} s (= 0) |",
         i.via,
         i.threads,
         i.seconds,
+        i.stats_seconds,
         if i.repeat > 1 {
             format!("{} rounds over all rows (medians shown)", i.repeat)
         } else {
@@ -199,8 +202,9 @@ fn count_table(m: &mut String, info: &Info, sums: &[Summary]) {
     }
     let _ = writeln!(
         m,
-        "\nThe empty programs' count is their run_cnt (every kfree_skb event, all reasons). \
-         The kernel count includes the storm's neighbour warm-up datagram(s); the tracers' \
+        "\nThe empty programs keep no count (their run_cnt grows only while \
+         `kernel.bpf_stats_enabled` is 1). The kernel count is over both storms of a row \
+         (the tracer is attached across them) and includes the storms' neighbour warm-up datagram(s); the tracers' \
          all-reasons counts include whatever else the host dropped meanwhile.{}\n",
         if info.repeat > 1 {
             format!(
@@ -438,31 +442,38 @@ fn targets(m: &mut String, sums: &[Summary], soak: Option<&Soak>) {
 fn reproduce(m: &mut String, i: &Info) {
     let _ = writeln!(
         m,
-        "### How to reproduce\n\n```sh\nsudo cargo xtask bench    # 10 s per row, 60 s soak, one run per row; updates this region of BENCHMARKS.md\nsudo cargo xtask bench {}    # this run\n```\n",
+        "### How to reproduce\n\n```sh\nsudo cargo xtask bench    # 10 s per row (+ 3 s stats storm), 60 s soak, one run per row; updates this region of BENCHMARKS.md\nsudo cargo xtask bench {}    # this run\n```\n",
         i.command.strip_prefix("nd-bench ").unwrap_or(&i.command)
     );
     let _ = writeln!(
         m,
-        "How it measures: `kernel.bpf_stats_enabled` is 1 for the run (restored after); \
-         ns/drop is run_time_ns / run_cnt of the tracer's kfree_skb program (this \
-         includes the statistics' own two clock reads, paid by every row alike, but not \
-         the hook's own glue around the program (for the classic tracepoint, building \
+        "How it measures: each traced row attaches its tracer once and runs two storms \
+         back to back. The first ({} s) is measured with `kernel.bpf_stats_enabled` = 0: \
+         storm rate, agent CPU and counts come from it (counts: the tracer's total \
+         against the kernel's over both storms). The statistics cost two clock reads on \
+         every program run, so with them on every traced drop is slower (an empty \
+         raw_tp program's rate loss more than doubles): rates taken that way would \
+         blame the tracer for the measuring. The second, a {} s stats storm, runs with \
+         `kernel.bpf_stats_enabled` = 1 (restored after the run) for ns/drop alone: \
+         the growth of run_time_ns over that of run_cnt of the tracer's kfree_skb \
+         program across that storm (this includes the statistics' own two clock reads, \
+         paid by every row alike, but not the hook's own glue around the program (for the classic tracepoint, building \
          the trace record of every drop), which shows in the storm rate of the empty \
          programs' rows instead). The hook column says where the program runs: the \
          classic tracepoint skb:kfree_skb or the raw tracepoint kfree_skb (netdrop's \
          from its `netdrop: watching (...)` line; `netdrop watch (tracepoint)` runs \
          with `--no-raw-tracepoint`). Agent \
-         CPU is utime+stime of the tracer process over the storm; peak RSS is its VmHWM. \
+         CPU is utime+stime of the tracer process over the measured storm; peak RSS is \
+         its VmHWM after both storms. The baseline runs the measured storm only. \
          `netdrop watch` writes its JSON lines to a file on tmpfs (only the final summary \
          line is read; the file is truncated while the storm runs if it outgrows 64 MiB), \
          `netdrop record` writes its recording there and `netdrop replay -o json` gives \
          its totals afterwards. bpftrace runs `{}`; NO_SOCKET's number comes from the \
-         kernel's BTF. The storm rates are taken with `kernel.bpf_stats_enabled` = 1 too, \
-         so every traced row's rate also pays the statistics' clock reads on each drop \
-         (the baseline does not): its ratio to the baseline is a little pessimistic. \
-         The storm's own rate moves by 1–2 % or more between runs on a \
+         kernel's BTF. The storm's own rate moves by 1–2 % or more between runs on a \
          shared VM: compare ratios within one run, and use `--repeat N` (rounds over all \
          rows, medians) before trusting a rate difference of a few percent.",
+        i.seconds,
+        i.stats_seconds,
         super::rows::BPFTRACE_PROG
     );
 }
@@ -486,6 +497,10 @@ mod tests {
             threads: 2,
             via: Via::Veth,
         });
+        // The stats storm after it: drops of its own, counted by the tracer too.
+        let mut stats = r.storm.clone().unwrap();
+        (stats.kernel_drops, stats.setup_drops) = (0, 0);
+        r.stats_storm = Some(stats);
         r.ns_per_drop = ns;
         if t != Tracer::Baseline {
             r.counted = Some(10);

@@ -1,33 +1,42 @@
-//! One row of the benchmark: a tracer (or none) attached, one fresh storm of
-//! the same length, and what it cost and counted.
+//! One row of the benchmark: a tracer (or none) attached once, then two fresh
+//! storms back to back: the measured storm (`--seconds`) with
+//! `kernel.bpf_stats_enabled` = 0, and a short stats storm (`--stats-seconds`)
+//! with it set to 1. The statistics cost two clock reads per program run, on
+//! every traced drop, so they would slow the storm they measure: rates, agent
+//! CPU and counts come from storms without them, ns/drop from the stats storm
+//! alone. The baseline (no program) runs only the measured storm.
 //!
-//! Measurements, all over the storm window (from nd-storm's `storming` line to
-//! its exit):
+//! Measurements:
 //!
 //! - **hook**: which kfree_skb hook the tracer's program runs on: the classic
 //!   tracepoint skb:kfree_skb or the raw tracepoint kfree_skb. Fixed for the
 //!   empty programs and bpftrace (`tracepoint:skb:kfree_skb`); for netdrop, from
 //!   its `netdrop: watching (...)` line (the raw tracepoint where the kernel
 //!   allows, the tracepoint with `--no-raw-tracepoint` or as the fallback).
-//! - **ns/drop**: `run_time_ns / run_cnt` of the tracer's kfree_skb
-//!   program(s), which the kernel accumulates while `kernel.bpf_stats_enabled`
-//!   is 1 (set for the whole benchmark; raw tracepoint programs are counted
-//!   alike). Read right after the storm, before the tracer stops. Programs come
-//!   from `bpftool -j prog show`, owned by the tracer (bpftool's `pids` where it
+//! - **ns/drop**: the growth of `run_time_ns` over that of `run_cnt` of the
+//!   tracer's kfree_skb program(s) across the stats storm (read right before
+//!   it and right after it; both grow only while `kernel.bpf_stats_enabled` is
+//!   1, raw tracepoint programs alike). Programs come from
+//!   `bpftool -j prog show`, owned by the tracer (bpftool's `pids` where it
 //!   has them, else the program ids in the tracer's /proc/PID/fdinfo), of type
 //!   tracepoint or raw_tracepoint; for netdrop named `netdrop_kfree_s*` (its
 //!   `netdrop_kfree_skb` or `netdrop_kfree_skb_raw`). The empty programs' come
 //!   from their own fdinfo.
-//! - **storm rate**: nd-storm's datagrams per second with the tracer attached.
+//! - **storm rate**: nd-storm's datagrams per second with the tracer attached,
+//!   of the measured storm (statistics off).
 //! - **agent CPU %**: utime+stime of the tracer process (all threads) over the
-//!   window, divided by the window's wall time: % of one core. In-kernel program
-//!   time is charged to whichever task the drop happened on (the storm), not here.
-//! - **peak RSS**: VmHWM of the tracer process, read before it stops.
-//! - **counts**: the kernel's (`Udp: NoPorts` of the storm's namespace over its
-//!   life: the storm's datagrams and its neighbour warm-up) against the tracer's
-//!   NO_SOCKET count (netdrop's `reasons.NO_SOCKET`, bpftrace's map entry for the
-//!   number BTF gives SKB_DROP_REASON_NO_SOCKET, the empty program's run_cnt),
-//!   and its count over all reasons (other drops on the host add to those).
+//!   measured storm (from nd-storm's `storming` line to its exit), divided by
+//!   its wall time: % of one core. In-kernel program time is charged to
+//!   whichever task the drop happened on (the storm), not here.
+//! - **peak RSS**: VmHWM of the tracer process, read after both storms, before
+//!   it stops.
+//! - **counts**: the kernel's (`Udp: NoPorts` of each storm's namespace over
+//!   its life: the storm's datagrams and its neighbour warm-up), summed over
+//!   both storms, against the tracer's NO_SOCKET count over its whole life,
+//!   which spans both (netdrop's `reasons.NO_SOCKET`, bpftrace's map entry for
+//!   the number BTF gives SKB_DROP_REASON_NO_SOCKET), and its count over all
+//!   reasons (other drops on the host add to those). The empty programs keep no
+//!   count (their run_cnt grows only while the statistics are on).
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -37,6 +46,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use super::StatsOn;
 use super::emptyprog::EmptyProg;
 use super::parse::{self, Hook, NetdropCounts};
 use super::procs::{self, Proc, Storm};
@@ -123,6 +133,8 @@ pub struct Ctx {
     pub netdrop: PathBuf,
     pub storm_bin: PathBuf,
     pub seconds: f64,
+    /// Seconds of the stats storm (ns/drop) after the measured one.
+    pub stats_seconds: f64,
     pub threads: Option<usize>,
     pub tracefs: PathBuf,
     /// SKB_DROP_REASON_NO_SOCKET's number on this kernel (from BTF).
@@ -139,7 +151,10 @@ pub struct Row {
     pub hook: Option<Hook>,
     /// Why the row is incomplete ("bpftrace not installed", an error).
     pub note: Option<String>,
+    /// The measured storm (statistics off): rate, CPU.
     pub storm: Option<storm::Report>,
+    /// The stats storm after it (statistics on): ns/drop.
+    pub stats_storm: Option<storm::Report>,
     pub ns_per_drop: Option<f64>,
     pub run_cnt: Option<u64>,
     pub cpu_pct: Option<f64>,
@@ -160,6 +175,7 @@ impl Row {
             hook: tracer.fixed_hook(),
             note: None,
             storm: None,
+            stats_storm: None,
             ns_per_drop: None,
             run_cnt: None,
             cpu_pct: None,
@@ -171,9 +187,16 @@ impl Row {
         }
     }
 
-    /// The kernel's count of the storm's drops (storm and warm-up).
+    /// The kernel's count of the storms' drops (storms and warm-ups), both
+    /// storms: the tracer is attached across the two.
     pub fn kernel_count(&self) -> Option<u64> {
-        self.storm.as_ref().map(|s| s.kernel_drops + s.setup_drops)
+        let n = |s: &storm::Report| s.kernel_drops + s.setup_drops;
+        let first = n(self.storm.as_ref()?);
+        match (self.tracer, &self.stats_storm) {
+            (Tracer::Baseline, _) => Some(first),
+            (_, Some(s)) => Some(first + n(s)),
+            (_, None) => None,
+        }
     }
 
     /// Whether the tracer's NO_SOCKET count equals the kernel's.
@@ -231,37 +254,53 @@ fn run_inner(ctx: &Ctx, row: &mut Row) -> Result<()> {
         return Ok(()); // not installed: noted
     }
     let pid = agent.pid();
+    // (1) The measured storm, statistics off.
     let storm = Storm::start(&ctx.storm_bin, ctx.seconds, ctx.threads)?;
     let (cpu0, t0) = (pid.map(procs::cpu_seconds).transpose()?, Instant::now());
-    let report = storm.finish(Duration::from_millis(500), || {
-        if let Agent::Watch { trunc, .. } = &agent
-            && trunc.metadata().map(|m| m.len()).unwrap_or(0) > WATCH_FILE_MAX
-        {
-            trunc.set_len(0).context("truncating netdrop's output")?;
-        }
-        Ok(())
-    })?;
+    let report = storm.finish(Duration::from_millis(500), || truncate(&agent))?;
     let wall = t0.elapsed().as_secs_f64();
     if let (Some(pid), Some(cpu0)) = (pid, cpu0) {
         row.cpu_pct = Some((procs::cpu_seconds(pid)? - cpu0) / wall * 100.0);
-        row.peak_rss_kib = Some(procs::status_kib(pid, "VmHWM")?);
     }
     row.storm = Some(report);
-    // In-kernel cost, before the tracer stops.
-    match &agent {
-        Agent::None => {}
-        Agent::Empty(p) => {
-            let (ns, cnt) = p.stats()?;
-            set_cost(row, ns, cnt);
-            row.counted = Some(cnt);
-            row.counted_all = Some(cnt);
-        }
-        Agent::Bpftrace { proc, .. } => prog_cost(row, proc.pid(), None)?,
-        Agent::Watch { proc, .. } | Agent::Record { proc, .. } => {
-            prog_cost(row, proc.pid(), Some(parse::NETDROP_KFREE_PROG))?
-        }
+    if matches!(agent, Agent::None) {
+        return Ok(());
+    }
+    // (2) The stats storm: in-kernel cost, statistics on for it alone.
+    let on = StatsOn::enable()?;
+    let (ns0, cnt0) = cost(row, &agent)?;
+    let storm = Storm::start(&ctx.storm_bin, ctx.stats_seconds, ctx.threads)?;
+    let report = storm.finish(Duration::from_millis(500), || truncate(&agent))?;
+    let (ns1, cnt1) = cost(row, &agent)?;
+    on.disable()?;
+    row.stats_storm = Some(report);
+    set_cost(row, ns1.saturating_sub(ns0), cnt1.saturating_sub(cnt0));
+    if let Some(pid) = pid {
+        row.peak_rss_kib = Some(procs::status_kib(pid, "VmHWM")?);
     }
     stop(ctx, agent, row)
+}
+
+/// Keeps `netdrop watch`'s output file under [`WATCH_FILE_MAX`].
+fn truncate(agent: &Agent) -> Result<()> {
+    if let Agent::Watch { trunc, .. } = agent
+        && trunc.metadata().map(|m| m.len()).unwrap_or(0) > WATCH_FILE_MAX
+    {
+        trunc.set_len(0).context("truncating netdrop's output")?;
+    }
+    Ok(())
+}
+
+/// The tracer's kfree_skb programs' cumulative (run_time_ns, run_cnt) now.
+fn cost(row: &mut Row, agent: &Agent) -> Result<(u64, u64)> {
+    match agent {
+        Agent::None => Ok((0, 0)),
+        Agent::Empty(p) => p.stats(),
+        Agent::Bpftrace { proc, .. } => prog_cost(row, proc.pid(), None),
+        Agent::Watch { proc, .. } | Agent::Record { proc, .. } => {
+            prog_cost(row, proc.pid(), Some(parse::NETDROP_KFREE_PROG))
+        }
+    }
 }
 
 fn set_cost(row: &mut Row, run_time_ns: u64, run_cnt: u64) {
@@ -271,9 +310,9 @@ fn set_cost(row: &mut Row, run_time_ns: u64, run_cnt: u64) {
     }
 }
 
-/// Sums run_time_ns / run_cnt over the tracer's kfree_skb programs; notes a
+/// Sums run_time_ns and run_cnt over the tracer's kfree_skb programs; notes a
 /// program type that disagrees with the hook the tracer said it attached.
-fn prog_cost(row: &mut Row, pid: u32, name_prefix: Option<&str>) -> Result<()> {
+fn prog_cost(row: &mut Row, pid: u32, name_prefix: Option<&str>) -> Result<(u64, u64)> {
     let out = cmd::output(
         Command::new("bpftool").args(["-j", "prog", "show"]),
         cmd::CMD_TIMEOUT,
@@ -303,8 +342,7 @@ fn prog_cost(row: &mut Row, pid: u32, name_prefix: Option<&str>) -> Result<()> {
     }
     let ns = mine.iter().map(|p| p.run_time_ns).sum();
     let cnt = mine.iter().map(|p| p.run_cnt).sum();
-    set_cost(row, ns, cnt);
-    Ok(())
+    Ok((ns, cnt))
 }
 
 /// Starts the row's tracer and waits until it is attached.
@@ -506,4 +544,37 @@ fn replay_summary(netdrop: &Path, file: &Path) -> Result<serde_json::Value> {
         )
     })?;
     serde_json::from_str(&line).context("netdrop replay's summary is not JSON")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storm::{Report, Via};
+
+    fn storm(kernel_drops: u64, setup_drops: u64) -> Report {
+        Report {
+            sent: 0,
+            seconds: 1.0,
+            rate: 1.0,
+            kernel_drops,
+            setup_drops,
+            threads: 2,
+            via: Via::Veth,
+        }
+    }
+
+    #[test]
+    fn kernel_count_spans_both_storms_of_a_traced_row() {
+        let mut r = Row::new(Tracer::Watch);
+        r.storm = Some(storm(100, 1));
+        assert_eq!(r.kernel_count(), None, "the stats storm is missing");
+        r.stats_storm = Some(storm(30, 1));
+        r.counted = Some(132);
+        assert_eq!((r.kernel_count(), r.exact()), (Some(132), Some(true)));
+        r.counted = Some(101);
+        assert_eq!(r.exact(), Some(false), "only the measured storm counted");
+        let mut b = Row::new(Tracer::Baseline);
+        b.storm = Some(storm(100, 1));
+        assert_eq!(b.kernel_count(), Some(101));
+    }
 }
