@@ -482,28 +482,13 @@ fn reproduce(m: &mut String, i: &Info) {
 mod tests {
     use super::*;
     use crate::bench::rows::Row;
-    use crate::bench::summary::summarize;
-    use crate::storm::{Report, Via};
+    use crate::bench::summary::{fixtures, summarize};
 
     fn row(t: Tracer, hook: Option<Hook>, rate: f64, ns: Option<f64>) -> Row {
-        let mut r = Row::new(t);
+        let mut r = fixtures::row(t, rate, ns, 10, 10);
         r.hook = hook.or(r.hook);
-        r.storm = Some(Report {
-            sent: 0,
-            seconds: 1.0,
-            rate,
-            kernel_drops: 9,
-            setup_drops: 1,
-            threads: 2,
-            via: Via::Veth,
-        });
-        // The stats storm after it: drops of its own, counted by the tracer too.
-        let mut stats = r.storm.clone().unwrap();
-        (stats.kernel_drops, stats.setup_drops) = (0, 0);
-        r.stats_storm = Some(stats);
-        r.ns_per_drop = ns;
-        if t != Tracer::Baseline {
-            r.counted = Some(10);
+        if t == Tracer::Baseline {
+            r.counted = None;
         }
         if t.is_netdrop() {
             r.cpu_pct = Some(1.0);

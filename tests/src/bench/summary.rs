@@ -209,13 +209,16 @@ pub fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
+/// Rows as a measurement leaves them, for the tests here and in `report`.
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixtures {
     use super::*;
-    use crate::bench::parse::NetdropCounts;
     use crate::storm::{Report, Via};
 
-    fn row(t: Tracer, rate: f64, ns: Option<f64>, kernel: u64, counted: u64) -> Row {
+    /// A row of tracer `t` whose measured storm ran at `rate` with `kernel`
+    /// drops (one of them the warm-up's), followed by a stats storm of no
+    /// drops; the tracer counted `counted`.
+    pub(crate) fn row(t: Tracer, rate: f64, ns: Option<f64>, kernel: u64, counted: u64) -> Row {
         let mut r = Row::new(t);
         r.storm = Some(Report {
             sent: 0,
@@ -234,6 +237,13 @@ mod tests {
         r.counted = Some(counted);
         r
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::row;
+    use super::*;
+    use crate::bench::parse::NetdropCounts;
 
     #[test]
     fn medians() {
