@@ -2,6 +2,7 @@ use super::*;
 
 mod builder;
 mod trace;
+mod vmlinux;
 use builder::*;
 
 #[test]
@@ -565,54 +566,4 @@ fn from_file_errors_mention_the_path() {
     assert!(err.to_string().contains(&*path.to_string_lossy()), "{err}");
     let source = std::error::Error::source(&err).map(ToString::to_string);
     assert!(source.unwrap_or_default().contains("bad magic"), "{err:?}");
-}
-
-#[test]
-fn real_vmlinux() {
-    let path = Path::new("/sys/kernel/btf/vmlinux");
-    if !path.exists() {
-        eprintln!("SKIP: no /sys/kernel/btf/vmlinux");
-        println!("SKIP: no /sys/kernel/btf/vmlinux");
-        return;
-    }
-    let btf = Btf::from_file(path).unwrap();
-
-    let reasons = btf
-        .enum_values("skb_drop_reason")
-        .expect("enum skb_drop_reason");
-    let has = |name: &str| reasons.iter().any(|(n, _)| n == name);
-    assert!(has("SKB_DROP_REASON_NOT_SPECIFIED"), "{reasons:?}");
-    assert!(has("SKB_DROP_REASON_NEIGH_QUEUEFULL"), "{reasons:?}");
-
-    let check = |name: &str, path: &[&str], size: Option<u32>| {
-        let m = btf.member_path(name, path);
-        println!("{name}.{} = {m:?}", path.join("."));
-        let m = m.unwrap_or_else(|| panic!("{name}.{} not found", path.join(".")));
-        if let Some(size) = size {
-            assert_eq!(m.size, size, "{name}.{}", path.join("."));
-        }
-        m
-    };
-    let dev = check("sk_buff", &["dev"], Some(8));
-    let head = check("sk_buff", &["head"], Some(8));
-    assert_ne!(dev.offset, head.offset);
-    check("sk_buff", &["network_header"], Some(2));
-    // Packet capture bounds: len, data, and tail as an offset from head (64-bit).
-    let len = check("sk_buff", &["len"], Some(4));
-    let data = check("sk_buff", &["data"], Some(8));
-    let tail = check("sk_buff", &["tail"], Some(4));
-    assert!(len.offset != data.offset && data.offset != tail.offset);
-    let offs = crate::kernel::struct_offsets(&btf);
-    assert_eq!(
-        (offs.sk_buff_len, offs.sk_buff_data, offs.sk_buff_tail),
-        (len.offset, data.offset, tail.offset)
-    );
-    check("net_device", &["ifindex"], Some(4));
-    check("net_device", &["name"], Some(16));
-    check("net_device", &["nd_net", "net"], Some(8));
-    check("net", &["ns", "inum"], Some(4));
-    check("sock", &["__sk_common", "skc_net", "net"], Some(8));
-    check("task_struct", &["tgid"], Some(4));
-    // member() and a one-step member_path() agree.
-    assert_eq!(btf.member("sk_buff", "dev"), Some(dev));
 }

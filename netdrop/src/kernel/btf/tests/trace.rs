@@ -107,21 +107,3 @@ fn an_argument_past_those_read_refuses_the_raw_hook() {
     let err = raw_kfree_skb_args(&btf, "kfree_skb", &struct_offsets(&btf)).unwrap_err();
     assert!(err.contains("past the 4 read"), "{err}");
 }
-
-#[test]
-fn real_vmlinux_kfree_skb_prototype() {
-    let path = std::path::Path::new("/sys/kernel/btf/vmlinux");
-    if !path.exists() {
-        println!("SKIP: no /sys/kernel/btf/vmlinux");
-        return;
-    }
-    let btf = Btf::from_file(path).unwrap();
-    let args = btf
-        .tracepoint_args("kfree_skb")
-        .expect("kfree_skb prototype");
-    println!("kfree_skb: {args:?}");
-    assert_eq!(args[0].ty, "struct sk_buff *");
-    let a = raw_kfree_skb_args(&btf, "kfree_skb", &struct_offsets(&btf)).unwrap();
-    assert_eq!(a.skb, 0);
-    assert_ne!(a.reason, netdrop_common::ABSENT);
-}
