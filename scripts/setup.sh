@@ -8,6 +8,7 @@
 #   llvm-22-dev, libpolly-22-dev        to build bpf-linker against the LLVM rustc 1.96 uses
 #   bpf-linker (crates.io)              links the eBPF object
 #   iproute2, bpftool, util-linux       the tests: namespaces, veth, sysctls, "no program left"
+#   iputils-ping                        the tests: ping provokes neighbour resolution and rp_filter drops
 #   tshark                              the tests: recorded pcapng files open in Wireshark
 #   bpftrace                            the benchmark (cargo xtask bench): the bpftrace row,
 #                                       netdrop's cost per drop against a general-purpose tracer
@@ -18,7 +19,7 @@
 set -euo pipefail
 
 BPF_LINKER_VERSION=0.13.0
-PKGS=(rustc-web cargo-web libstd-rust-web-dev-bpf llvm-22-dev libpolly-22-dev iproute2 bpftool util-linux procps tshark g++ bpftrace)
+PKGS=(rustc-web cargo-web libstd-rust-web-dev-bpf llvm-22-dev libpolly-22-dev iproute2 iputils-ping bpftool util-linux procps tshark g++ bpftrace)
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
