@@ -37,6 +37,13 @@ pub mod names {
 pub const MAX_REASONS: u32 = 512;
 /// The shared slot for reasons that do not fit the array.
 pub const REASON_OVERFLOW_SLOT: u32 = MAX_REASONS - 1;
+/// A slot of netdrop's own, not a kernel reason: `NO_SOCKET` drops whose
+/// receiving socket (`rx_sk`) is a listener with a full accept queue. With
+/// syncookies on (the kernel default), the ACK completing a cookie handshake
+/// at a full accept queue is freed with NO_SOCKET: an accept-queue overflow,
+/// counted by the kernel in ListenOverflows. Its events carry the kernel's
+/// real reason value.
+pub const LISTEN_FULL_NO_SOCKET_SLOT: u32 = MAX_REASONS - 2;
 
 /// Indexes into the `STATS` per-CPU array.
 pub mod stat {
@@ -260,6 +267,9 @@ pub struct StructOffsets {
     pub net_device_net: u32,
     /// `net.ns.inum`: the namespace inode number users see in /proc/PID/ns/net.
     pub net_inum: u32,
+    /// `net.net_cookie` (u64; 5.12+ sets it when the namespace is created, and
+    /// never reuses one): tells apart namespaces that had the same inode.
+    pub net_cookie: u32,
     /// `sock.__sk_common.skc_net.net`.
     pub sock_net: u32,
     /// `sock.__sk_common.skc_family` (u16).
@@ -311,6 +321,11 @@ pub struct Config {
     /// 0 = no limit. Drops past it are still counted; the agent shows them as
     /// held back (counted − sent − lost).
     pub event_limit: u32,
+    /// This kernel's value of `SKB_DROP_REASON_NO_SOCKET` (from BTF), [`ABSENT`]
+    /// if unknown: such drops at a full listener go to
+    /// [`LISTEN_FULL_NO_SOCKET_SLOT`].
+    pub reason_no_socket: u32,
+    pub _pad: u32,
 }
 
 impl Config {
@@ -347,6 +362,7 @@ impl Config {
                 net_device_name: ABSENT,
                 net_device_net: ABSENT,
                 net_inum: ABSENT,
+                net_cookie: ABSENT,
                 sock_net: ABSENT,
                 sock_family: ABSENT,
                 sock_num: ABSENT,
@@ -372,6 +388,8 @@ impl Config {
             net_hdr_len: NET_HDR_LEN as u32,
             emit_neigh_states: 0,
             event_limit: 0,
+            reason_no_socket: ABSENT,
+            _pad: 0,
         }
     }
 }
@@ -457,6 +475,9 @@ pub struct RawDropEvent {
     /// there is no network header.
     pub pkt_len: u32,
     pub _pad: u32,
+    /// The namespace's `net_cookie` (never reused, unlike `netns`); 0 if
+    /// unknown on this kernel.
+    pub netns_cookie: u64,
 }
 
 /// [`RawDropEvent::accept_queue`] / `accept_limit`: no listener (or its queue
@@ -513,6 +534,8 @@ pub struct RawListenEvent {
     pub owner_ino: u64,
     pub owner_uid: u32,
     pub _pad: u32,
+    /// The namespace's `net_cookie`; 0 if unknown on this kernel.
+    pub netns_cookie: u64,
 }
 
 /// A neighbour entry's state changed (for resolution latency: created →
@@ -548,11 +571,11 @@ mod pod {
 }
 
 // The kernel writes these records as they are; keep their sizes stable and 8-aligned.
-const _: () = assert!(core::mem::size_of::<RawDropEvent>() == 392);
+const _: () = assert!(core::mem::size_of::<RawDropEvent>() == 400);
 const _: () = assert!(core::mem::align_of::<RawDropEvent>() == 8);
 const _: () = assert!(MAX_CAPTURE.is_power_of_two() && NET_HDR_LEN <= MAX_CAPTURE);
 const _: () = assert!(core::mem::size_of::<RawNeighEvent>() == 72);
-const _: () = assert!(core::mem::size_of::<RawListenEvent>() == 80);
+const _: () = assert!(core::mem::size_of::<RawListenEvent>() == 88);
 const _: () = assert!(core::mem::size_of::<RawNeighStateEvent>() == 64);
 const _: () = assert!(core::mem::align_of::<RawNeighStateEvent>() == 8);
 const _: () = assert!(core::mem::size_of::<Config>().is_multiple_of(4));

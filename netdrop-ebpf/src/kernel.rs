@@ -70,6 +70,7 @@ pub fn read<T>(base: u64, offset: u32) -> Option<T> {
 pub struct SkbInfo {
     pub sk: u64,
     pub netns: u32,
+    pub netns_cookie: u64,
     pub ifindex: u32,
     pub dev: [u8; IFNAMSIZ],
 }
@@ -80,10 +81,25 @@ fn net_inum(net: u64, o: &StructOffsets) -> u32 {
     read::<u32>(net, o.net_inum).unwrap_or(0)
 }
 
+/// The namespace cookie of a `struct net *` (0 if unknown).
+#[inline(always)]
+fn net_cookie(net: u64, o: &StructOffsets) -> u64 {
+    read::<u64>(net, o.net_cookie).unwrap_or(0)
+}
+
 /// The namespace inode of a socket, 0 if unknown.
 #[inline(always)]
 pub fn sock_netns(sk: u64, o: &StructOffsets) -> u32 {
     read::<u64>(sk, o.sock_net).map_or(0, |net| net_inum(net, o))
+}
+
+/// The namespace (inode, cookie) of a socket, zeros if unknown.
+#[inline(always)]
+pub fn sock_netns_id(sk: u64, o: &StructOffsets) -> (u32, u64) {
+    match read::<u64>(sk, o.sock_net) {
+        Some(net) if net != 0 => (net_inum(net, o), net_cookie(net, o)),
+        _ => (0, 0),
+    }
 }
 
 /// Device, socket and namespace of an skb. The namespace comes from the device
@@ -93,6 +109,7 @@ pub fn skb_info(skb: u64, o: &StructOffsets) -> SkbInfo {
     let mut info = SkbInfo {
         sk: 0,
         netns: 0,
+        netns_cookie: 0,
         ifindex: 0,
         dev: [0; IFNAMSIZ],
     };
@@ -103,10 +120,15 @@ pub fn skb_info(skb: u64, o: &StructOffsets) -> SkbInfo {
         if let Some(name) = read::<[u8; IFNAMSIZ]>(dev, o.net_device_name) {
             info.dev = name;
         }
-        info.netns = read::<u64>(dev, o.net_device_net).map_or(0, |net| net_inum(net, o));
+        if let Some(net) = read::<u64>(dev, o.net_device_net)
+            && net != 0
+        {
+            info.netns = net_inum(net, o);
+            info.netns_cookie = net_cookie(net, o);
+        }
     }
     if info.netns == 0 && info.sk != 0 {
-        info.netns = sock_netns(info.sk, o);
+        (info.netns, info.netns_cookie) = sock_netns_id(info.sk, o);
     }
     info
 }
@@ -231,6 +253,14 @@ impl AcceptQueue {
 
 /// TCP_LISTEN (include/net/tcp_states.h, stable ABI).
 const TCP_LISTEN: u8 = 10;
+
+/// Whether `sk` is a listener whose accept queue is full (or at its limit:
+/// an accept() on another CPU may have taken one since the kernel refused).
+#[inline(always)]
+pub fn listener_full(sk: u64, o: &StructOffsets) -> bool {
+    let q = accept_queue(sk, o);
+    q.len != NOT_LISTENER && q.len >= q.limit
+}
 
 /// The accept queue of `sk` if it is a listener; read only then.
 #[inline(always)]

@@ -32,6 +32,7 @@ fn main() -> anyhow::Result<()> {
         sk: 0xffff_8880_1000_0000,
         rx_sk: 0,
         netns: 4026532177,
+        netns_cookie: 0,
         ifindex: 6,
         dev: "veth-a".into(),
         protocol: 0x0800,

@@ -9,6 +9,8 @@ use netdrop_common::{
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::netns_id::NetnsId;
+
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DecodeError {
     #[error("record too short: {len} bytes")]
@@ -105,6 +107,10 @@ pub fn nud_name(state: u32) -> String {
 pub struct ListenRecord {
     pub ts_ns: u64,
     pub netns: u32,
+    /// The namespace's `net_cookie` (0 if unknown). Not in the record's
+    /// serialized form: recordings carry it beside the record.
+    #[serde(skip)]
+    pub netns_cookie: u64,
     pub addr: IpAddr,
     pub port: u16,
     pub ack_backlog: u32,
@@ -114,6 +120,18 @@ pub struct ListenRecord {
     /// The listener's socket inode.
     pub owner_ino: u64,
     pub owner_uid: u32,
+}
+
+impl ListenRecord {
+    pub fn netns_id(&self) -> NetnsId {
+        NetnsId::new(self.netns, self.netns_cookie)
+    }
+}
+
+impl DropRecord {
+    pub fn netns_id(&self) -> NetnsId {
+        NetnsId::new(self.netns, self.netns_cookie)
+    }
 }
 
 /// A dropped skb.
@@ -126,6 +144,10 @@ pub struct DropRecord {
     pub sk: u64,
     pub rx_sk: u64,
     pub netns: u32,
+    /// The namespace's `net_cookie` (0 if unknown). Not in the record's
+    /// serialized form: recordings carry it beside the record.
+    #[serde(skip)]
+    pub netns_cookie: u64,
     pub ifindex: u32,
     pub dev: String,
     pub protocol: u16,
@@ -247,6 +269,7 @@ fn drop_record(raw: &RawDropEvent) -> DropRecord {
         sk: raw.sk,
         rx_sk: raw.rx_sk,
         netns: raw.netns,
+        netns_cookie: raw.netns_cookie,
         ifindex: raw.ifindex,
         dev: cstr(&raw.dev),
         protocol: raw.protocol,
@@ -314,6 +337,7 @@ fn listen_record(raw: &RawListenEvent) -> ListenRecord {
     ListenRecord {
         ts_ns: raw.ts_ns,
         netns: raw.netns,
+        netns_cookie: raw.netns_cookie,
         addr,
         port: raw.port,
         ack_backlog: raw.ack_backlog,
@@ -384,6 +408,7 @@ pub(crate) mod tests_support {
             sk: 0,
             rx_sk: 0,
             netns: 0,
+            netns_cookie: 0,
             ifindex: 0,
             dev: String::new(),
             protocol: ETH_P_IP,

@@ -9,10 +9,13 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use netdrop_common::{Config, MAX_REASONS, REASON_OVERFLOW_SLOT, RawDropEvent, filter, kind};
+use netdrop_common::{
+    ABSENT, Config, LISTEN_FULL_NO_SOCKET_SLOT, MAX_REASONS, REASON_OVERFLOW_SLOT, RawDropEvent,
+    filter, kind,
+};
 
 use crate::{
-    kernel::{DropCtx, accept_queue, skb_capture, tp_field},
+    kernel::{DropCtx, accept_queue, listener_full, skb_capture, tp_field},
     maps::{
         DROP_COUNTS, EVENT_COUNTS, EVENTS, LOST_COUNTS, SOCK_OWNERS, admit, bump, config,
         reason_allowed,
@@ -64,11 +67,20 @@ pub fn on_drop<S: DropSource>(src: &S) -> Option<u32> {
     let cfg = config();
     let f = &cfg.filter;
     let reason = src.reason(cfg);
-    let slot = if reason < MAX_REASONS {
+    let mut slot = if reason < MAX_REASONS {
         reason
     } else {
         REASON_OVERFLOW_SLOT
     };
+    // NO_SOCKET is ambiguous: at a full listener it is an accept-queue
+    // overflow (a syncookie ACK the queue had no room for). Only these drops
+    // read more: most NO_SOCKET drops (UDP to a closed port) have no rx_sk.
+    if reason == cfg.reason_no_socket && cfg.reason_no_socket != ABSENT {
+        let rx_sk = src.rx_sk(cfg);
+        if rx_sk != 0 && listener_full(rx_sk, &cfg.structs) {
+            slot = LISTEN_FULL_NO_SOCKET_SLOT;
+        }
+    }
     if !reason_allowed(cfg, slot) {
         return Some(0);
     }
@@ -122,6 +134,7 @@ pub fn on_drop<S: DropSource>(src: &S) -> Option<u32> {
         (*ev).net_hdr_len = cap.copied as u16;
         (*ev).pkt_len = cap.pkt_len;
         (*ev)._pad = 0;
+        (*ev).netns_cookie = d.info.netns_cookie;
         (*ev).owner_ino = d.owner.ino;
         (*ev).owner_uid = d.owner.uid;
         (*ev).owner_src = d.owner_src;

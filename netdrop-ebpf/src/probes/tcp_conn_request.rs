@@ -12,7 +12,7 @@ use aya_ebpf::{
 use netdrop_common::{RawListenEvent, filter, kind, rate, stat};
 
 use crate::{
-    kernel::{listener, sock_netns, sock_owner},
+    kernel::{listener, sock_netns, sock_netns_id, sock_owner},
     maps::{EVENTS, FILTER_INODES, STATS, admit, bump, config},
 };
 
@@ -70,6 +70,7 @@ fn on_conn_request(sk: u64) {
         bump(&STATS, stat::ACCEPT_SYN_DROP_LOST);
         return;
     };
+    let netns = sock_netns_id(sk, &cfg.structs);
     let ev = entry.as_mut_ptr();
     // SAFETY: reserved space of the right size; all fields written before submit.
     unsafe {
@@ -77,7 +78,8 @@ fn on_conn_request(sk: u64) {
         (*ev).family = l.family;
         (*ev).port = l.port;
         (*ev).ts_ns = bpf_ktime_get_ns();
-        (*ev).netns = sock_netns(sk, &cfg.structs);
+        (*ev).netns = netns.0;
+        (*ev).netns_cookie = netns.1;
         (*ev).ack_backlog = l.ack_backlog;
         (*ev).max_ack_backlog = l.max_ack_backlog;
         (*ev).pid = (bpf_get_current_pid_tgid() >> 32) as u32;

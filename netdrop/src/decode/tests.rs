@@ -30,6 +30,7 @@ fn raw_drop() -> RawDropEvent {
         sk: 0,
         rx_sk: 0,
         netns: 4026532000,
+        netns_cookie: 4242,
         ifindex: 7,
         pid: 42,
         protocol: ETH_P_IP,
@@ -124,9 +125,15 @@ fn captured_bytes_and_packet_length() {
     raw.net_hdr_len = NET_HDR_LEN as u16;
     assert_eq!(decode_drop(&raw).packet.unwrap().sport, Some(8080));
 
-    // Bytes survive serde (recordings).
-    let d = decode_drop(&raw);
+    // Bytes survive serde (recordings); the namespace cookie travels beside
+    // the record (record::format::NetnsTag), not in it.
+    let mut d = decode_drop(&raw);
+    assert_eq!(
+        d.netns_id(),
+        crate::netns_id::NetnsId::new(4026532000, 4242)
+    );
     let back: DropRecord = serde_json::from_value(serde_json::to_value(&d).unwrap()).unwrap();
+    d.netns_cookie = 0;
     assert_eq!(back, d);
 }
 
@@ -156,7 +163,13 @@ fn accept_queue_only_for_listeners() {
     let json = serde_json::to_value(&d).unwrap();
     assert_eq!(json["accept_queue"], serde_json::json!([2, 1]));
     let back: DropRecord = serde_json::from_value(json).unwrap();
-    assert_eq!(back, d);
+    assert_eq!(
+        back,
+        DropRecord {
+            netns_cookie: 0,
+            ..d
+        }
+    );
 }
 
 #[test]
@@ -192,6 +205,7 @@ fn decodes_a_refused_syn() {
         port: 8080,
         ts_ns: 5,
         netns: 77,
+        netns_cookie: 4243,
         ack_backlog: 2,
         max_ack_backlog: 1,
         pid: 3,
@@ -213,6 +227,7 @@ fn decodes_a_refused_syn() {
         ),
         ("198.18.3.2", 8080, 2, 1)
     );
+    assert_eq!(l.netns_id(), crate::netns_id::NetnsId::new(77, 4243));
 }
 
 fn raw_neigh_state(event: u32, old_state: u32, new_state: u32) -> RawNeighStateEvent {

@@ -20,12 +20,13 @@ use crate::{
     classify::Cause,
     decode::{ListenRecord, NeighRecord},
     event::DropView,
+    netns_id::NetnsId,
     sink::Session,
     summary::Summary,
 };
 
 /// Where accept-queue drops happened: (netns, listener port).
-type ListenerKey = (u64, u16);
+type ListenerKey = (NetnsId, u16);
 
 #[derive(Debug, Clone, Default)]
 pub struct AcceptGroup {
@@ -63,20 +64,20 @@ const MAX_EXAMPLES: usize = 5;
 pub struct Diagnosis {
     pub accept: BTreeMap<ListenerKey, AcceptGroup>,
     /// Accept-queue drops the hooks saw per namespace, and at the last snapshot.
-    accept_seen: BTreeMap<u64, u64>,
-    accept_seen_at_snapshot: BTreeMap<u64, u64>,
+    accept_seen: BTreeMap<NetnsId, u64>,
+    accept_seen_at_snapshot: BTreeMap<NetnsId, u64>,
     /// (netns, dev, neighbour) → drops.
-    pub neigh_queue: BTreeMap<(u64, String, IpAddr), u64>,
+    pub neigh_queue: BTreeMap<(NetnsId, String, IpAddr), u64>,
     /// [ipv4, ipv6].
     pub table: [TableGroup; 2],
     /// (netns, dev) → drops.
-    pub rp: BTreeMap<(u64, String), RpGroup>,
+    pub rp: BTreeMap<(NetnsId, String), RpGroup>,
     pub first: Option<Snapshot>,
     pub last: Option<Snapshot>,
     /// Largest accept queue per listener across snapshots.
     peak_listener: BTreeMap<ListenerKey, (u32, u32)>,
     /// The latest snapshot of every namespace seen (kept after it disappears).
-    pub latest_ns: BTreeMap<u64, snapshot::NetnsSnapshot>,
+    pub latest_ns: BTreeMap<NetnsId, snapshot::NetnsSnapshot>,
     /// The observed kernel, when it is not the running one (a replay).
     pub kernel_release: Option<String>,
 }
@@ -94,7 +95,7 @@ impl Diagnosis {
 
     pub fn on_drop(&mut self, ev: &DropView<'_>) {
         let r = ev.rec;
-        let netns = u64::from(r.netns);
+        let netns = r.netns_id();
         let p = r.packet.as_ref();
         match ev.cause {
             Cause::AcceptQueueFull => {
@@ -136,7 +137,7 @@ impl Diagnosis {
     }
 
     pub fn on_listen_drop(&mut self, rec: &ListenRecord) {
-        let netns = u64::from(rec.netns);
+        let netns = rec.netns_id();
         let g = self.accept.entry((netns, rec.port)).or_default();
         g.addr = g.addr.or(Some(rec.addr));
         g.syn_drops += 1;
@@ -149,9 +150,9 @@ impl Diagnosis {
     /// since the previous snapshot, attributed to the listeners full right now.
     pub fn on_snapshot(&mut self, snap: Snapshot) {
         for ns in &snap.netns {
-            self.latest_ns.insert(ns.inode, ns.clone());
+            self.latest_ns.insert(ns.id(), ns.clone());
             for l in &ns.listeners {
-                let e = self.peak_listener.entry((ns.inode, l.port)).or_default();
+                let e = self.peak_listener.entry((ns.id(), l.port)).or_default();
                 *e = (e.0.max(l.accept_queue), l.backlog);
             }
         }
@@ -183,7 +184,7 @@ impl Diagnosis {
         self.last = Some(snap);
     }
 
-    fn attribute_unseen(&mut self, snap: &Snapshot, netns: u64, unseen: u64) {
+    fn attribute_unseen(&mut self, snap: &Snapshot, netns: NetnsId, unseen: u64) {
         let full: Vec<_> = snap
             .netns(netns)
             .map(|n| {

@@ -107,6 +107,7 @@ fn group_line(g: &Group) -> String {
         Group::Neighbour {
             netns,
             netns_name,
+            netns_cookie: _,
             neighbour,
             dev,
             state,
@@ -139,6 +140,7 @@ fn group_line(g: &Group) -> String {
         Group::Device {
             netns,
             netns_name,
+            netns_cookie: _,
             dev,
             rp_filter_all,
             rp_filter_dev,

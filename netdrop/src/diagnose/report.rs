@@ -11,6 +11,7 @@ use crate::{
     advice::{self, Advice},
     classify::{Cause, cause_of},
     context::nud_state_name,
+    netns_id::NetnsId,
     sink::Session,
     summary::Summary,
 };
@@ -55,6 +56,7 @@ pub struct CauseReport {
 pub enum Group {
     Listener {
         netns: u64,
+        netns_cookie: u64,
         netns_name: Option<String>,
         listener: String,
         queue: Option<u32>,
@@ -67,6 +69,7 @@ pub enum Group {
     },
     Neighbour {
         netns: u64,
+        netns_cookie: u64,
         netns_name: Option<String>,
         neighbour: IpAddr,
         dev: String,
@@ -87,6 +90,7 @@ pub enum Group {
     },
     Device {
         netns: u64,
+        netns_cookie: u64,
         netns_name: Option<String>,
         dev: String,
         rp_filter_all: Option<i64>,
@@ -113,7 +117,7 @@ const MAX_GROUPS: usize = 8;
 const NUD_INCOMPLETE: u16 = 0x01;
 const NUD_FAILED: u16 = 0x20;
 
-pub(super) fn ns_label(netns: u64, name: &Option<String>) -> String {
+pub(super) fn ns_label(netns: impl std::fmt::Display, name: &Option<String>) -> String {
     match name {
         Some(n) => format!("{n} ({netns})"),
         None => netns.to_string(),
@@ -125,7 +129,7 @@ fn to_u64(v: Option<i64>) -> Option<u64> {
 }
 
 pub fn build(d: &Diagnosis, summary: &Summary, session: &Session, hooks: Hooks) -> Report {
-    let name_of = |ns: u64| d.latest_ns.get(&ns).and_then(|n| n.name.clone());
+    let name_of = |ns: NetnsId| d.latest_ns.get(&ns).and_then(|n| n.name.clone());
     let mut causes = Vec::new();
 
     // accept queue: hooks + the kernel's ListenOverflows per namespace.
@@ -138,7 +142,7 @@ pub fn build(d: &Diagnosis, summary: &Summary, session: &Session, hooks: Hooks) 
     let mut accept_advice = Vec::new();
     let mut unseen_total = 0;
     let mut seen_total = 0;
-    let mut keys: BTreeMap<(u64, u16), (u64, super::AcceptGroup)> = BTreeMap::new();
+    let mut keys: BTreeMap<(NetnsId, u16), (u64, super::AcceptGroup)> = BTreeMap::new();
     for (k, g) in &d.accept {
         keys.insert(*k, (0, g.clone()));
     }
@@ -186,7 +190,8 @@ pub fn build(d: &Diagnosis, summary: &Summary, session: &Session, hooks: Hooks) 
                 drops,
             }));
             accept_groups.push(Group::Listener {
-                netns,
+                netns: netns.inode.into(),
+                netns_cookie: netns.cookie,
                 netns_name: name_of(netns),
                 listener,
                 queue: live.map(|l| l.accept_queue),
@@ -202,7 +207,8 @@ pub fn build(d: &Diagnosis, summary: &Summary, session: &Session, hooks: Hooks) 
     for (&netns, &n) in &unattributed {
         unseen_total += n;
         accept_groups.push(Group::Listener {
-            netns,
+            netns: netns.inode.into(),
+            netns_cookie: netns.cookie,
             netns_name: name_of(netns),
             listener: "(no listener full when the counter moved)".into(),
             queue: None,
@@ -252,7 +258,8 @@ pub fn build(d: &Diagnosis, summary: &Summary, session: &Session, hooks: Hooks) 
             drops,
         }));
         groups.push(Group::Neighbour {
-            netns: *netns,
+            netns: netns.inode.into(),
+            netns_cookie: netns.cookie,
             netns_name: name_of(*netns),
             neighbour: *neighbour,
             dev: dev.clone(),
@@ -351,7 +358,8 @@ pub fn build(d: &Diagnosis, summary: &Summary, session: &Session, hooks: Hooks) 
         let effective = facts.effective().map(|v| v as i64);
         adv.push(advice::advise_rp_filter(&facts));
         groups.push(Group::Device {
-            netns: *netns,
+            netns: netns.inode.into(),
+            netns_cookie: netns.cookie,
             netns_name: name_of(*netns),
             dev: dev.clone(),
             rp_filter_all: all,
@@ -399,8 +407,8 @@ pub fn build(d: &Diagnosis, summary: &Summary, session: &Session, hooks: Hooks) 
 #[allow(clippy::type_complexity)]
 fn exact_unseen(
     d: &Diagnosis,
-    kernel: &BTreeMap<u64, u64>,
-) -> (BTreeMap<(u64, u16), u64>, BTreeMap<u64, u64>) {
+    kernel: &BTreeMap<NetnsId, u64>,
+) -> (BTreeMap<(NetnsId, u16), u64>, BTreeMap<NetnsId, u64>) {
     let mut by_key = BTreeMap::new();
     let mut unattributed = BTreeMap::new();
     for (&netns, &delta) in kernel {
@@ -414,7 +422,7 @@ fn exact_unseen(
         if unseen == 0 {
             continue;
         }
-        let mut weights: Vec<((u64, u16), u64)> = d
+        let mut weights: Vec<((NetnsId, u16), u64)> = d
             .accept
             .iter()
             .filter(|((ns, _), g)| *ns == netns && g.unseen > 0)

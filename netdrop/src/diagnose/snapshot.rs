@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::context::{
     self, ArpCacheStats, Listener, NeighEntry, NetnsHandle, NetnsSysctls, in_netns, list_netns,
 };
+use crate::netns_id::{self, NetnsId};
 
 /// At most this many namespaces are read per snapshot (a node with thousands of
 /// pods would otherwise spend its time here); the rest are counted.
@@ -16,6 +17,11 @@ pub const MAX_NETNS: usize = 512;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NetnsSnapshot {
     pub inode: u64,
+    /// The namespace's identity cookie ([`NetnsId::cookie`]): the kernel's
+    /// `net_cookie`, or the generation netdrop gave its inode. Not in the
+    /// serialized form (recordings carry the cookies beside the snapshot).
+    #[serde(skip)]
+    pub cookie: u64,
     pub name: Option<String>,
     /// TcpExt:ListenOverflows, TcpExt:ListenDrops, TcpExt:IPReversePathFilter.
     pub listen_overflows: Option<u64>,
@@ -41,9 +47,15 @@ pub struct Snapshot {
     pub netns_skipped: usize,
 }
 
+impl NetnsSnapshot {
+    pub fn id(&self) -> NetnsId {
+        NetnsId::new(self.inode as u32, self.cookie)
+    }
+}
+
 impl Snapshot {
-    pub fn netns(&self, inode: u64) -> Option<&NetnsSnapshot> {
-        self.netns.iter().find(|n| n.inode == inode)
+    pub fn netns(&self, id: NetnsId) -> Option<&NetnsSnapshot> {
+        self.netns.iter().find(|n| n.id() == id)
     }
 
     /// Reads everything. Blocking (threads join each namespace): call from a
@@ -83,7 +95,8 @@ impl Snapshot {
     }
 }
 
-fn read_netns(ns: &NetnsHandle) -> Option<NetnsSnapshot> {
+/// Reads one namespace, in it.
+pub fn read_netns(ns: &NetnsHandle) -> Option<NetnsSnapshot> {
     let (inode, name) = (ns.inode, ns.name.clone());
     in_netns(&ns.path, move || {
         let netstat = context::read_netstat().unwrap_or_default();
@@ -98,6 +111,7 @@ fn read_netns(ns: &NetnsHandle) -> Option<NetnsSnapshot> {
             .unwrap_or_default();
         NetnsSnapshot {
             inode,
+            cookie: netns_id::current_cookie().unwrap_or(0),
             name,
             listen_overflows: get("TcpExt:ListenOverflows"),
             listen_drops: get("TcpExt:ListenDrops"),
@@ -115,15 +129,15 @@ pub fn deltas(
     before: &Snapshot,
     after: &Snapshot,
     get: impl Fn(&NetnsSnapshot) -> Option<u64>,
-) -> BTreeMap<u64, u64> {
+) -> BTreeMap<NetnsId, u64> {
     after
         .netns
         .iter()
         .filter_map(|a| {
             let now = get(a)?;
             // A namespace that appeared during the observation started from 0.
-            let then = before.netns(a.inode).and_then(&get).unwrap_or(0);
-            Some((a.inode, now.saturating_sub(then)))
+            let then = before.netns(a.id()).and_then(&get).unwrap_or(0);
+            Some((a.id(), now.saturating_sub(then)))
         })
         .filter(|(_, d)| *d > 0)
         .collect()

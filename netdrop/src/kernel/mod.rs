@@ -116,6 +116,9 @@ impl KernelFacts {
             }
             usable.push(*hook);
         }
+        if has_reason_field && let Some(v) = reasons.value("NO_SOCKET") {
+            config.reason_no_socket = v;
+        }
         Ok(KernelFacts {
             tracefs,
             reasons,
@@ -238,6 +241,8 @@ pub fn struct_offsets(btf: &Btf) -> StructOffsets {
         net_device_name: off("net_device", &["name"], 16),
         net_device_net: off("net_device", &["nd_net", "net"], 8),
         net_inum: off("net", &["ns", "inum"], 4),
+        // u64 since 5.12; an atomic64_t set on first use before (0 until then).
+        net_cookie: off("net", &["net_cookie"], 8),
         sock_net: off("sock", &["__sk_common", "skc_net", "net"], 8),
         sock_family: off("sock", &["__sk_common", "skc_family"], 2),
         sock_num: off("sock", &["__sk_common", "skc_num"], 2),
