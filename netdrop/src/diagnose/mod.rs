@@ -80,6 +80,8 @@ pub struct Diagnosis {
     pub latest_ns: BTreeMap<NetnsId, snapshot::NetnsSnapshot>,
     /// The observed kernel, when it is not the running one (a replay).
     pub kernel_release: Option<String>,
+    /// When the observation started, unix seconds (snapshot `at_s` is relative to it).
+    pub start_unix: f64,
 }
 
 const ETH_P_IPV6: u16 = 0x86dd;
@@ -207,6 +209,36 @@ impl Diagnosis {
             g.unseen += share + u64::from(rest > 0);
             rest = rest.saturating_sub(1);
         }
+    }
+
+    /// One namespace read because drops were seen in it (between full snapshots).
+    pub fn on_netns_snapshot(&mut self, _at_s: f64, ns: snapshot::NetnsSnapshot) {
+        for l in &ns.listeners {
+            let e = self.peak_listener.entry((ns.id(), l.port)).or_default();
+            *e = (e.0.max(l.accept_queue), l.backlog);
+        }
+        self.latest_ns.insert(ns.id(), ns);
+    }
+
+    /// Drops known only from the kernel's counters, per cause (included in
+    /// the summary's totals by `Summary::with_kernel_only`).
+    pub fn kernel_only(&self) -> BTreeMap<Cause, u64> {
+        let kernel = match (&self.first, &self.last) {
+            (Some(a), Some(b)) => snapshot::deltas(a, b, |n| n.listen_overflows),
+            _ => BTreeMap::new(),
+        };
+        let seen = |netns: NetnsId| -> u64 {
+            self.accept
+                .iter()
+                .filter(|((ns, _), _)| *ns == netns)
+                .map(|(_, g)| g.ack_drops + g.syn_drops)
+                .sum()
+        };
+        let unseen = kernel
+            .iter()
+            .map(|(&ns, &k)| k.saturating_sub(seen(ns)))
+            .sum();
+        BTreeMap::from([(Cause::AcceptQueueFull, unseen)])
     }
 
     pub fn report(&self, summary: &Summary, session: &Session, hooks: report::Hooks) -> Report {
