@@ -57,14 +57,32 @@ impl Cause {
     }
 }
 
+/// How the summary names netdrop's own counter slot for NO_SOCKET drops at a
+/// full listener (`netdrop_common::LISTEN_FULL_NO_SOCKET_SLOT`): an accept-queue
+/// overflow of a syncookie ACK.
+pub const NO_SOCKET_LISTEN_FULL: &str = "NO_SOCKET(listener full)";
+
 /// The cause of a drop with this kernel reason name.
 pub fn cause_of(reason_name: &str) -> Cause {
     match reason_name {
         "NEIGH_CREATEFAIL" => Cause::NeighTableOverflow,
         "NEIGH_QUEUEFULL" => Cause::NeighQueueFull,
-        "TCP_LISTEN_OVERFLOW" => Cause::AcceptQueueFull,
+        "TCP_LISTEN_OVERFLOW" | NO_SOCKET_LISTEN_FULL => Cause::AcceptQueueFull,
         "IP_RPFILTER" => Cause::RpFilter,
         _ => Cause::Other,
+    }
+}
+
+/// The cause of a drop, from its reason and, where the reason is ambiguous,
+/// what it hit: `accept_queue` is the drop's listener queue (length, limit)
+/// when its socket was a listener. NO_SOCKET at a full listener is the ACK of
+/// a syncookie handshake the accept queue had no room for (syncookies on, the
+/// kernel default): an accept-queue overflow. The kernel side counts these in
+/// a slot of their own by the same rule (`listener_full`).
+pub fn classify(reason_name: &str, accept_queue: Option<(u32, u32)>) -> Cause {
+    match (reason_name, accept_queue) {
+        ("NO_SOCKET", Some((len, limit))) if len >= limit => Cause::AcceptQueueFull,
+        _ => cause_of(reason_name),
     }
 }
 
@@ -87,6 +105,23 @@ mod tests {
         ] {
             assert_eq!(cause_of(other), Cause::Other, "{other}");
         }
+    }
+
+    #[test]
+    fn no_socket_is_ambiguous_until_the_socket_is_known() {
+        assert_eq!(classify("NO_SOCKET", None), Cause::Other);
+        // A cookie ACK at a full queue (backlog 1: the queue holds 2).
+        assert_eq!(classify("NO_SOCKET", Some((2, 1))), Cause::AcceptQueueFull);
+        assert_eq!(classify("NO_SOCKET", Some((1, 1))), Cause::AcceptQueueFull);
+        // A listener with room: a bad cookie, not an overflow.
+        assert_eq!(classify("NO_SOCKET", Some((0, 128))), Cause::Other);
+        // Other reasons are not reclassified by the socket.
+        assert_eq!(classify("TCP_CSUM", Some((5, 1))), Cause::Other);
+        assert_eq!(
+            classify("TCP_LISTEN_OVERFLOW", None),
+            Cause::AcceptQueueFull
+        );
+        assert_eq!(cause_of(NO_SOCKET_LISTEN_FULL), Cause::AcceptQueueFull);
     }
 
     #[test]

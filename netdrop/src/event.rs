@@ -1,10 +1,11 @@
 //! A classified drop, ready for any sink: the record plus what the agent knows about it.
 
 use crate::{
-    classify::{Cause, cause_of},
+    classify::{Cause, classify},
     decode::DropRecord,
     kernel::kallsyms::Kallsyms,
-    owner::{NetnsNames, Owner, Owners},
+    namespaces::Namespaces,
+    owner::{Owner, Owners},
     summary::Naming,
 };
 
@@ -79,19 +80,20 @@ pub struct Classifier {
     pub syms: Kallsyms,
     pub clock: Clock,
     pub owners: Owners,
-    pub netns_names: NetnsNames,
+    /// The namespaces seen: identity → name.
+    pub namespaces: Namespaces,
 }
 
 impl Classifier {
     pub fn drop_view<'a>(&mut self, rec: &'a DropRecord) -> DropView<'a> {
         let reason = self.naming.reason_name(rec.reason);
         DropView {
-            cause: cause_of(&reason),
+            cause: classify(&reason, rec.accept_queue),
             reason,
             location: self.syms.resolve(rec.location),
             ts: self.clock.wall(rec.ts_ns),
             owner: self.owners.lookup(rec.owner_ino, rec.owner_tgid),
-            netns_name: self.netns_names.name(rec.netns),
+            netns_name: self.namespaces.name(rec.netns_id()),
             rec,
         }
     }

@@ -133,10 +133,12 @@ pub fn reason_slots(causes: &[Cause], reasons: &ReasonTable, has_reason_field: b
     let wanted: BTreeSet<Cause> = causes.iter().copied().collect();
     (0..MAX_REASONS)
         .filter(|&slot| {
-            let name = if has_reason_field {
-                reasons.name(slot)
-            } else {
+            let name = if !has_reason_field {
                 "UNKNOWN".to_string()
+            } else if slot == netdrop_common::LISTEN_FULL_NO_SOCKET_SLOT {
+                crate::classify::NO_SOCKET_LISTEN_FULL.to_string()
+            } else {
+                reasons.name(slot)
             };
             wanted.contains(&cause_of(&name))
         })
@@ -233,6 +235,19 @@ mod tests {
         .unwrap();
         let slots = &o.reason_slots;
         assert!(slots.contains(&2) && slots.contains(&300) && !slots.contains(&59));
+        // NO_SOCKET at a full listener is an accept-queue drop, not "other".
+        let listen_full = netdrop_common::LISTEN_FULL_NO_SOCKET_SLOT;
+        assert!(!slots.contains(&listen_full));
+        let a = resolve(
+            &FilterSpec {
+                causes: vec![Cause::AcceptQueueFull],
+                ..Default::default()
+            },
+            &table(),
+            true,
+        )
+        .unwrap();
+        assert!(a.reason_slots.contains(&listen_full));
         assert_eq!(
             Filters::none().kernel.flags,
             0,

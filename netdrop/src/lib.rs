@@ -16,6 +16,7 @@ pub mod filter;
 pub mod hist;
 pub mod kernel;
 pub mod loader;
+pub mod namespaces;
 pub mod netns_id;
 pub mod owner;
 pub mod pcapng;

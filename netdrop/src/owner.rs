@@ -71,44 +71,6 @@ impl Owners {
     }
 }
 
-/// Network namespace inode → a name people know: its `ip netns` name, else the
-/// container of a process in it, else none (the inode is shown).
-#[derive(Debug, Default)]
-pub struct NetnsNames {
-    names: HashMap<u32, Option<String>>,
-    last_scan: Option<Instant>,
-}
-
-impl NetnsNames {
-    pub fn name(&mut self, inode: u32) -> Option<String> {
-        if inode == 0 {
-            return None;
-        }
-        if !self.names.contains_key(&inode)
-            && self.last_scan.is_none_or(|t| t.elapsed() >= RESCAN_EVERY)
-        {
-            self.rescan();
-        }
-        self.names.get(&inode).cloned().flatten()
-    }
-
-    fn rescan(&mut self) {
-        self.last_scan = Some(Instant::now());
-        self.names = crate::context::list_netns()
-            .into_iter()
-            .filter_map(|ns| {
-                let inode = u32::try_from(ns.inode).ok()?;
-                let name = ns.name.or_else(|| {
-                    // /proc/PID/ns/net: name it after the process's container.
-                    let pid: u32 = ns.path.iter().nth(2)?.to_str()?.parse().ok()?;
-                    container_of(pid).map(|c| format!("container:{c}"))
-                });
-                Some((inode, name))
-            })
-            .collect();
-    }
-}
-
 /// Every socket inode of every process (the lowest pid wins for shared sockets).
 fn scan_all() -> HashMap<u64, Owner> {
     let mut out: HashMap<u64, Owner> = HashMap::new();
@@ -172,7 +134,7 @@ pub fn comm_of(pid: u32) -> String {
         .unwrap_or_default()
 }
 
-fn container_of(pid: u32) -> Option<String> {
+pub fn container_of(pid: u32) -> Option<String> {
     container_id(&fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?)
 }
 

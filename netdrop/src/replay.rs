@@ -14,7 +14,7 @@ use std::{
 use anyhow::{Context, Result};
 
 use crate::{
-    classify::cause_of,
+    classify::classify,
     diagnose::{Diagnosis, Report},
     event::{Clock, DropView},
     hist::HistConfig,
@@ -203,7 +203,11 @@ impl State {
             naming: h.naming(),
             clock: Clock::recorded(h.clock_offset_ns, h.start_mono_ns),
             start_mono_ns: h.start_mono_ns,
-            diagnosis: Diagnosis::for_kernel(&h.kernel_release),
+            diagnosis: {
+                let mut d = Diagnosis::for_kernel(&h.kernel_release);
+                d.start_unix = h.start_unix;
+                d
+            },
             counts: None,
             session: Session::default(),
             interval: opts.interval,
@@ -224,6 +228,7 @@ impl State {
             Entry::NeighState(r) => Some(mono(r.ts_ns)),
             Entry::Counters(c) => Some(c.at_s),
             Entry::Snapshot(s) => Some(s.at_s),
+            Entry::Netns(n) => Some(n.at_s),
             Entry::Lost(l) => Some(l.at_s),
             Entry::Header(_) | Entry::End(_) => None,
         }
@@ -235,7 +240,7 @@ impl State {
                 let reason = self.naming.reason_name(d.rec.reason);
                 let view = DropView {
                     rec: &d.rec,
-                    cause: cause_of(&reason),
+                    cause: classify(&reason, d.rec.accept_queue),
                     reason,
                     location: d.location,
                     ts: self.clock.wall(d.rec.ts_ns),
@@ -260,7 +265,7 @@ impl State {
                 sink.on_counts(c.at_s, &counts, &self.session)?;
                 if c.at_s + 1e-6 >= self.next_tick {
                     self.next_tick = c.at_s + self.interval;
-                    let summary = Summary::from_counts(&counts, &self.naming);
+                    let summary = self.summary(&counts);
                     sink.tick(&summary, &self.session)?;
                     if sink.wants_live_report() && summary.total_drops != self.last_total {
                         let report =
@@ -275,6 +280,10 @@ impl State {
             Entry::Snapshot(s) => {
                 sink.on_snapshot(&s)?;
                 self.diagnosis.on_snapshot(*s);
+            }
+            Entry::Netns(n) => {
+                sink.on_netns_snapshot(n.at_s, &n.ns)?;
+                self.diagnosis.on_netns_snapshot(n.at_s, n.ns);
             }
             Entry::Lost(l) => {
                 self.lost.drops += l.drops;
@@ -291,10 +300,16 @@ impl State {
         Ok(())
     }
 
+    /// The totals as the live session gave them: counters plus what the
+    /// kernel's own counters alone show.
+    fn summary(&self, counts: &Counts) -> Summary {
+        Summary::from_counts(counts, &self.naming).with_kernel_only(&self.diagnosis.kernel_only())
+    }
+
     fn finish(&mut self) -> (Report, Summary, Session) {
         // No counters record (cut before the first second): every count is 0.
         let counts = self.counts.take().unwrap_or_default();
-        let summary = Summary::from_counts(&counts, &self.naming);
+        let summary = self.summary(&counts);
         let report = self
             .diagnosis
             .report(&summary, &self.session, self.hooks.clone());

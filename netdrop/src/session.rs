@@ -22,7 +22,9 @@ use crate::{
     filter::{self, FilterSpec, Filters},
     kernel::{KernelFacts, Sources, hooks::fallback_note, kallsyms::Kallsyms},
     loader::{self, LoadOptions, Loaded},
-    owner::{NetnsNames, Owners},
+    namespaces::{Namespaces, Seen},
+    netns_id::NetnsId,
+    owner::Owners,
     privileges,
     record::Header,
     sink::{Session, Sink},
@@ -116,12 +118,14 @@ async fn observe_with(
         syms: Kallsyms::load("/proc/kallsyms".as_ref()).unwrap_or_default(),
         clock,
         owners: Owners::default(),
-        netns_names: NetnsNames::default(),
+        namespaces: Namespaces::new(facts.config.structs.net_cookie != netdrop_common::ABSENT),
     };
     let started = Instant::now();
     // The baseline is read before the hooks attach, so nothing is counted twice.
     let mut diagnosis = Diagnosis::default();
-    let baseline = tokio::task::spawn_blocking(|| Snapshot::read(0.0)).await?;
+    diagnosis.start_unix = clock.wall(clock.mono_at_start());
+    let mut baseline = tokio::task::spawn_blocking(|| Snapshot::read(0.0)).await?;
+    classifier.namespaces.identify_snapshot(&mut baseline);
 
     let filters = filter::resolve(&opts.filters, &facts.reasons, facts.has_reason_field)?;
     let load = LoadOptions {
@@ -175,6 +179,8 @@ async fn observe_with(
     snap_tick.tick().await;
     let mut pending: Option<JoinHandle<Snapshot>> = None;
     let mut pid_tick = tokio::time::interval(PID_REFRESH);
+    let mut young = Young::new(started);
+    let mut young_tick = tokio::time::interval(Young::TICK);
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let deadline = tokio::time::sleep(
@@ -187,13 +193,14 @@ async fn observe_with(
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
-                drain(guard.get_inner_mut(), &mut classifier, &filters, sink, &mut diagnosis, &mut session, opts.capture_bytes.is_some())?;
+                drain(guard.get_inner_mut(), &mut classifier, &filters, sink, &mut diagnosis, &mut session, opts.capture_bytes.is_some(), &mut young)?;
                 guard.clear_ready();
                 sink.flush()?;
             }
             _ = tick.tick() => {
                 session.duration_s = started.elapsed().as_secs_f64();
-                let summary = Summary::from_counts(&counters.read()?, &classifier.naming);
+                let summary = Summary::from_counts(&counters.read()?, &classifier.naming)
+                    .with_kernel_only(&diagnosis.kernel_only());
                 sink.tick(&summary, &session)?;
                 // The groups and advice on the first screen, not only at exit.
                 if sink.wants_live_report() && summary.total_drops != last_total {
@@ -213,9 +220,13 @@ async fn observe_with(
             }
             snap = async { pending.as_mut().expect("guarded").await }, if pending.is_some() => {
                 pending = None;
-                let snap = snap?;
+                let mut snap = snap?;
+                classifier.namespaces.identify_snapshot(&mut snap);
                 sink.on_snapshot(&snap)?;
                 diagnosis.on_snapshot(snap);
+            }
+            _ = young_tick.tick(), if !young.due.is_empty() => {
+                young.read_due(&mut classifier.namespaces, &mut diagnosis, sink, started)?;
             }
             _ = pid_tick.tick(), if watched.is_some() => {
                 let w = watched.as_mut().expect("guarded");
@@ -242,20 +253,27 @@ async fn observe_with(
         &mut diagnosis,
         &mut session,
         opts.capture_bytes.is_some(),
+        &mut young,
     )?;
+    // Namespaces that dropped since their last read: read before the last
+    // snapshot, while they may still exist.
+    young.read_all(&mut classifier.namespaces, &mut diagnosis, sink, started)?;
     if let Some(p) = pending {
-        let snap = p.await?;
+        let mut snap = p.await?;
+        classifier.namespaces.identify_snapshot(&mut snap);
         sink.on_snapshot(&snap)?;
         diagnosis.on_snapshot(snap);
     }
     let at = started.elapsed().as_secs_f64();
-    let last = tokio::task::spawn_blocking(move || Snapshot::read(at)).await?;
+    let mut last = tokio::task::spawn_blocking(move || Snapshot::read(at)).await?;
+    classifier.namespaces.identify_snapshot(&mut last);
     sink.on_snapshot(&last)?;
     diagnosis.on_snapshot(last);
     session.duration_s = started.elapsed().as_secs_f64();
     let counts = counters.read()?;
     sink.on_counts(session.duration_s, &counts, &session)?;
-    let summary = Summary::from_counts(&counts, &classifier.naming);
+    let summary = Summary::from_counts(&counts, &classifier.naming)
+        .with_kernel_only(&diagnosis.kernel_only());
     let report = diagnosis.report(&summary, &session, hooks);
     Ok(Outcome {
         summary,
@@ -342,6 +360,7 @@ impl WatchedPid {
 }
 
 /// Reads every record available now: decode → filter → classify → sink and diagnosis.
+#[allow(clippy::too_many_arguments)]
 fn drain(
     ring: &mut RingBuf<MapData>,
     classifier: &mut Classifier,
@@ -350,6 +369,7 @@ fn drain(
     diagnosis: &mut Diagnosis,
     session: &mut Session,
     keep_bytes: bool,
+    young: &mut Young,
 ) -> Result<()> {
     while let Some(item) = ring.next() {
         session.events_read += 1;
@@ -362,6 +382,9 @@ fn drain(
                     // The header was parsed; the bytes stay only when asked for.
                     rec.bytes = Vec::new();
                 }
+                let id = classifier.namespaces.identify(rec.netns, rec.netns_cookie);
+                rec.netns_cookie = id.cookie;
+                young.on_drop(id, &mut classifier.namespaces, diagnosis, sink)?;
                 let view = classifier.drop_view(&rec);
                 diagnosis.on_drop(&view);
                 sink.on_drop(&view)?;
@@ -373,12 +396,15 @@ fn drain(
                 diagnosis.on_neigh_fail(&rec);
                 sink.on_neigh_fail(&rec, classifier.clock.wall(rec.ts_ns))?;
             }
-            Ok(Record::ListenSynDrop(rec)) => {
+            Ok(Record::ListenSynDrop(mut rec)) => {
                 if filters.port.is_some_and(|p| p != rec.port)
                     || filters.addr.is_some_and(|a| a != rec.addr)
                 {
                     continue;
                 }
+                let id = classifier.namespaces.identify(rec.netns, rec.netns_cookie);
+                rec.netns_cookie = id.cookie;
+                young.on_drop(id, &mut classifier.namespaces, diagnosis, sink)?;
                 diagnosis.on_listen_drop(&rec);
                 let owner = classifier.owners.lookup(rec.owner_ino, 0);
                 sink.on_listen_drop(&rec, owner.as_ref(), classifier.clock.wall(rec.ts_ns))?;
@@ -396,4 +422,145 @@ fn drain(
         }
     }
     Ok(())
+}
+
+/// Namespaces found after the last full snapshot, read when their first drop
+/// is seen and again shortly after their latest drops: one that lives for a
+/// second still gets its name, values and kernel counters, however the
+/// periodic snapshot falls.
+struct Young {
+    started: Instant,
+    /// When each is due to be read again.
+    due: std::collections::BTreeMap<NetnsId, Instant>,
+    last_read: std::collections::HashMap<NetnsId, Instant>,
+}
+
+impl Young {
+    /// How often due namespaces are read.
+    const TICK: Duration = Duration::from_millis(50);
+    /// Read again this long after a drop (later drops push it back, up to
+    /// [`Young::MAX_WAIT`] after the last read).
+    const AFTER_DROP: Duration = Duration::from_millis(100);
+    const MAX_WAIT: Duration = Duration::from_millis(500);
+    /// At most this many reads per tick (each is a thread in the namespace).
+    const PER_TICK: usize = 16;
+    /// Namespaces waiting to be read again, at most.
+    const MAX_DUE: usize = 4096;
+
+    fn new(started: Instant) -> Young {
+        Young {
+            started,
+            due: Default::default(),
+            last_read: Default::default(),
+        }
+    }
+
+    /// A drop in `id`: reads it now if it is new, else schedules a read if it is young.
+    fn on_drop(
+        &mut self,
+        id: NetnsId,
+        ns: &mut Namespaces,
+        diagnosis: &mut Diagnosis,
+        sink: &mut dyn Sink,
+    ) -> Result<()> {
+        match ns.see(id) {
+            Seen::New(handle) => {
+                self.read(id, &handle.path, ns, diagnosis, sink)?;
+            }
+            Seen::Known if ns.get(id).is_some_and(|k| k.young && !k.gone) => {
+                let now = Instant::now();
+                let latest = self.last_read.get(&id).map_or(now, |t| *t + Self::MAX_WAIT);
+                if self.due.len() < Self::MAX_DUE || self.due.contains_key(&id) {
+                    self.due.insert(id, (now + Self::AFTER_DROP).min(latest));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn read_due(
+        &mut self,
+        ns: &mut Namespaces,
+        diagnosis: &mut Diagnosis,
+        sink: &mut dyn Sink,
+        _started: Instant,
+    ) -> Result<()> {
+        let now = Instant::now();
+        let ready: Vec<NetnsId> = self
+            .due
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(id, _)| *id)
+            .take(Self::PER_TICK)
+            .collect();
+        for id in ready {
+            self.due.remove(&id);
+            self.read_known(id, ns, diagnosis, sink)?;
+        }
+        Ok(())
+    }
+
+    /// Every namespace waiting, now (at the end of a session).
+    fn read_all(
+        &mut self,
+        ns: &mut Namespaces,
+        diagnosis: &mut Diagnosis,
+        sink: &mut dyn Sink,
+        _started: Instant,
+    ) -> Result<()> {
+        for id in std::mem::take(&mut self.due).into_keys() {
+            self.read_known(id, ns, diagnosis, sink)?;
+        }
+        Ok(())
+    }
+
+    fn read_known(
+        &mut self,
+        id: NetnsId,
+        ns: &mut Namespaces,
+        diagnosis: &mut Diagnosis,
+        sink: &mut dyn Sink,
+    ) -> Result<()> {
+        let Some(path) = ns.get(id).and_then(|k| k.path.clone()) else {
+            return Ok(());
+        };
+        self.read(id, &path, ns, diagnosis, sink)
+    }
+
+    /// Reads namespace `id` through `path`, if that file still holds it.
+    fn read(
+        &mut self,
+        id: NetnsId,
+        path: &std::path::Path,
+        ns: &mut Namespaces,
+        diagnosis: &mut Diagnosis,
+        sink: &mut dyn Sink,
+    ) -> Result<()> {
+        let handle = crate::context::NetnsHandle {
+            inode: id.inode.into(),
+            path: path.to_path_buf(),
+            name: ns.name(id),
+        };
+        let at = self.started.elapsed().as_secs_f64();
+        self.last_read.insert(id, Instant::now());
+        if self.last_read.len() > Self::MAX_DUE {
+            let keep = Instant::now() - Self::MAX_WAIT * 4;
+            self.last_read.retain(|_, t| *t >= keep);
+        }
+        let read = crate::diagnose::snapshot::read_netns(&handle);
+        let same = |s: &crate::diagnose::snapshot::NetnsSnapshot| {
+            s.inode == u64::from(id.inode) && ns.identify(id.inode, s.cookie) == id
+        };
+        match read {
+            Some(mut snap) if same(&snap) => {
+                snap.cookie = id.cookie;
+                snap.name = ns.name(id);
+                sink.on_netns_snapshot(at, &snap)?;
+                diagnosis.on_netns_snapshot(at, snap);
+            }
+            _ => ns.mark_gone(id),
+        }
+        Ok(())
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use netdrop_common::{REASON_OVERFLOW_SLOT, stat};
+use netdrop_common::{LISTEN_FULL_NO_SOCKET_SLOT, REASON_OVERFLOW_SLOT, stat};
 use serde::Serialize;
 
 use crate::{
@@ -54,6 +54,8 @@ impl Naming {
     pub fn slot_name(&self, slot: u32) -> String {
         if !self.has_reason_field {
             "UNKNOWN".into()
+        } else if slot == LISTEN_FULL_NO_SOCKET_SLOT {
+            crate::classify::NO_SOCKET_LISTEN_FULL.into()
         } else if slot == REASON_OVERFLOW_SLOT {
             format!("UNKNOWN_GE_{REASON_OVERFLOW_SLOT}")
         } else {
@@ -89,6 +91,11 @@ pub struct Summary {
     /// SYNs refused by a full accept queue, seen by the tcp_conn_request hook
     /// (they carry no drop reason); included in causes.accept_queue_full.
     pub accept_syn_drops: u64,
+    /// Drops no hook saw that the kernel's own counters show (e.g. SYNs refused
+    /// by a full accept queue where tcp_conn_request cannot be hooked: the
+    /// namespaces' ListenOverflows beyond what the hooks saw). Included in
+    /// `causes` and `total_drops`, so every output gives the same totals.
+    pub kernel_only: BTreeMap<&'static str, u64>,
     pub total_drops: u64,
 }
 
@@ -161,6 +168,25 @@ impl Summary {
                 .or_default() += s.neigh_create_failures;
         }
         s
+    }
+
+    /// Adds the drops known only from kernel counters (from the diagnosis's
+    /// counter fusion) to the totals.
+    pub fn with_kernel_only(mut self, kernel_only: &BTreeMap<Cause, u64>) -> Summary {
+        for (&c, &n) in kernel_only {
+            if n == 0 {
+                continue;
+            }
+            *self.kernel_only.entry(c.as_str()).or_default() += n;
+            *self.causes.entry(c.as_str()).or_default() += n;
+            self.total_drops += n;
+        }
+        self
+    }
+
+    /// Drops of `c` counted by the kernel only (included in [`Summary::cause`]).
+    pub fn kernel_only(&self, c: Cause) -> u64 {
+        self.kernel_only.get(c.as_str()).copied().unwrap_or(0)
     }
 
     fn add_held_back(&mut self, cause: Cause, n: u64) {
@@ -285,6 +311,33 @@ mod tests {
             (9, 7, 9)
         );
         assert_eq!(s.lost_by_cause["accept_queue_full"], 1);
+    }
+
+    #[test]
+    fn no_socket_at_a_full_listener_is_an_accept_queue_drop() {
+        let c = counts(&[(2, 4), (LISTEN_FULL_NO_SOCKET_SLOT, 6)], &[], [0; 5]);
+        let s = Summary::from_counts(&c, &naming(true));
+        assert_eq!(s.cause(Cause::AcceptQueueFull), 6);
+        assert_eq!(s.cause(Cause::Other), 4);
+        assert_eq!(s.reasons[crate::classify::NO_SOCKET_LISTEN_FULL], 6);
+        assert_eq!(s.total_drops, 10);
+    }
+
+    #[test]
+    fn kernel_only_drops_are_in_every_total() {
+        let c = counts(&[(40, 2)], &[], [0, 0, 0, 3, 0]);
+        let only = BTreeMap::from([(Cause::AcceptQueueFull, 10), (Cause::RpFilter, 0)]);
+        let s = Summary::from_counts(&c, &naming(true)).with_kernel_only(&only);
+        assert_eq!(s.cause(Cause::AcceptQueueFull), 15);
+        assert_eq!(s.kernel_only(Cause::AcceptQueueFull), 10);
+        assert_eq!(s.total_drops, 15);
+        assert!(
+            !s.kernel_only.contains_key("rp_filter"),
+            "zeros are left out"
+        );
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["kernel_only"]["accept_queue_full"], 10);
+        assert_eq!(json["causes"]["accept_queue_full"], 15);
     }
 
     #[test]

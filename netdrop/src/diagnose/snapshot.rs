@@ -97,7 +97,7 @@ impl Snapshot {
 
 /// Reads one namespace, in it.
 pub fn read_netns(ns: &NetnsHandle) -> Option<NetnsSnapshot> {
-    let (inode, name) = (ns.inode, ns.name.clone());
+    let (inode, name) = (ns.inode, crate::namespaces::display_name(ns));
     in_netns(&ns.path, move || {
         let netstat = context::read_netstat().unwrap_or_default();
         let get = |k: &str| netstat.get(k).copied();

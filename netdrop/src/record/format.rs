@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::{
     decode::{DropRecord, ListenRecord, NeighRecord, NeighStateRecord},
-    diagnose::{Snapshot, report::Hooks},
+    diagnose::{Snapshot, report::Hooks, snapshot::NetnsSnapshot},
     kernel::reasons::ReasonTable,
     owner::Owner,
     sink::Session,
@@ -53,6 +53,51 @@ pub mod kind {
     /// Counters with the events sent per reason (what the event limit held back
     /// is the rest).
     pub const COUNTERS: u8 = 10;
+    /// A drop with its namespace's identity cookie ([`Tagged`] [`DropEntry`]);
+    /// DROP (kind 2, before cookies) is still read, with cookie 0.
+    pub const DROP_NS: u8 = 11;
+    /// A refused SYN with its namespace cookie; LISTEN_DROP (4) still read.
+    pub const LISTEN_DROP_NS: u8 = 12;
+    /// A snapshot with its namespaces' cookies ([`SnapshotNs`]); SNAPSHOT (7)
+    /// still read.
+    pub const SNAPSHOT_NS: u8 = 13;
+    /// One namespace read when netdrop saw drops in it ([`NetnsEntry`]).
+    pub const NETNS: u8 = 14;
+}
+
+/// An entry with the identity cookie of its namespace (the records keep the
+/// cookie out of their own serialized form, so older kinds still decode).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tagged<T> {
+    pub entry: T,
+    pub netns_cookie: u64,
+}
+
+/// [`kind::SNAPSHOT_NS`]: a snapshot and, in the order of `snap.netns`, the
+/// namespaces' identity cookies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotNs<S> {
+    pub snap: S,
+    pub cookies: Vec<u64>,
+}
+
+/// [`kind::NETNS`]: one namespace, read at `at_s` (seconds since the start)
+/// because drops were seen in it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetnsEntry {
+    pub at_s: f64,
+    pub ns: NetnsSnapshot,
+    pub netns_cookie: u64,
+}
+
+impl NetnsEntry {
+    pub fn new(at_s: f64, ns: &NetnsSnapshot) -> NetnsEntry {
+        NetnsEntry {
+            at_s,
+            ns: ns.clone(),
+            netns_cookie: ns.cookie,
+        }
+    }
 }
 
 /// What makes a recording self-describing: it replays on a machine with another
@@ -180,6 +225,7 @@ pub enum Entry {
     NeighState(NeighStateRecord),
     Counters(Box<CountersEntry>),
     Snapshot(Box<Snapshot>),
+    Netns(Box<NetnsEntry>),
     Lost(LostEntry),
     End(EndEntry),
 }
@@ -188,12 +234,13 @@ impl Entry {
     pub fn kind(&self) -> u8 {
         match self {
             Entry::Header(_) => kind::HEADER,
-            Entry::Drop(_) => kind::DROP,
+            Entry::Drop(_) => kind::DROP_NS,
             Entry::NeighFail(_) => kind::NEIGH_FAIL,
-            Entry::ListenDrop(_) => kind::LISTEN_DROP,
+            Entry::ListenDrop(_) => kind::LISTEN_DROP_NS,
             Entry::NeighState(_) => kind::NEIGH_STATE,
             Entry::Counters(_) => kind::COUNTERS,
-            Entry::Snapshot(_) => kind::SNAPSHOT,
+            Entry::Snapshot(_) => kind::SNAPSHOT_NS,
+            Entry::Netns(_) => kind::NETNS,
             Entry::Lost(_) => kind::LOST,
             Entry::End(_) => kind::END,
         }
@@ -201,20 +248,46 @@ impl Entry {
 
     /// Appends this entry as one frame.
     pub fn encode(&self, out: &mut BytesMut) {
-        let payload = match self {
-            Entry::Header(v) => postcard::to_stdvec(v),
-            Entry::Drop(v) => postcard::to_stdvec(v),
-            Entry::NeighFail(v) => postcard::to_stdvec(v),
-            Entry::ListenDrop(v) => postcard::to_stdvec(v),
-            Entry::NeighState(v) => postcard::to_stdvec(v),
-            Entry::Counters(v) => postcard::to_stdvec(v),
-            Entry::Snapshot(v) => postcard::to_stdvec(v),
-            Entry::Lost(v) => postcard::to_stdvec(v),
-            Entry::End(v) => postcard::to_stdvec(v),
-        }
-        // Serializing plain data into a Vec cannot fail.
-        .expect("postcard encoding");
+        let payload = self.payload(Vec::new());
         frame(self.kind(), &payload, out);
+    }
+
+    /// Appends the payload of this entry's frame (of kind [`Entry::kind`]) to `buf`.
+    pub fn payload(&self, buf: Vec<u8>) -> Vec<u8> {
+        fn put<T: Serialize + ?Sized>(v: &T, buf: Vec<u8>) -> Vec<u8> {
+            // Serializing plain data into a Vec cannot fail.
+            postcard::to_extend(v, buf).expect("postcard encoding")
+        }
+        match self {
+            Entry::Header(v) => put(v, buf),
+            Entry::Drop(v) => put(
+                &Tagged {
+                    entry: v.as_ref(),
+                    netns_cookie: v.rec.netns_cookie,
+                },
+                buf,
+            ),
+            Entry::NeighFail(v) => put(v, buf),
+            Entry::ListenDrop(v) => put(
+                &Tagged {
+                    entry: v.as_ref(),
+                    netns_cookie: v.rec.netns_cookie,
+                },
+                buf,
+            ),
+            Entry::NeighState(v) => put(v, buf),
+            Entry::Counters(v) => put(v, buf),
+            Entry::Snapshot(v) => put(
+                &SnapshotNs {
+                    snap: v.as_ref(),
+                    cookies: v.netns.iter().map(|n| n.cookie).collect(),
+                },
+                buf,
+            ),
+            Entry::Netns(v) => put(v, buf),
+            Entry::Lost(v) => put(v, buf),
+            Entry::End(v) => put(v, buf),
+        }
     }
 
     /// The payload of a frame of `kind`; `None` for a kind this version does not know.
@@ -230,8 +303,29 @@ impl Entry {
         let entry = match kind {
             kind::HEADER => de(payload).map(Entry::Header),
             kind::DROP => de(payload).map(Entry::Drop),
+            kind::DROP_NS => de::<Tagged<DropEntry>>(payload).map(|t| {
+                let mut e = t.entry;
+                e.rec.netns_cookie = t.netns_cookie;
+                Entry::Drop(Box::new(e))
+            }),
             kind::NEIGH_FAIL => de(payload).map(Entry::NeighFail),
             kind::LISTEN_DROP => de(payload).map(Entry::ListenDrop),
+            kind::LISTEN_DROP_NS => de::<Tagged<ListenEntry>>(payload).map(|t| {
+                let mut e = t.entry;
+                e.rec.netns_cookie = t.netns_cookie;
+                Entry::ListenDrop(Box::new(e))
+            }),
+            kind::SNAPSHOT_NS => de::<SnapshotNs<Snapshot>>(payload).map(|s| {
+                let mut snap = s.snap;
+                for (ns, cookie) in snap.netns.iter_mut().zip(s.cookies) {
+                    ns.cookie = cookie;
+                }
+                Entry::Snapshot(Box::new(snap))
+            }),
+            kind::NETNS => de::<NetnsEntry>(payload).map(|mut n| {
+                n.ns.cookie = n.netns_cookie;
+                Entry::Netns(Box::new(n))
+            }),
             kind::NEIGH_STATE => de(payload).map(Entry::NeighState),
             kind::COUNTERS => de(payload).map(Entry::Counters),
             kind::COUNTERS_V1 => de::<CountersEntryV1>(payload).map(|v| Entry::Counters(v.into())),

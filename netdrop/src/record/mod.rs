@@ -26,7 +26,7 @@ pub use writer::{Recorder, WriteStats};
 
 use crate::{
     decode::{DropRecord, ListenRecord, NeighRecord, NeighStateRecord},
-    diagnose::Snapshot,
+    diagnose::{Snapshot, snapshot::NetnsSnapshot},
     event::DropView,
     owner::Owner,
     sink::{Session, Sink},
@@ -85,6 +85,11 @@ impl Sink for RecordSink {
         self.rec().must(&Entry::Snapshot(Box::new(snap.clone())))
     }
 
+    fn on_netns_snapshot(&mut self, at_s: f64, ns: &NetnsSnapshot) -> io::Result<()> {
+        let entry = format::NetnsEntry::new(at_s, ns);
+        self.rec().must(&Entry::Netns(Box::new(entry)))
+    }
+
     fn on_counts(&mut self, at_s: f64, counts: &Counts, session: &Session) -> io::Result<()> {
         let entry = format::CountersEntry::new(at_s, counts, session);
         self.rec().must(&Entry::Counters(Box::new(entry)))
@@ -92,13 +97,16 @@ impl Sink for RecordSink {
 
     fn on_drop(&mut self, ev: &DropView<'_>) -> io::Result<()> {
         let at = self.at_s(ev.rec.ts_ns);
-        let entry = DropEntryRef {
-            rec: ev.rec,
-            location: &ev.location,
-            owner: ev.owner.as_ref(),
-            netns_name: ev.netns_name.as_deref(),
+        let entry = format::Tagged {
+            entry: DropEntryRef {
+                rec: ev.rec,
+                location: &ev.location,
+                owner: ev.owner.as_ref(),
+                netns_name: ev.netns_name.as_deref(),
+            },
+            netns_cookie: ev.rec.netns_cookie,
         };
-        self.rec().event(format::kind::DROP, &entry, at)
+        self.rec().event(format::kind::DROP_NS, &entry, at)
     }
 
     fn on_neigh_fail(&mut self, rec: &NeighRecord, _ts: f64) -> io::Result<()> {
@@ -113,11 +121,11 @@ impl Sink for RecordSink {
         _ts: f64,
     ) -> io::Result<()> {
         let at = self.at_s(rec.ts_ns);
-        self.rec().event(
-            format::kind::LISTEN_DROP,
-            &ListenEntryRef { rec, owner },
-            at,
-        )
+        let entry = format::Tagged {
+            entry: ListenEntryRef { rec, owner },
+            netns_cookie: rec.netns_cookie,
+        };
+        self.rec().event(format::kind::LISTEN_DROP_NS, &entry, at)
     }
 
     fn on_neigh_state(&mut self, rec: &NeighStateRecord, _ts: f64) -> io::Result<()> {
@@ -237,6 +245,10 @@ impl Sink for Tee<'_> {
     fn on_snapshot(&mut self, snap: &Snapshot) -> io::Result<()> {
         self.a.on_snapshot(snap)?;
         self.b.on_snapshot(snap)
+    }
+    fn on_netns_snapshot(&mut self, at_s: f64, ns: &NetnsSnapshot) -> io::Result<()> {
+        self.a.on_netns_snapshot(at_s, ns)?;
+        self.b.on_netns_snapshot(at_s, ns)
     }
     fn on_counts(&mut self, at_s: f64, counts: &Counts, session: &Session) -> io::Result<()> {
         self.a.on_counts(at_s, counts, session)?;

@@ -21,7 +21,7 @@ use anyhow::{Context, Result};
 use bytes::{Bytes, BytesMut};
 use serde::Serialize;
 
-use super::format::{self, EndEntry, Entry, LostEntry, kind};
+use super::format::{self, EndEntry, Entry, LostEntry};
 
 /// Frames waiting for the disk. At ~150 bytes a drop, 16 MiB of backlog.
 const CHANNEL_FRAMES: usize = 1 << 17;
@@ -120,13 +120,14 @@ impl Recorder {
                 Ok(())
             }
             Err(TrySendError::Full(_)) => {
-                let n = if kind == format::kind::DROP {
+                let is_drop = kind == format::kind::DROP_NS;
+                let n = if is_drop {
                     &mut self.pending_lost.drops
                 } else {
                     &mut self.pending_lost.others
                 };
                 *n += 1;
-                if kind == format::kind::DROP {
+                if is_drop {
                     self.total_lost.drops += 1;
                 } else {
                     self.total_lost.others += 1;
@@ -139,17 +140,10 @@ impl Recorder {
 
     /// A frame that must not be left out (header, counters, snapshot): waits for room.
     pub fn must(&mut self, entry: &Entry) -> io::Result<()> {
-        let frame = match entry {
-            Entry::Header(v) => self.encode(kind::HEADER, v),
-            Entry::Drop(v) => self.encode(kind::DROP, v),
-            Entry::NeighFail(v) => self.encode(kind::NEIGH_FAIL, v),
-            Entry::ListenDrop(v) => self.encode(kind::LISTEN_DROP, v),
-            Entry::NeighState(v) => self.encode(kind::NEIGH_STATE, v),
-            Entry::Counters(v) => self.encode(kind::COUNTERS, v),
-            Entry::Snapshot(v) => self.encode(kind::SNAPSHOT, v),
-            Entry::Lost(v) => self.encode(kind::LOST, v),
-            Entry::End(v) => self.encode(kind::END, v),
-        };
+        self.scratch.clear();
+        self.scratch = entry.payload(std::mem::take(&mut self.scratch));
+        format::frame(entry.kind(), &self.scratch, &mut self.buf);
+        let frame = self.buf.split().freeze();
         self.tx
             .send(Msg::Frame(frame))
             .map_err(|_| self.thread_error())?;

@@ -98,13 +98,17 @@ impl<W: Write> HumanSink<W> {
                 continue;
             }
             any = true;
-            let reasons: Vec<String> = s
+            let mut reasons: Vec<String> = s
                 .reasons
                 .iter()
                 .filter(|(name, _)| crate::classify::cause_of(name) == cause)
                 .map(|(name, n)| format!("{name} {n}"))
                 .take(4)
                 .collect();
+            let only = s.kernel_only(cause);
+            if only > 0 {
+                reasons.push(format!("counted by the kernel only {only}"));
+            }
             let recent = if since.is_some() {
                 format!(" (+{delta})")
             } else {

@@ -36,6 +36,9 @@ pub struct DropLine<'a> {
     pub reason: &'a str,
     pub location: &'a str,
     pub netns: u32,
+    /// The kernel's namespace cookie (never reused, unlike the inode), or the
+    /// generation netdrop gave the inode where the kernel has none (high bit set).
+    pub netns_cookie: u64,
     /// `ip netns` name or `container:<id>`, when the namespace has one.
     pub netns_name: Option<&'a str>,
     pub ifindex: u32,
@@ -74,6 +77,7 @@ impl<'a> DropLine<'a> {
             reason: &ev.reason,
             location: &ev.location,
             netns: ev.rec.netns,
+            netns_cookie: ev.rec.netns_cookie,
             netns_name: ev.netns_name.as_deref(),
             ifindex: ev.rec.ifindex,
             dev: &ev.rec.dev,
@@ -128,6 +132,7 @@ struct ListenLine<'a> {
     reason: &'static str,
     location: &'static str,
     netns: u32,
+    netns_cookie: u64,
     listener: String,
     dport: u16,
     accept_queue: u32,
@@ -182,6 +187,7 @@ impl<W: Write> Sink for JsonSink<W> {
             reason: "LISTEN_OVERFLOW_SYN",
             location: "tcp_conn_request",
             netns: rec.netns,
+            netns_cookie: rec.netns_cookie,
             listener: format!("{}:{}", rec.addr, rec.port),
             dport: rec.port,
             accept_queue: rec.ack_backlog,

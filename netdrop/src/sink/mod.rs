@@ -74,6 +74,15 @@ pub trait Sink {
     fn on_snapshot(&mut self, _snap: &crate::diagnose::Snapshot) -> io::Result<()> {
         Ok(())
     }
+    /// One namespace read at once because drops were seen in it (or again
+    /// shortly after them): its name, values and counters while it exists.
+    fn on_netns_snapshot(
+        &mut self,
+        _at_s: f64,
+        _ns: &crate::diagnose::snapshot::NetnsSnapshot,
+    ) -> io::Result<()> {
+        Ok(())
+    }
     /// The kernel's exact counters, every second and at the end (`at_s`: seconds
     /// since the start).
     fn on_counts(
