@@ -67,6 +67,10 @@ pub fn on_drop<S: DropSource>(src: &S) -> Option<u32> {
     let cfg = config();
     let f = &cfg.filter;
     let reason = src.reason(cfg);
+    // One read of rx_sk serves every use below (the raw tracepoint's argument
+    // reads must stay loads at constant offsets: several reads of one argument
+    // can be merged into a computed one the verifier refuses).
+    let rx_sk = src.rx_sk(cfg);
     let mut slot = if reason < MAX_REASONS {
         reason
     } else {
@@ -76,7 +80,6 @@ pub fn on_drop<S: DropSource>(src: &S) -> Option<u32> {
     // overflow (a syncookie ACK the queue had no room for). Only these drops
     // read more: most NO_SOCKET drops (UDP to a closed port) have no rx_sk.
     if reason == cfg.reason_no_socket && cfg.reason_no_socket != ABSENT {
-        let rx_sk = src.rx_sk(cfg);
         if rx_sk != 0 && listener_full(rx_sk, &cfg.structs) {
             slot = LISTEN_FULL_NO_SOCKET_SLOT;
         }
@@ -87,7 +90,7 @@ pub fn on_drop<S: DropSource>(src: &S) -> Option<u32> {
     // Without filters the skb is read only for an event; with them, first.
     let mut pre = None;
     if f.flags & (filter::PID | filter::NETNS | filter::DEV) != 0 {
-        let mut d = DropCtx::read(src.skb(cfg), src.rx_sk(cfg), &cfg.structs);
+        let mut d = DropCtx::read(src.skb(cfg), rx_sk, &cfg.structs);
         if !d.keep(f) {
             return Some(0);
         }
@@ -106,7 +109,6 @@ pub fn on_drop<S: DropSource>(src: &S) -> Option<u32> {
         return Some(0);
     };
     let skbaddr = src.skb(cfg);
-    let rx_sk = src.rx_sk(cfg);
     let d = match pre {
         Some(d) => d,
         None => DropCtx::read(skbaddr, rx_sk, &cfg.structs),
