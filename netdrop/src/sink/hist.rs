@@ -154,16 +154,22 @@ impl<W: Write> Sink for HistSink<W> {
         if self.json {
             /// The distributions, and the detail events they could not see.
             #[derive(serde::Serialize)]
-            struct Out<T: serde::Serialize> {
+            struct Out<'a, T: serde::Serialize> {
                 #[serde(flatten)]
                 report: T,
                 held_back_events: u64,
                 lost_events: u64,
+                /// The session's totals per cause (as in watch's summary),
+                /// with the drops known from kernel counters only.
+                causes: &'a BTreeMap<&'static str, u64>,
+                kernel_only: &'a BTreeMap<&'static str, u64>,
             }
             let out = Out {
                 report: self.hists.report(),
                 held_back_events: summary.sampled_events,
                 lost_events: summary.lost_events,
+                causes: &summary.causes,
+                kernel_only: &summary.kernel_only,
             };
             serde_json::to_writer(&mut self.out, &out)?;
             self.out.write_all(b"\n")?;
@@ -177,6 +183,12 @@ impl<W: Write> Sink for HistSink<W> {
                 "── netdrop histograms: {} drops in {:.1}s ──",
                 summary.total_drops, session.duration_s
             )?;
+            for (cause, n) in &summary.kernel_only {
+                writeln!(
+                    self.out,
+                    "{cause}: {n} of its drops are counted by the kernel only (no hook saw them): not in the distributions"
+                )?;
+            }
             self.out.write_all(self.hists.render().as_bytes())?;
             if summary.sampled_events > 0 || summary.lost_events > 0 {
                 writeln!(
