@@ -15,9 +15,11 @@
 
 pub mod accept;
 pub mod bench;
+pub mod churn;
 pub mod cmd;
 pub mod control;
 pub mod counters;
+pub mod field;
 pub mod neigh;
 pub mod netdrop;
 pub mod netns;

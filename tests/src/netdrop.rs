@@ -328,6 +328,67 @@ impl NetdropOutput {
     pub fn neigh_create_failed(&self) -> Vec<&Value> {
         self.of_type("neigh_create_failed").collect()
     }
+
+    /// summary.kernel_only[cause]: drops of the cause known only from the
+    /// kernel's counters (already included in summary.causes); 0 when the cause
+    /// is not listed. Panics when the summary has no `kernel_only` object.
+    pub fn kernel_only(&self, cause: &str) -> u64 {
+        let s = self.summary();
+        let ko = &s["kernel_only"];
+        assert!(ko.is_object(), "summary.kernel_only missing: {s}");
+        let v = &ko[cause];
+        if v.is_null() {
+            return 0;
+        }
+        v.as_u64()
+            .unwrap_or_else(|| panic!("summary.kernel_only.{cause} not a count: {s}"))
+    }
+
+    /// The diagnosis' `drops` of `cause`; 0 when the cause is not diagnosed.
+    pub fn diagnosed_drops(&self, cause: &str) -> u64 {
+        match self.diagnosed(cause) {
+            None => 0,
+            Some(c) => c["drops"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("diagnosis {cause}.drops: {c}")),
+        }
+    }
+
+    /// The diagnosis' `kernel_counters` row of `counter`
+    /// (e.g. `TcpExt:IPReversePathFilter`), if there is one.
+    pub fn counter_row(&self, counter: &str) -> Option<&Value> {
+        self.diagnosis()["kernel_counters"]
+            .as_array()?
+            .iter()
+            .find(|r| r["counter"] == counter)
+    }
+
+    /// "One truth": for every cause the summary's total equals the diagnosis'
+    /// drops (0 when the diagnosis does not list the cause). `other` is compared
+    /// only where the diagnosis lists it (it reports other reasons apart).
+    /// Prints both sides.
+    pub fn assert_one_truth(&self) {
+        let mut wrong = Vec::new();
+        for cause in crate::CAUSES {
+            let summary = self.cause(cause);
+            if cause == "other" && self.diagnosed(cause).is_none() {
+                continue;
+            }
+            let diagnosis = self.diagnosed_drops(cause);
+            eprintln!("one truth: {cause:<22} summary {summary:>6}  diagnosis {diagnosis:>6}");
+            if summary != diagnosis {
+                wrong.push(format!(
+                    "{cause}: summary {summary} != diagnosis {diagnosis}"
+                ));
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "summary.causes and the diagnosis disagree: {wrong:?}\nsummary: {}\ndiagnosis: {}",
+            self.summary(),
+            self.diagnosis()
+        );
+    }
 }
 
 /// Asserts the field types the JSON contract gives a drop line.

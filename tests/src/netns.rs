@@ -118,6 +118,21 @@ impl Netns {
         Ok(parse_netstat(&text))
     }
 
+    /// /proc/net/snmp of this namespace ("Udp:NoPorts" -> n).
+    pub fn snmp(&self) -> Result<Counters> {
+        let text = in_netns(self, || {
+            std::fs::read_to_string("/proc/thread-self/net/snmp")
+        })?
+        .with_context(|| format!("{}: reading snmp", self.name))?;
+        Ok(parse_netstat(&text))
+    }
+
+    /// The kernel's cookie of this namespace (`SO_NETNS_COOKIE`, Linux 5.14+):
+    /// unlike the inode it is never reused. None where the kernel has none.
+    pub fn cookie(&self) -> Result<Option<u64>> {
+        in_netns(self, current_cookie)
+    }
+
     /// `ip -o link show dev DEV` fields: (ifindex, MAC address).
     fn link(&self, dev: &str) -> Result<(u32, String)> {
         let out = self.ip(&["-o", "link", "show", "dev", dev])?;
@@ -193,6 +208,31 @@ pub fn veth_pair(
         ns.ip(&["link", "set", "dev", dev, "up"])?;
     }
     Ok(())
+}
+
+/// The cookie of the calling thread's network namespace (`SO_NETNS_COOKIE` on
+/// a socket made here); None where the kernel does not have it (before 5.14).
+pub fn current_cookie() -> Option<u64> {
+    // SAFETY: plain socket(2); the descriptor is closed below.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return None;
+    }
+    let mut cookie: u64 = 0;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: cookie and len are valid out-pointers of the sizes given.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_NETNS_COOKIE,
+            (&raw mut cookie).cast(),
+            &mut len,
+        )
+    };
+    // SAFETY: fd is ours and closed once.
+    unsafe { libc::close(fd) };
+    (rc == 0 && cookie != 0).then_some(cookie)
 }
 
 /// Runs `f` on a new thread that first joins `ns` (setns CLONE_NEWNET), so
