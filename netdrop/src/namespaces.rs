@@ -47,8 +47,9 @@ pub enum Seen {
 /// Entries kept; the oldest gone ones are forgotten first (a node where pods
 /// come and go must not grow without bound).
 const MAX_KNOWN: usize = 16384;
-/// How soon the namespaces are listed again to find one not found.
-const RELIST_AFTER: Duration = Duration::from_millis(5);
+/// Listings made to find new namespaces, per second and in one burst.
+const RELISTS_PER_SEC: f64 = 100.0;
+const RELIST_BURST: f64 = 20.0;
 /// A namespace not found is looked for again after this long.
 const RETRY_MISS: Duration = Duration::from_millis(200);
 
@@ -66,8 +67,9 @@ pub struct Namespaces {
     known: HashMap<NetnsId, Known>,
     order: VecDeque<NetnsId>,
     listing: HashMap<u32, Listed>,
-    listed_at: Option<Instant>,
     misses: HashMap<NetnsId, Instant>,
+    /// Listing every namespace scans /proc: at most [`RELISTS_PER_SEC`] (in bursts).
+    relist_budget: Budget,
     /// Without cookies: the current generation of each inode.
     generation: HashMap<u32, u64>,
 }
@@ -85,8 +87,8 @@ impl Namespaces {
             known: HashMap::new(),
             order: VecDeque::new(),
             listing: HashMap::new(),
-            listed_at: None,
             misses: HashMap::new(),
+            relist_budget: Budget::new(RELISTS_PER_SEC, RELIST_BURST),
             generation: HashMap::new(),
         }
     }
@@ -127,28 +129,21 @@ impl Namespaces {
         {
             return Seen::Unknown;
         }
-        if !self.listing.contains_key(&id.inode)
-            && self.listed_at.is_none_or(|t| t.elapsed() >= RELIST_AFTER)
-        {
+        // The listing may be older than the namespace (or show the inode's
+        // previous holder): list again, within the budget.
+        let mut handle = self.find(id);
+        if handle.is_none() {
+            if !self.relist_budget.take() {
+                // Over budget: the next drop tries again (no miss recorded).
+                return Seen::Unknown;
+            }
             self.relist();
+            handle = self.find(id);
         }
-        let cookies = self.cookies;
-        let Some(listed) = self.listing.get_mut(&id.inode) else {
+        let Some(handle) = handle else {
             self.miss(id);
             return Seen::Unknown;
         };
-        if cookies {
-            let path = listed.handle.path.clone();
-            let cookie = *listed
-                .cookie
-                .get_or_insert_with(|| in_netns(&path, netns_id::current_cookie).ok().flatten());
-            if cookie != Some(id.cookie) {
-                // Another namespace holds the inode now: the drop's is gone.
-                self.miss(id);
-                return Seen::Unknown;
-            }
-        }
-        let handle = listed.handle.clone();
         self.misses.remove(&id);
         self.insert(
             id,
@@ -160,6 +155,22 @@ impl Namespaces {
             },
         );
         Seen::New(handle)
+    }
+
+    /// The listed namespace that is `id` (same inode and, with cookies, same cookie).
+    fn find(&mut self, id: NetnsId) -> Option<NetnsHandle> {
+        let cookies = self.cookies;
+        let listed = self.listing.get_mut(&id.inode)?;
+        if cookies {
+            let path = listed.handle.path.clone();
+            let cookie = *listed
+                .cookie
+                .get_or_insert_with(|| in_netns(&path, netns_id::current_cookie).ok().flatten());
+            if cookie != Some(id.cookie) {
+                return None;
+            }
+        }
+        Some(listed.handle.clone())
     }
 
     fn miss(&mut self, id: NetnsId) {
@@ -264,7 +275,6 @@ impl Namespaces {
     }
 
     fn relist(&mut self) {
-        self.listed_at = Some(Instant::now());
         let mut old = std::mem::take(&mut self.listing);
         for handle in list_netns() {
             let Ok(inode) = u32::try_from(handle.inode) else {
@@ -276,6 +286,39 @@ impl Namespaces {
                 .filter(|l| l.handle.path == handle.path)
                 .and_then(|l| l.cookie);
             self.listing.insert(inode, Listed { handle, cookie });
+        }
+    }
+}
+
+/// A token bucket.
+#[derive(Debug)]
+struct Budget {
+    per_sec: f64,
+    burst: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Budget {
+    fn new(per_sec: f64, burst: f64) -> Budget {
+        Budget {
+            per_sec,
+            burst,
+            tokens: burst,
+            at: Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let secs = now.duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.tokens = (self.tokens + secs * self.per_sec).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
         }
     }
 }
@@ -331,6 +374,15 @@ mod tests {
         assert!(!ns.get(b).unwrap().gone);
         // A zero cookie (unknown) falls back to a generation, never to another's cookie.
         assert_eq!(ns.identify(5, 0).cookie & GENERATION, GENERATION);
+    }
+
+    #[test]
+    fn relisting_has_a_budget() {
+        let mut b = Budget::new(100.0, 3.0);
+        assert!(b.take() && b.take() && b.take());
+        assert!(!b.take(), "a burst of 3");
+        std::thread::sleep(Duration::from_millis(25));
+        assert!(b.take(), "refilled at 100/s");
     }
 
     #[test]
