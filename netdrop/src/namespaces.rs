@@ -389,8 +389,9 @@ mod tests {
     fn memory_stays_bounded() {
         let mut ns = Namespaces::with_cookies(true);
         for i in 0..(MAX_KNOWN as u64 + 500) {
+            // Incomplete listings: no sweep for gone ones (keeps the test fast).
             let listed = [(1000 + i as u32, i + 1, None)];
-            ns.on_listing(&listed, true);
+            ns.on_listing(&listed, false);
         }
         assert!(ns.known.len() <= MAX_KNOWN);
         assert_eq!(ns.known.len(), ns.order.len());
