@@ -6,12 +6,14 @@ fn accept(limit: u32, somaxconn: Option<u64>, requested: Option<u32>) -> AcceptQ
     AcceptQueueFacts {
         listener: "198.18.0.1:8080".into(),
         netns: "4026532177".into(),
-        queue: limit + 1,
+        queue: Some(limit + 1),
         limit,
         peak_queue: limit + 1,
         somaxconn,
         requested_backlog: requested,
         drops: 178,
+        closed: false,
+        changes: Vec::new(),
     }
 }
 
@@ -100,6 +102,7 @@ fn neigh_queue(state: Option<&str>, bytes: Option<u64>) -> NeighQueueFacts {
         unres_qlen_bytes: bytes,
         unres_qlen: bytes.map(|b| b / 1024),
         drops: 13,
+        changes: Vec::new(),
     }
 }
 
@@ -144,6 +147,7 @@ fn table(entries: u64, peak: u64, g3: u64, incomplete: u64) -> NeighTableFacts {
         failed: 0,
         drops: 22,
         refused_creates: 22,
+        changes: Vec::new(),
     }
 }
 
@@ -156,7 +160,7 @@ fn neigh_table_example_from_the_incident() {
     );
     assert!(
         a.reason
-            .contains("holds 1108 entries now, gc_thresh3 is 1024"),
+            .contains("(gc_thresh3 was 1024 at the drops, it holds 1108 entries now)"),
         "{}",
         a.reason
     );
@@ -189,6 +193,7 @@ fn rp(all: u64, dev: u64) -> RpFilterFacts {
         dev_value: Some(dev),
         drops: 10,
         sources: vec!["198.19.9.1".parse::<IpAddr>().unwrap()],
+        changes: Vec::new(),
     }
 }
 

@@ -2,11 +2,17 @@
 //! device), fuse the kernel's own counters with what the hooks saw, and advise.
 //!
 //! Fed by the same data path as `watch` (it is a [`Sink`]) plus periodic
-//! [`Snapshot`]s; [`Diagnosis::report`] turns both into a [`Report`].
+//! [`Snapshot`]s and single-namespace reads; [`Diagnosis::report`] turns them
+//! into a [`Report`]. Every group keeps the values in force when its drops
+//! happened ([`values`]), every namespace its own kernel counts ([`counters`]).
 
+pub mod counters;
+mod fusion;
+mod groups;
 mod render;
 pub mod report;
 pub mod snapshot;
+pub mod values;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -18,12 +24,16 @@ pub use snapshot::Snapshot;
 
 use crate::{
     classify::Cause,
+    context::Listener,
     decode::{ListenRecord, NeighRecord},
     event::DropView,
     netns_id::NetnsId,
     sink::Session,
     summary::Summary,
 };
+use counters::{LISTEN_OVERFLOWS, RP_FILTER_DROPS};
+use snapshot::NetnsSnapshot;
+use values::{Knob, Segments, Vals};
 
 /// Where accept-queue drops happened: (netns, listener port).
 type ListenerKey = (NetnsId, u16);
@@ -41,12 +51,26 @@ pub struct AcceptGroup {
     /// Largest queue and its limit seen (events and snapshots).
     pub peak_queue: u32,
     pub limit: u32,
+    /// The listener's own address as sock_diag shows it (a wildcard for one
+    /// bound to all), once a read found it: its backlog knob.
+    pub listen_addr: Option<IpAddr>,
+    /// Values in force at its drops: [somaxconn, accept queue limit, -].
+    pub segments: Segments,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NeighGroup {
+    pub drops: u64,
+    /// Values in force at its drops: [unres_qlen_bytes, unres_qlen, -].
+    pub segments: Segments,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct RpGroup {
     pub drops: u64,
     pub sources: BTreeSet<IpAddr>,
+    /// Values in force at its drops: [conf/all, conf/<dev>, -].
+    pub segments: Segments,
 }
 
 /// Refusals of one neighbour table family.
@@ -55,6 +79,9 @@ pub struct TableGroup {
     pub drops: u64,
     pub refused: u64,
     pub peak_entries: u64,
+    /// gc_thresh1..3 in force at its packet drops, and at its refused creates.
+    pub segments: Segments,
+    pub refused_segments: Segments,
 }
 
 /// Examples kept per group (source addresses of rp_filter drops).
@@ -63,28 +90,103 @@ const MAX_EXAMPLES: usize = 5;
 #[derive(Debug, Default)]
 pub struct Diagnosis {
     pub accept: BTreeMap<ListenerKey, AcceptGroup>,
-    /// Accept-queue drops the hooks saw per namespace, and at the last snapshot.
+    /// Accept-queue drops the hooks saw per namespace.
     accept_seen: BTreeMap<NetnsId, u64>,
-    accept_seen_at_snapshot: BTreeMap<NetnsId, u64>,
     /// (netns, dev, neighbour) → drops.
-    pub neigh_queue: BTreeMap<(NetnsId, String, IpAddr), u64>,
+    pub neigh_queue: BTreeMap<(NetnsId, String, IpAddr), NeighGroup>,
     /// [ipv4, ipv6].
     pub table: [TableGroup; 2],
     /// (netns, dev) → drops.
     pub rp: BTreeMap<(NetnsId, String), RpGroup>,
+    /// The first and the latest full snapshots.
     pub first: Option<Snapshot>,
     pub last: Option<Snapshot>,
-    /// Largest accept queue per listener across snapshots.
+    /// Largest accept queue per listener across reads.
     peak_listener: BTreeMap<ListenerKey, (u32, u32)>,
-    /// The latest snapshot of every namespace seen (kept after it disappears).
-    pub latest_ns: BTreeMap<NetnsId, snapshot::NetnsSnapshot>,
+    /// The latest read of every namespace seen (kept after it disappears, while
+    /// it matters: namespaces gone without drops or counts are forgotten).
+    pub latest_ns: BTreeMap<NetnsId, NetnsSnapshot>,
     /// The observed kernel, when it is not the running one (a replay).
     pub kernel_release: Option<String>,
     /// When the observation started, unix seconds (snapshot `at_s` is relative to it).
     pub start_unix: f64,
+    /// CLOCK_MONOTONIC at the start, ns: places refused creates and refused SYNs
+    /// (their `ts_ns`) in time. Unset, they count as taken in just after the
+    /// latest read.
+    pub start_mono_ns: Option<u64>,
+    /// Knobs that changed during the observation, bounded.
+    pub changes: values::Changes,
+    /// The global gc_thresh1..3 last read, [ipv4, ipv6].
+    gc_known: [[Option<u64>; 3]; 2],
+    /// The kernel's counters per namespace.
+    pub counters: counters::Tracker,
+    /// The latest read taken in, seconds since the start.
+    now_s: f64,
 }
 
 const ETH_P_IPV6: u16 = 0x86dd;
+
+/// The listener a drop at `port` (to `addr`) went to, in one namespace's read.
+pub(crate) fn live_listener(
+    ns: &NetnsSnapshot,
+    port: u16,
+    addr: Option<IpAddr>,
+) -> Option<&Listener> {
+    ns.listeners.iter().find(|l| {
+        l.port == port
+            && addr.is_none_or(|a| a == l.addr || l.addr.is_unspecified() || a.is_unspecified())
+    })
+}
+
+/// The knobs of each kind of group, in the order of its [`Vals`].
+pub(crate) fn listener_knobs(listen_addr: Option<IpAddr>, port: u16) -> Vec<Knob> {
+    let mut k = vec![Knob::Somaxconn];
+    if let Some(addr) = listen_addr {
+        k.push(Knob::Backlog { addr, port });
+    }
+    k
+}
+
+pub(crate) fn neigh_knobs(dev: &str) -> Vec<Knob> {
+    vec![
+        Knob::UnresQlenBytes(dev.into()),
+        Knob::UnresQlen(dev.into()),
+    ]
+}
+
+pub(crate) fn rp_knobs(dev: &str) -> Vec<Knob> {
+    vec![Knob::RpFilterAll, Knob::RpFilterDev(dev.into())]
+}
+
+pub(crate) fn table_knobs(ipv6: bool) -> Vec<Knob> {
+    (1..=3).map(|n| Knob::GcThresh { ipv6, n }).collect()
+}
+
+fn listener_vals(ns: Option<&NetnsSnapshot>, limit: Option<u32>) -> Vals {
+    [
+        ns.and_then(|n| n.sysctls.somaxconn),
+        limit.map(i64::from),
+        None,
+    ]
+}
+
+fn neigh_vals(ns: Option<&NetnsSnapshot>, dev: &str) -> Vals {
+    let d = ns.and_then(|n| n.sysctls.devs.get(dev));
+    [
+        d.and_then(|d| d.unres_qlen_bytes),
+        d.and_then(|d| d.unres_qlen),
+        None,
+    ]
+}
+
+fn rp_vals(ns: Option<&NetnsSnapshot>, dev: &str) -> Vals {
+    let s = ns.map(|n| &n.sysctls);
+    [
+        s.and_then(|s| s.rp_filter_all),
+        s.and_then(|s| s.devs.get(dev)).and_then(|d| d.rp_filter),
+        None,
+    ]
+}
 
 impl Diagnosis {
     /// A diagnosis of a kernel other than the running one (a replay).
@@ -95,150 +197,233 @@ impl Diagnosis {
         }
     }
 
+    /// Seconds since the start of a drop at unix time `ts`.
+    fn at_unix(&self, ts: f64) -> f64 {
+        if self.start_unix > 0.0 && ts > 0.0 {
+            ts - self.start_unix
+        } else {
+            self.after_latest_read()
+        }
+    }
+
+    /// Seconds since the start of a record's CLOCK_MONOTONIC `ts_ns`.
+    fn at_mono(&self, ts_ns: u64) -> f64 {
+        match self.start_mono_ns {
+            Some(m) if ts_ns > 0 => (ts_ns as f64 - m as f64) / 1e9,
+            _ => self.after_latest_read(),
+        }
+    }
+
+    /// Without a clock, a drop taken in counts as just after the latest read.
+    fn after_latest_read(&self) -> f64 {
+        self.now_s + 1e-3
+    }
+
+    fn gc_vals(&self, ipv6: bool) -> Vals {
+        self.gc_known[usize::from(ipv6)].map(|v| v.map(|v| v as i64))
+    }
+
     pub fn on_drop(&mut self, ev: &DropView<'_>) {
         let r = ev.rec;
         let netns = r.netns_id();
         let p = r.packet.as_ref();
+        let at = self.at_unix(ev.ts);
+        let ns = self.latest_ns.get(&netns);
         match ev.cause {
             Cause::AcceptQueueFull => {
                 // The dropped segment goes to the listener: its destination is the listener.
                 let port = p.and_then(|p| p.dport).unwrap_or(0);
+                let daddr = p.map(|p| p.daddr);
+                let live = ns.and_then(|n| live_listener(n, port, daddr));
+                let vals = listener_vals(ns, live.map(|l| l.backlog));
                 let g = self.accept.entry((netns, port)).or_default();
-                g.addr = g.addr.or(p.map(|p| p.daddr));
+                g.addr = g.addr.or(daddr);
+                g.listen_addr = g.listen_addr.or(live.map(|l| l.addr));
+                let seq = self
+                    .changes
+                    .latest_seq(Some(netns), &listener_knobs(g.listen_addr, port));
+                g.segments.note(vals, seq, 1, at);
                 g.ack_drops += 1;
                 *self.accept_seen.entry(netns).or_default() += 1;
+                self.counters.on_drop(netns, LISTEN_OVERFLOWS, at);
             }
             Cause::NeighQueueFull => {
                 if let Some(p) = p {
-                    *self
+                    let vals = neigh_vals(ns, &r.dev);
+                    let seq = self.changes.latest_seq(Some(netns), &neigh_knobs(&r.dev));
+                    let g = self
                         .neigh_queue
                         .entry((netns, r.dev.clone(), p.daddr))
-                        .or_default() += 1;
+                        .or_default();
+                    g.drops += 1;
+                    g.segments.note(vals, seq, 1, at);
                 }
             }
             Cause::NeighTableOverflow => {
-                self.table[usize::from(r.protocol == ETH_P_IPV6)].drops += 1;
+                let ipv6 = r.protocol == ETH_P_IPV6;
+                let vals = self.gc_vals(ipv6);
+                let seq = self.changes.latest_seq(None, &table_knobs(ipv6));
+                let t = &mut self.table[usize::from(ipv6)];
+                t.drops += 1;
+                t.segments.note(vals, seq, 1, at);
             }
             Cause::RpFilter => {
+                let vals = rp_vals(ns, &r.dev);
+                let seq = self.changes.latest_seq(Some(netns), &rp_knobs(&r.dev));
                 let g = self.rp.entry((netns, r.dev.clone())).or_default();
                 g.drops += 1;
+                g.segments.note(vals, seq, 1, at);
                 if let Some(p) = p
                     && g.sources.len() < MAX_EXAMPLES
                 {
                     g.sources.insert(p.saddr);
                 }
+                self.counters.on_drop(netns, RP_FILTER_DROPS, at);
             }
             Cause::Other => {}
         }
     }
 
     pub fn on_neigh_fail(&mut self, rec: &NeighRecord) {
-        let t = &mut self.table[usize::from(rec.family == 10)];
+        let ipv6 = rec.family == 10;
+        let at = self.at_mono(rec.ts_ns);
+        let vals = self.gc_vals(ipv6);
+        let seq = self.changes.latest_seq(None, &table_knobs(ipv6));
+        let t = &mut self.table[usize::from(ipv6)];
         t.refused += 1;
         t.peak_entries = t.peak_entries.max(rec.entries.max(0) as u64);
+        t.refused_segments.note(vals, seq, 1, at);
     }
 
     pub fn on_listen_drop(&mut self, rec: &ListenRecord) {
         let netns = rec.netns_id();
+        let at = self.at_mono(rec.ts_ns);
+        let ns = self.latest_ns.get(&netns);
+        let live = ns.and_then(|n| live_listener(n, rec.port, Some(rec.addr)));
+        // The record carries the limit in force at the drop itself.
+        let vals = listener_vals(ns, Some(rec.max_ack_backlog));
         let g = self.accept.entry((netns, rec.port)).or_default();
         g.addr = g.addr.or(Some(rec.addr));
+        g.listen_addr = g.listen_addr.or(live.map(|l| l.addr));
         g.syn_drops += 1;
         g.peak_queue = g.peak_queue.max(rec.ack_backlog);
         g.limit = rec.max_ack_backlog;
+        let seq = self
+            .changes
+            .latest_seq(Some(netns), &listener_knobs(g.listen_addr, rec.port));
+        g.segments.note(vals, seq, 1, at);
         *self.accept_seen.entry(netns).or_default() += 1;
+        self.counters.on_drop(netns, LISTEN_OVERFLOWS, at);
     }
 
-    /// Takes a snapshot in: peaks, and the kernel's ListenOverflows that no hook saw
-    /// since the previous snapshot, attributed to the listeners full right now.
+    /// Takes a full snapshot in: the global values and their changes, then
+    /// every namespace as [`Diagnosis::on_netns_snapshot`] does.
     pub fn on_snapshot(&mut self, snap: Snapshot) {
-        for ns in &snap.netns {
-            self.latest_ns.insert(ns.id(), ns.clone());
-            for l in &ns.listeners {
-                let e = self.peak_listener.entry((ns.id(), l.port)).or_default();
-                *e = (e.0.max(l.accept_queue), l.backlog);
+        let is_first = self.first.is_none();
+        self.now_s = self.now_s.max(snap.at_s);
+        for (t, gc) in [snap.gc_thresh4, snap.gc_thresh6].into_iter().enumerate() {
+            for (i, v) in gc.into_iter().enumerate() {
+                let Some(v) = v else { continue };
+                if let Some(old) = self.gc_known[t][i]
+                    && old != v
+                {
+                    let knob = Knob::GcThresh {
+                        ipv6: t == 1,
+                        n: i as u8 + 1,
+                    };
+                    self.changes
+                        .record(None, knob, old as i64, v as i64, snap.at_s);
+                }
+                self.gc_known[t][i] = Some(v);
             }
-        }
-        for t in 0..2 {
             let entries = if t == 0 { &snap.arp } else { &snap.ndisc };
             if let Some(a) = entries {
                 self.table[t].peak_entries = self.table[t].peak_entries.max(a.entries);
             }
         }
-        if let Some(prev) = self.last.as_ref() {
-            let counted = snapshot::deltas(prev, &snap, |n| n.listen_overflows);
-            for (netns, kernel) in counted {
-                let seen_now = self.accept_seen.get(&netns).copied().unwrap_or(0);
-                let seen_before = self
-                    .accept_seen_at_snapshot
-                    .get(&netns)
-                    .copied()
-                    .unwrap_or(0);
-                let unseen = kernel.saturating_sub(seen_now - seen_before);
-                if unseen > 0 {
-                    self.attribute_unseen(&snap, netns, unseen);
-                }
-            }
+        for ns in &snap.netns {
+            self.take_ns(snap.at_s, ns.clone(), is_first);
         }
-        self.accept_seen_at_snapshot = self.accept_seen.clone();
-        if self.first.is_none() {
+        for id in self.counters.prune(&snap) {
+            self.latest_ns.remove(&id);
+            self.peak_listener.retain(|(ns, _), _| *ns != id);
+        }
+        if is_first {
             self.first = Some(snap.clone());
         }
         self.last = Some(snap);
     }
 
-    fn attribute_unseen(&mut self, snap: &Snapshot, netns: NetnsId, unseen: u64) {
-        let full: Vec<_> = snap
-            .netns(netns)
-            .map(|n| {
-                n.listeners
-                    .iter()
-                    .filter(|l| l.accept_queue >= l.backlog)
-                    .collect()
-            })
-            .unwrap_or_default();
-        // With no full listener the report leaves them unattributed (it computes
-        // the exact split at the end; these are only the weights).
-        if full.is_empty() {
-            return;
-        }
-        let share = unseen / full.len() as u64;
-        let mut rest = unseen % full.len() as u64;
-        for l in full {
-            let g = self.accept.entry((netns, l.port)).or_default();
-            g.addr = g.addr.or(Some(l.addr));
-            g.unseen += share + u64::from(rest > 0);
-            rest = rest.saturating_sub(1);
-        }
+    /// One namespace read between full snapshots (the session reads one right
+    /// after its first drops, and again shortly after its latest ones, so that
+    /// a namespace that lives for a second still has its values and counts).
+    /// Updates everything a full snapshot does for it, but not `first`/`last`.
+    pub fn on_netns_snapshot(&mut self, at_s: f64, ns: NetnsSnapshot) {
+        self.now_s = self.now_s.max(at_s);
+        self.take_ns(at_s, ns, false);
     }
 
-    /// One namespace read because drops were seen in it (between full snapshots).
-    pub fn on_netns_snapshot(&mut self, _at_s: f64, ns: snapshot::NetnsSnapshot) {
+    fn take_ns(&mut self, at_s: f64, ns: NetnsSnapshot, is_first: bool) {
+        let id = ns.id();
+        match self.latest_ns.get(&id) {
+            Some(prev) => {
+                for (knob, from, to) in values::ns_changes(prev, &ns) {
+                    self.changes.record(Some(id), knob, from, to, at_s);
+                }
+            }
+            None => self.backfill(id, &ns),
+        }
         for l in &ns.listeners {
-            let e = self.peak_listener.entry((ns.id(), l.port)).or_default();
+            let e = self.peak_listener.entry((id, l.port)).or_default();
             *e = (e.0.max(l.accept_queue), l.backlog);
         }
-        self.latest_ns.insert(ns.id(), ns);
+        let moved = self
+            .counters
+            .on_read(at_s, &ns, self.first.as_ref(), is_first);
+        // ListenOverflows that moved since its previous read beyond what the
+        // hooks saw there: attributed to the listeners full now.
+        let seen_now = self.accept_seen.get(&id).copied().unwrap_or(0);
+        let unseen = self.counters.get_mut(id).map_or(0, |t| {
+            let seen_since = seen_now.saturating_sub(t.seen_at_read);
+            t.seen_at_read = seen_now;
+            moved.saturating_sub(seen_since)
+        });
+        if unseen > 0 {
+            self.attribute_unseen(at_s, &ns, unseen);
+        }
+        self.latest_ns.insert(id, ns);
     }
 
-    /// Drops known only from the kernel's counters, per cause (included in
-    /// the summary's totals by `Summary::with_kernel_only`).
-    pub fn kernel_only(&self) -> BTreeMap<Cause, u64> {
-        let kernel = match (&self.first, &self.last) {
-            (Some(a), Some(b)) => snapshot::deltas(a, b, |n| n.listen_overflows),
-            _ => BTreeMap::new(),
+    /// A namespace's first read: the drops taken in before it (their values
+    /// unknown then) get the values it shows.
+    fn backfill(&mut self, id: NetnsId, ns: &NetnsSnapshot) {
+        for ((_, port), g) in self.accept.iter_mut().filter(|((n, _), _)| *n == id) {
+            let live = live_listener(ns, *port, g.addr);
+            g.listen_addr = g.listen_addr.or(live.map(|l| l.addr));
+            g.segments
+                .backfill(listener_vals(Some(ns), live.map(|l| l.backlog)));
+        }
+        for ((_, dev, _), g) in self.neigh_queue.iter_mut().filter(|((n, ..), _)| *n == id) {
+            g.segments.backfill(neigh_vals(Some(ns), dev));
+        }
+        for ((_, dev), g) in self.rp.iter_mut().filter(|((n, _), _)| *n == id) {
+            g.segments.backfill(rp_vals(Some(ns), dev));
+        }
+    }
+
+    /// Its namespace no longer existed at the end: absent from the latest full
+    /// snapshot (a complete one), and not read since.
+    pub fn gone(&self, id: NetnsId) -> bool {
+        let Some(last) = &self.last else {
+            return false;
         };
-        let seen = |netns: NetnsId| -> u64 {
-            self.accept
-                .iter()
-                .filter(|((ns, _), _)| *ns == netns)
-                .map(|(_, g)| g.ack_drops + g.syn_drops)
-                .sum()
-        };
-        let unseen = kernel
-            .iter()
-            .map(|(&ns, &k)| k.saturating_sub(seen(ns)))
-            .sum();
-        BTreeMap::from([(Cause::AcceptQueueFull, unseen)])
+        if last.netns_skipped > 0 || last.netns(id).is_some() {
+            return false;
+        }
+        self.counters
+            .get(id)
+            .and_then(|t| t.last_read_s)
+            .is_none_or(|r| r <= last.at_s)
     }
 
     pub fn report(&self, summary: &Summary, session: &Session, hooks: report::Hooks) -> Report {

@@ -2,7 +2,8 @@
 
 use std::fmt::Write as _;
 
-use super::report::{CounterRow, Group, Report, ns_label};
+use super::report::{ChangeReport, CounterRow, Group, Report, ns_label};
+use crate::advice::{clock, short_knob};
 
 impl Report {
     /// The report for a terminal.
@@ -36,6 +37,9 @@ impl Report {
             let _ = writeln!(o, "\n   {}", c.meaning);
             for g in &c.groups {
                 let _ = writeln!(o, "   • {}", group_line(g));
+                for ch in changes(g) {
+                    let _ = writeln!(o, "     {}", change_line(ch));
+                }
             }
             for a in &c.advice {
                 let _ = writeln!(o, "   → {}", a.action);
@@ -58,7 +62,12 @@ impl Report {
         if !rows.is_empty() {
             let _ = writeln!(o, "\nkernel counters beside netdrop:");
             for r in rows {
-                let k = r.kernel.map_or("n/a".into(), |k| k.to_string());
+                // A count that may be short is a lower bound.
+                let k = match r.kernel {
+                    None => "n/a".into(),
+                    Some(k) if r.incomplete => format!("≥ {k}"),
+                    Some(k) => k.to_string(),
+                };
                 let _ = writeln!(
                     o,
                     "   {:<44} kernel {:>8}   netdrop {:>8}  ({})",
@@ -84,6 +93,44 @@ fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
     v.as_ref().map_or("?".into(), |v| v.to_string())
 }
 
+fn changes(g: &Group) -> &[ChangeReport] {
+    match g {
+        Group::Listener { changes, .. }
+        | Group::Neighbour { changes, .. }
+        | Group::Table { changes, .. }
+        | Group::Device { changes, .. } => changes,
+    }
+}
+
+/// `gc_thresh3 64 → 1024 at 19:31:02; 196 drops before, 0 after: the change stopped the drops`
+fn change_line(c: &ChangeReport) -> String {
+    let outcome = if c.stopped {
+        ": the change stopped the drops"
+    } else if c.drops_before > 0 && c.drops_after == 0 {
+        ": none since"
+    } else {
+        ""
+    };
+    format!(
+        "{} {} → {} at {}; {} drops before, {} after{outcome}",
+        short_knob(&c.knob),
+        c.from,
+        c.to,
+        clock(c.at),
+        c.drops_before,
+        c.drops_after
+    )
+}
+
+/// `netns lb (4026532177)`, and whether it is gone.
+fn netns_part(netns: u64, name: &Option<String>, gone: bool) -> String {
+    format!(
+        "netns {}{}",
+        ns_label(netns, name),
+        if gone { " (gone)" } else { "" }
+    )
+}
+
 fn group_line(g: &Group) -> String {
     match g {
         Group::Listener {
@@ -95,28 +142,40 @@ fn group_line(g: &Group) -> String {
             peak_queue,
             somaxconn,
             drops,
+            closed,
+            gone,
             ..
-        } => format!(
-            "listener {listener} netns {}: accept queue {}/{} (peak {}), net.core.somaxconn {}, {drops} drops",
-            ns_label(*netns, netns_name),
-            opt(queue),
-            opt(limit),
-            opt(peak_queue),
-            opt(somaxconn)
-        ),
+        } => {
+            let queue = match queue {
+                Some(q) if !closed => {
+                    format!("accept queue {q}/{} (peak {})", opt(limit), opt(peak_queue))
+                }
+                _ => format!(
+                    "closed; accept queue limit {} at the drops (peak {})",
+                    opt(limit),
+                    opt(peak_queue)
+                ),
+            };
+            format!(
+                "listener {listener} {}: {queue}, net.core.somaxconn {}, {drops} drops",
+                netns_part(*netns, netns_name, *gone),
+                opt(somaxconn)
+            )
+        }
         Group::Neighbour {
             netns,
             netns_name,
-            netns_cookie: _,
             neighbour,
             dev,
             state,
             unres_qlen_bytes,
             unres_qlen,
             drops,
+            gone,
+            ..
         } => format!(
-            "neighbour {neighbour} dev {dev} netns {}: state {}, unres_qlen_bytes {} (unres_qlen {}), {drops} drops",
-            ns_label(*netns, netns_name),
+            "neighbour {neighbour} dev {dev} {}: state {}, unres_qlen_bytes {} (unres_qlen {}), {drops} drops",
+            netns_part(*netns, netns_name, *gone),
             opt(state),
             opt(unres_qlen_bytes),
             opt(unres_qlen)
@@ -130,6 +189,7 @@ fn group_line(g: &Group) -> String {
             failed,
             drops,
             refused_creates,
+            ..
         } => format!(
             "{family} table: {} entries now, peak {peak}; gc_thresh1/2/3 {}/{}/{}; {incomplete} INCOMPLETE, {failed} FAILED; {drops} drops, {refused_creates} creates refused",
             opt(entries),
@@ -140,16 +200,17 @@ fn group_line(g: &Group) -> String {
         Group::Device {
             netns,
             netns_name,
-            netns_cookie: _,
             dev,
             rp_filter_all,
             rp_filter_dev,
             effective,
             drops,
             sources,
+            gone,
+            ..
         } => format!(
-            "dev {dev} netns {}: rp_filter all {} / {dev} {} → effective {}, {drops} drops, from {}",
-            ns_label(*netns, netns_name),
+            "dev {dev} {}: rp_filter all {} / {dev} {} → effective {}, {drops} drops, from {}",
+            netns_part(*netns, netns_name, *gone),
             opt(rp_filter_all),
             opt(rp_filter_dev),
             opt(effective),

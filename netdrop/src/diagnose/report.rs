@@ -2,16 +2,14 @@
 //! listener, neighbour, table or device), the live values, the advice, and the
 //! kernel's own counters beside what netdrop saw.
 
-use std::{collections::BTreeMap, net::IpAddr};
+use std::net::IpAddr;
 
 use serde::Serialize;
 
-use super::Diagnosis;
+use super::{Diagnosis, counters, groups};
 use crate::{
-    advice::{self, Advice},
+    advice::Advice,
     classify::{Cause, cause_of},
-    context::nud_state_name,
-    netns_id::NetnsId,
     sink::Session,
     summary::Summary,
 };
@@ -54,6 +52,7 @@ pub struct CauseReport {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Group {
+    /// Values in force at its latest drops; `queue` is now (None once closed).
     Listener {
         netns: u64,
         netns_cookie: u64,
@@ -66,7 +65,12 @@ pub enum Group {
         drops: u64,
         drops_seen: u64,
         drops_counted_only: u64,
+        /// The listener no longer existed at the end (or its namespace).
+        closed: bool,
+        changes: Vec<ChangeReport>,
+        gone: bool,
     },
+    /// Values in force at its latest drops; `state` is the entry's latest.
     Neighbour {
         netns: u64,
         netns_cookie: u64,
@@ -77,7 +81,10 @@ pub enum Group {
         unres_qlen_bytes: Option<i64>,
         unres_qlen: Option<i64>,
         drops: u64,
+        changes: Vec<ChangeReport>,
+        gone: bool,
     },
+    /// `gc_thresh` in force at its latest drops; `entries` now.
     Table {
         family: &'static str,
         entries: Option<u64>,
@@ -87,7 +94,10 @@ pub enum Group {
         failed: u64,
         drops: u64,
         refused_creates: u64,
+        changes: Vec<ChangeReport>,
+        gone: bool,
     },
+    /// Values in force at its latest drops.
     Device {
         netns: u64,
         netns_cookie: u64,
@@ -98,24 +108,41 @@ pub enum Group {
         effective: Option<i64>,
         drops: u64,
         sources: Vec<IpAddr>,
+        changes: Vec<ChangeReport>,
+        gone: bool,
     },
+}
+
+/// A knob of a group that changed during the observation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChangeReport {
+    /// The sysctl's name, or `listen() backlog of <listener>`.
+    pub knob: String,
+    pub from: i64,
+    pub to: i64,
+    /// When a read first showed the new value, unix seconds.
+    pub at: f64,
+    /// The group's drops taken in before and after it.
+    pub drops_before: u64,
+    pub drops_after: u64,
+    /// The advice credits it with stopping the drops.
+    pub stopped: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CounterRow {
     pub cause: Cause,
     pub counter: &'static str,
-    /// Change of the kernel's counter during the observation (None: not readable).
+    /// Change of the kernel's counter during the observation, summed over the
+    /// namespaces, each up to its last read (None: not readable).
     pub kernel: Option<u64>,
     /// What netdrop attributed to the cause from its hooks.
     pub netdrop_seen: u64,
+    /// Some namespace's count may be short (it vanished after drops made after
+    /// its last read, or it may have counted before its first): `kernel` is a
+    /// lower bound.
+    pub incomplete: bool,
 }
-
-/// Groups shown (and advised) per cause; the rest are summed in the totals.
-const MAX_GROUPS: usize = 8;
-
-const NUD_INCOMPLETE: u16 = 0x01;
-const NUD_FAILED: u16 = 0x20;
 
 pub(super) fn ns_label(netns: impl std::fmt::Display, name: &Option<String>) -> String {
     match name {
@@ -124,259 +151,29 @@ pub(super) fn ns_label(netns: impl std::fmt::Display, name: &Option<String>) -> 
     }
 }
 
-fn to_u64(v: Option<i64>) -> Option<u64> {
-    v.map(|v| v.max(0) as u64)
-}
-
 pub fn build(d: &Diagnosis, summary: &Summary, session: &Session, hooks: Hooks) -> Report {
-    let name_of = |ns: NetnsId| d.latest_ns.get(&ns).and_then(|n| n.name.clone());
-    let mut causes = Vec::new();
-
-    // accept queue: hooks + the kernel's ListenOverflows per namespace.
-    let kernel_overflows = match (&d.first, &d.last) {
-        (Some(a), Some(b)) => super::snapshot::deltas(a, b, |n| n.listen_overflows),
-        _ => BTreeMap::new(),
+    // Drops known only from the kernel's counters: already in the summary when
+    // the session added them (Summary::with_kernel_only), else added here, so
+    // the totals are the same either way.
+    let ours = d.kernel_only();
+    let count = |c: Cause| -> (u64, u64) {
+        let in_summary = summary.kernel_only(c);
+        let mine = ours.get(&c).copied().unwrap_or(0);
+        if in_summary > 0 || mine == 0 {
+            (summary.cause(c), in_summary)
+        } else {
+            (summary.cause(c) + mine, mine)
+        }
     };
-    let (unseen_by_key, unattributed) = exact_unseen(d, &kernel_overflows);
-    let mut accept_groups = Vec::new();
-    let mut accept_advice = Vec::new();
-    let mut unseen_total = 0;
-    let mut seen_total = 0;
-    let mut keys: BTreeMap<(NetnsId, u16), (u64, super::AcceptGroup)> = BTreeMap::new();
-    for (k, g) in &d.accept {
-        keys.insert(*k, (0, g.clone()));
-    }
-    for (k, n) in &unseen_by_key {
-        keys.entry(*k)
-            .or_insert_with(|| (0, d.accept.get(k).cloned().unwrap_or_default()))
-            .0 = *n;
-    }
-    let mut groups: Vec<_> = keys.into_iter().collect();
-    groups.sort_by_key(|(_, (unseen, g))| std::cmp::Reverse(g.ack_drops + g.syn_drops + unseen));
-    for ((netns, port), (unseen, g)) in groups {
-        let seen = g.ack_drops + g.syn_drops;
-        seen_total += seen;
-        unseen_total += unseen;
-        let ns = d.latest_ns.get(&netns);
-        let live = ns.and_then(|n| {
-            n.listeners.iter().find(|l| {
-                l.port == port
-                    && g.addr
-                        .is_none_or(|a| a == l.addr || l.addr.is_unspecified())
-            })
-        });
-        let peak = d
-            .listener_peak((netns, port))
-            .map(|p| p.0)
-            .max(Some(g.peak_queue).filter(|&p| p > 0));
-        let addr = live.map(|l| l.addr).or(g.addr);
-        let listener = match addr {
-            Some(a) if a.is_ipv6() => format!("[{a}]:{port}"),
-            Some(a) => format!("{a}:{port}"),
-            None => format!("*:{port}"),
-        };
-        let limit = live.map(|l| l.backlog).or((g.limit > 0).then_some(g.limit));
-        let somaxconn = ns.and_then(|n| n.sysctls.somaxconn);
-        let drops = seen + unseen;
-        if accept_groups.len() < MAX_GROUPS {
-            accept_advice.push(advice::advise_accept(&advice::AcceptQueueFacts {
-                listener: listener.clone(),
-                netns: ns_label(netns, &name_of(netns)),
-                queue: live.map_or(0, |l| l.accept_queue),
-                limit: limit.unwrap_or(0),
-                peak_queue: peak.unwrap_or(0),
-                somaxconn: to_u64(somaxconn),
-                requested_backlog: None,
-                drops,
-            }));
-            accept_groups.push(Group::Listener {
-                netns: netns.inode.into(),
-                netns_cookie: netns.cookie,
-                netns_name: name_of(netns),
-                listener,
-                queue: live.map(|l| l.accept_queue),
-                limit,
-                peak_queue: peak,
-                somaxconn,
-                drops,
-                drops_seen: seen,
-                drops_counted_only: unseen,
-            });
-        }
-    }
-    for (&netns, &n) in &unattributed {
-        unseen_total += n;
-        accept_groups.push(Group::Listener {
-            netns: netns.inode.into(),
-            netns_cookie: netns.cookie,
-            netns_name: name_of(netns),
-            listener: "(no listener full when the counter moved)".into(),
-            queue: None,
-            limit: None,
-            peak_queue: None,
-            somaxconn: d.latest_ns.get(&netns).and_then(|n| n.sysctls.somaxconn),
-            drops: n,
-            drops_seen: 0,
-            drops_counted_only: n,
-        });
-    }
-    let accept_exact = summary.cause(Cause::AcceptQueueFull);
-    push_cause(
-        &mut causes,
-        Cause::AcceptQueueFull,
-        accept_exact.max(seen_total),
-        unseen_total,
-        accept_groups,
-        accept_advice,
-    );
-
-    // neighbour queue.
-    let mut nq: Vec<_> = d.neigh_queue.iter().collect();
-    nq.sort_by_key(|(_, n)| std::cmp::Reverse(**n));
-    let (mut groups, mut adv) = (Vec::new(), Vec::new());
-    for ((netns, dev, neighbour), &drops) in nq.into_iter().take(MAX_GROUPS) {
-        let ns = d.latest_ns.get(netns);
-        let state = ns
-            .and_then(|n| {
-                n.neighbours
-                    .iter()
-                    .find(|e| e.addr == *neighbour && e.dev == *dev)
-            })
-            .map(|e| nud_state_name(e.state).to_string());
-        let devs = ns.and_then(|n| n.sysctls.devs.get(dev));
-        let (bytes, qlen) = (
-            devs.and_then(|s| s.unres_qlen_bytes),
-            devs.and_then(|s| s.unres_qlen),
-        );
-        adv.push(advice::advise_neigh_queue(&advice::NeighQueueFacts {
-            neighbour: *neighbour,
-            dev: dev.clone(),
-            netns: ns_label(*netns, &name_of(*netns)),
-            state: state.clone(),
-            unres_qlen_bytes: to_u64(bytes),
-            unres_qlen: to_u64(qlen),
-            drops,
-        }));
-        groups.push(Group::Neighbour {
-            netns: netns.inode.into(),
-            netns_cookie: netns.cookie,
-            netns_name: name_of(*netns),
-            neighbour: *neighbour,
-            dev: dev.clone(),
-            state,
-            unres_qlen_bytes: bytes,
-            unres_qlen: qlen,
-            drops,
-        });
-    }
-    push_cause(
-        &mut causes,
-        Cause::NeighQueueFull,
-        summary.cause(Cause::NeighQueueFull),
-        0,
-        groups,
-        adv,
-    );
-
-    // neighbour tables (global).
-    let (mut groups, mut adv) = (Vec::new(), Vec::new());
-    for (i, t) in d.table.iter().enumerate() {
-        if t.drops == 0 && t.refused == 0 {
-            continue;
-        }
-        let ipv6 = i == 1;
-        let last = d.last.as_ref();
-        let entries = last
-            .and_then(|s| {
-                if ipv6 {
-                    s.ndisc.as_ref()
-                } else {
-                    s.arp.as_ref()
-                }
-            })
-            .map(|a| a.entries);
-        let gc = last.map_or(
-            [None; 3],
-            |s| if ipv6 { s.gc_thresh6 } else { s.gc_thresh4 },
-        );
-        let want_family = if ipv6 { 10u16 } else { 2 };
-        let (mut incomplete, mut failed) = (0, 0);
-        for e in d.latest_ns.values().flat_map(|n| n.neighbours.iter()) {
-            if u16::from(e.addr.is_ipv6()) * 8 + 2 != want_family {
-                continue;
-            }
-            incomplete += u64::from(e.state & NUD_INCOMPLETE != 0);
-            failed += u64::from(e.state & NUD_FAILED != 0);
-        }
-        let facts = advice::NeighTableFacts {
-            ipv6,
-            entries: entries.unwrap_or(t.peak_entries),
-            peak: t.peak_entries,
-            gc_thresh: gc,
-            incomplete,
-            failed,
-            drops: t.drops,
-            refused_creates: t.refused,
-        };
-        adv.push(advice::advise_neigh_table(&facts));
-        groups.push(Group::Table {
-            family: if ipv6 { "ipv6" } else { "ipv4" },
-            entries,
-            peak: t.peak_entries,
-            gc_thresh: gc,
-            incomplete,
-            failed,
-            drops: t.drops,
-            refused_creates: t.refused,
-        });
-    }
-    push_cause(
-        &mut causes,
-        Cause::NeighTableOverflow,
-        summary.cause(Cause::NeighTableOverflow),
-        0,
-        groups,
-        adv,
-    );
-
-    // rp_filter.
-    let mut rp: Vec<_> = d.rp.iter().collect();
-    rp.sort_by_key(|(_, g)| std::cmp::Reverse(g.drops));
-    let (mut groups, mut adv) = (Vec::new(), Vec::new());
-    for ((netns, dev), g) in rp.into_iter().take(MAX_GROUPS) {
-        let sys = d.latest_ns.get(netns).map(|n| &n.sysctls);
-        let all = sys.and_then(|s| s.rp_filter_all);
-        let devv = sys.and_then(|s| s.devs.get(dev)).and_then(|d| d.rp_filter);
-        let facts = advice::RpFilterFacts {
-            dev: dev.clone(),
-            netns: ns_label(*netns, &name_of(*netns)),
-            all: to_u64(all),
-            dev_value: to_u64(devv),
-            drops: g.drops,
-            sources: g.sources.iter().copied().collect(),
-        };
-        let effective = facts.effective().map(|v| v as i64);
-        adv.push(advice::advise_rp_filter(&facts));
-        groups.push(Group::Device {
-            netns: netns.inode.into(),
-            netns_cookie: netns.cookie,
-            netns_name: name_of(*netns),
-            dev: dev.clone(),
-            rp_filter_all: all,
-            rp_filter_dev: devv,
-            effective,
-            drops: g.drops,
-            sources: facts.sources,
-        });
-    }
-    push_cause(
-        &mut causes,
-        Cause::RpFilter,
-        summary.cause(Cause::RpFilter),
-        0,
-        groups,
-        adv,
-    );
+    let mut causes = Vec::new();
+    let (g, a) = groups::accept(d);
+    push_cause(&mut causes, Cause::AcceptQueueFull, count, g, a);
+    let (g, a) = groups::neigh_queue(d);
+    push_cause(&mut causes, Cause::NeighQueueFull, count, g, a);
+    let (g, a) = groups::tables(d);
+    push_cause(&mut causes, Cause::NeighTableOverflow, count, g, a);
+    let (g, a) = groups::devices(d);
+    push_cause(&mut causes, Cause::RpFilter, count, g, a);
     causes.sort_by_key(|c| std::cmp::Reverse(c.drops));
 
     let mut other_reasons: Vec<(String, u64)> = summary
@@ -394,132 +191,84 @@ pub fn build(d: &Diagnosis, summary: &Summary, session: &Session, hooks: Hooks) 
         hooks,
         causes,
         other_reasons,
-        kernel_counters: counter_rows(d, summary),
+        kernel_counters: counter_rows(d, summary, count),
         totals: summary.clone(),
     }
-}
-
-/// Per namespace, the kernel's ListenOverflows that no hook saw, exactly:
-/// delta(first, last) minus what the hooks saw there. It is split over the
-/// listeners in proportion to what was attributed to them while observing (the
-/// ones full when the counter moved), else over those full at the end, else left
-/// unattributed.
-#[allow(clippy::type_complexity)]
-fn exact_unseen(
-    d: &Diagnosis,
-    kernel: &BTreeMap<NetnsId, u64>,
-) -> (BTreeMap<(NetnsId, u16), u64>, BTreeMap<NetnsId, u64>) {
-    let mut by_key = BTreeMap::new();
-    let mut unattributed = BTreeMap::new();
-    for (&netns, &delta) in kernel {
-        let seen: u64 = d
-            .accept
-            .iter()
-            .filter(|((ns, _), _)| *ns == netns)
-            .map(|(_, g)| g.ack_drops + g.syn_drops)
-            .sum();
-        let unseen = delta.saturating_sub(seen);
-        if unseen == 0 {
-            continue;
-        }
-        let mut weights: Vec<((NetnsId, u16), u64)> = d
-            .accept
-            .iter()
-            .filter(|((ns, _), g)| *ns == netns && g.unseen > 0)
-            .map(|(k, g)| (*k, g.unseen))
-            .collect();
-        if weights.is_empty() {
-            weights = d
-                .latest_ns
-                .get(&netns)
-                .map(|n| {
-                    n.listeners
-                        .iter()
-                        .filter(|l| l.accept_queue >= l.backlog)
-                        .map(|l| ((netns, l.port), 1))
-                        .collect()
-                })
-                .unwrap_or_default();
-        }
-        let total: u64 = weights.iter().map(|(_, w)| w).sum();
-        if total == 0 {
-            unattributed.insert(netns, unseen);
-            continue;
-        }
-        let mut given = 0;
-        for (i, (k, w)) in weights.iter().enumerate() {
-            let share = if i + 1 == weights.len() {
-                unseen - given
-            } else {
-                unseen * w / total
-            };
-            given += share;
-            *by_key.entry(*k).or_default() += share;
-        }
-    }
-    (by_key, unattributed)
 }
 
 fn push_cause(
     out: &mut Vec<CauseReport>,
     cause: Cause,
-    seen: u64,
-    unseen: u64,
+    count: impl Fn(Cause) -> (u64, u64),
     groups: Vec<Group>,
     advice: Vec<Advice>,
 ) {
-    if seen + unseen == 0 {
+    let (drops, kernel_only) = count(cause);
+    if drops == 0 {
         return;
     }
     out.push(CauseReport {
         cause,
         meaning: cause.meaning(),
-        drops: seen + unseen,
-        seen_by_hooks: seen,
-        counted_by_kernel_only: unseen,
+        drops,
+        seen_by_hooks: drops.saturating_sub(kernel_only),
+        counted_by_kernel_only: kernel_only,
         groups,
         advice,
     });
 }
 
-fn counter_rows(d: &Diagnosis, s: &Summary) -> Vec<CounterRow> {
-    let (Some(a), Some(b)) = (&d.first, &d.last) else {
-        return Vec::new();
+fn counter_rows(
+    d: &Diagnosis,
+    s: &Summary,
+    count: impl Fn(Cause) -> (u64, u64),
+) -> Vec<CounterRow> {
+    let seen = |c: Cause| {
+        let (drops, kernel_only) = count(c);
+        drops.saturating_sub(kernel_only)
     };
-    let sum = |f: fn(&super::snapshot::NetnsSnapshot) -> Option<u64>| -> Option<u64> {
-        let any = b.netns.iter().any(|n| f(n).is_some());
-        any.then(|| super::snapshot::deltas(a, b, f).values().sum())
+    let ns_row = |cause: Cause, counter: &'static str, index: usize| {
+        let (kernel, incomplete) = d.counters.total(index);
+        CounterRow {
+            cause,
+            counter,
+            kernel,
+            netdrop_seen: seen(cause),
+            incomplete,
+        }
     };
+    // The neighbour tables are global: first and last full snapshots.
     let arp = |f: fn(&crate::context::ArpCacheStats) -> u64| -> Option<u64> {
+        let (a, b) = (d.first.as_ref()?, d.last.as_ref()?);
         let get = |s: &super::Snapshot| {
             s.arp.as_ref().map(f).unwrap_or(0) + s.ndisc.as_ref().map(f).unwrap_or(0)
         };
         b.arp.as_ref().map(|_| get(b).saturating_sub(get(a)))
     };
     vec![
-        CounterRow {
-            cause: Cause::AcceptQueueFull,
-            counter: "TcpExt:ListenOverflows",
-            kernel: sum(|n| n.listen_overflows),
-            netdrop_seen: s.cause(Cause::AcceptQueueFull),
-        },
-        CounterRow {
-            cause: Cause::RpFilter,
-            counter: "TcpExt:IPReversePathFilter",
-            kernel: sum(|n| n.rp_filter_drops),
-            netdrop_seen: s.cause(Cause::RpFilter),
-        },
+        ns_row(
+            Cause::AcceptQueueFull,
+            "TcpExt:ListenOverflows",
+            counters::LISTEN_OVERFLOWS,
+        ),
+        ns_row(
+            Cause::RpFilter,
+            "TcpExt:IPReversePathFilter",
+            counters::RP_FILTER_DROPS,
+        ),
         CounterRow {
             cause: Cause::NeighQueueFull,
             counter: "arp_cache+ndisc_cache unresolved_discards",
             kernel: arp(|c| c.unresolved_discards),
-            netdrop_seen: s.cause(Cause::NeighQueueFull),
+            netdrop_seen: seen(Cause::NeighQueueFull),
+            incomplete: false,
         },
         CounterRow {
             cause: Cause::NeighTableOverflow,
             counter: "arp_cache+ndisc_cache table_fulls",
             kernel: arp(|c| c.table_fulls),
             netdrop_seen: s.neigh_create_failures,
+            incomplete: false,
         },
     ]
 }
