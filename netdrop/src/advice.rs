@@ -219,20 +219,21 @@ pub fn advise_accept(f: &AcceptQueueFacts) -> Advice {
     let peak = u64::from(f.peak_queue);
     let subject = format!("listener {} (netns {})", f.listener, f.netns);
     let backlog_name = format!("listen() backlog of {}", f.listener);
-    let now = match f.queue {
-        Some(q) if !f.closed => format!("accept queue {q}/{} now", f.limit),
-        _ => format!(
-            "the accept queue limit was {} at the drops; the listener is closed now",
-            f.limit
+    let full = peak >= limit;
+    let state = match (f.queue.filter(|_| !f.closed), full) {
+        (Some(q), true) => format!("accept queue {q}/{limit} now, peaked at {peak}"),
+        (Some(q), false) => format!(
+            "accept queue {q}/{limit} now; the reads saw at most {peak} of {limit} (it fills between reads)"
+        ),
+        (None, true) => format!(
+            "the accept queue peaked at {peak} (limit {limit} at the drops); the listener is closed now"
+        ),
+        (None, false) => format!(
+            "the reads saw the accept queue at most at {peak} of {limit} (it fills between reads); the listener is closed now"
         ),
     };
-    let fill = if peak >= limit {
-        format!("peaked at {peak}")
-    } else {
-        format!("the reads saw at most {peak} of {limit} (it fills between reads)")
-    };
     let reason = format!(
-        "{} connection attempts dropped; {now}, {fill}: the application does not accept() fast enough for its bursts{}",
+        "{} connection attempts dropped; {state}: the application does not accept() fast enough for its bursts{}",
         f.drops,
         went_on(&f.changes)
     );
