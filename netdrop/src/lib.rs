@@ -21,6 +21,7 @@ pub mod netns_id;
 pub mod owner;
 pub mod pcapng;
 pub mod privileges;
+pub mod reads;
 pub mod record;
 pub mod replay;
 pub mod session;

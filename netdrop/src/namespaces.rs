@@ -53,6 +53,9 @@ const RELIST_BURST: f64 = 20.0;
 /// A namespace not found is looked for again after this long.
 const RETRY_MISS: Duration = Duration::from_millis(200);
 
+/// A namespace a full snapshot read: inode, cookie as read, name, file.
+pub type Listing = (u32, u64, Option<String>, Option<PathBuf>);
+
 #[derive(Debug)]
 struct Listed {
     handle: NetnsHandle,
@@ -182,11 +185,7 @@ impl Namespaces {
 
     /// The namespaces a full snapshot listed (`complete`: all of them):
     /// returns the identity of each, in order, and updates names and what is gone.
-    pub fn on_listing(
-        &mut self,
-        listed: &[(u32, u64, Option<String>)],
-        complete: bool,
-    ) -> Vec<NetnsId> {
+    pub fn on_listing(&mut self, listed: &[Listing], complete: bool) -> Vec<NetnsId> {
         if complete {
             let now: std::collections::HashSet<u32> = listed.iter().map(|l| l.0).collect();
             // Without cookies, an inode that went away starts a new generation.
@@ -202,10 +201,7 @@ impl Namespaces {
                 }
             }
         }
-        let ids: Vec<NetnsId> = listed
-            .iter()
-            .map(|&(inode, cookie, _)| self.identify(inode, cookie))
-            .collect();
+        let ids: Vec<NetnsId> = listed.iter().map(|l| self.identify(l.0, l.1)).collect();
         if complete {
             let present: std::collections::HashSet<NetnsId> = ids.iter().copied().collect();
             for (id, k) in self.known.iter_mut() {
@@ -214,19 +210,22 @@ impl Namespaces {
                 }
             }
         }
-        for (id, (_, _, name)) in ids.iter().zip(listed) {
+        for (id, (_, _, name, path)) in ids.iter().zip(listed) {
             match self.known.get_mut(id) {
                 Some(k) => {
                     k.young = false;
                     if name.is_some() {
                         k.name = name.clone();
                     }
+                    if path.is_some() {
+                        k.path = path.clone();
+                    }
                 }
                 None => self.insert(
                     *id,
                     Known {
                         name: name.clone(),
-                        path: None,
+                        path: path.clone(),
                         gone: false,
                         young: false,
                     },
@@ -239,10 +238,10 @@ impl Namespaces {
     /// Gives a full snapshot's namespaces their identities (cookies or
     /// generations) and learns their names and which are gone.
     pub fn identify_snapshot(&mut self, snap: &mut crate::diagnose::Snapshot) {
-        let listed: Vec<(u32, u64, Option<String>)> = snap
+        let listed: Vec<Listing> = snap
             .netns
             .iter()
-            .map(|n| (n.inode as u32, n.cookie, n.name.clone()))
+            .map(|n| (n.inode as u32, n.cookie, n.name.clone(), n.path.clone()))
             .collect();
         let ids = self.on_listing(&listed, snap.netns_skipped == 0);
         for (n, id) in snap.netns.iter_mut().zip(ids) {
@@ -292,7 +291,7 @@ impl Namespaces {
 
 /// A token bucket.
 #[derive(Debug)]
-struct Budget {
+pub struct Budget {
     per_sec: f64,
     burst: f64,
     tokens: f64,
@@ -300,7 +299,7 @@ struct Budget {
 }
 
 impl Budget {
-    fn new(per_sec: f64, burst: f64) -> Budget {
+    pub fn new(per_sec: f64, burst: f64) -> Budget {
         Budget {
             per_sec,
             burst,
@@ -309,7 +308,7 @@ impl Budget {
         }
     }
 
-    fn take(&mut self) -> bool {
+    pub fn take(&mut self) -> bool {
         let now = Instant::now();
         let secs = now.duration_since(self.at).as_secs_f64();
         self.at = now;
@@ -341,7 +340,7 @@ mod tests {
     fn without_cookies_an_inode_that_goes_away_is_a_new_namespace() {
         let mut ns = Namespaces::with_cookies(false);
         let a = ns.identify(4026532300, 0);
-        let ids = ns.on_listing(&[(4026532300, 0, Some("pod-a".into()))], true);
+        let ids = ns.on_listing(&[(4026532300, 0, Some("pod-a".into()), None)], true);
         assert_eq!(ids, vec![a]);
         assert_eq!(ns.name(a).as_deref(), Some("pod-a"));
         // Gone at the next listing: the inode's next namespace is another one.
@@ -349,7 +348,7 @@ mod tests {
         assert!(ns.get(a).unwrap().gone);
         let b = ns.identify(4026532300, 0);
         assert_ne!(a, b);
-        ns.on_listing(&[(4026532300, 0, Some("pod-b".into()))], true);
+        ns.on_listing(&[(4026532300, 0, Some("pod-b".into()), None)], true);
         assert_eq!(ns.name(b).as_deref(), Some("pod-b"));
         assert_eq!(
             ns.name(a).as_deref(),
@@ -365,9 +364,15 @@ mod tests {
         let b = ns.identify(4026532300, 12);
         assert_ne!(a, b);
         assert_eq!(ns.identify(4026532300, 11), a);
-        let ids = ns.on_listing(&[(4026532300, 11, Some("old".into())), (7, 13, None)], true);
+        let ids = ns.on_listing(
+            &[
+                (4026532300, 11, Some("old".into()), None),
+                (7, 13, None, None),
+            ],
+            true,
+        );
         assert_eq!(ids[0], a);
-        ns.on_listing(&[(4026532300, 12, Some("new".into()))], true);
+        ns.on_listing(&[(4026532300, 12, Some("new".into()), None)], true);
         assert!(ns.get(a).unwrap().gone);
         assert_eq!(ns.name(a).as_deref(), Some("old"));
         assert_eq!(ns.name(b).as_deref(), Some("new"));
@@ -390,7 +395,7 @@ mod tests {
         let mut ns = Namespaces::with_cookies(true);
         for i in 0..(MAX_KNOWN as u64 + 500) {
             // Incomplete listings: no sweep for gone ones (keeps the test fast).
-            let listed = [(1000 + i as u32, i + 1, None)];
+            let listed = [(1000 + i as u32, i + 1, None, None)];
             ns.on_listing(&listed, false);
         }
         assert!(ns.known.len() <= MAX_KNOWN);

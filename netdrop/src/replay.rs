@@ -206,6 +206,7 @@ impl State {
             diagnosis: {
                 let mut d = Diagnosis::for_kernel(&h.kernel_release);
                 d.start_unix = h.start_unix;
+                d.start_mono_ns = Some(h.start_mono_ns);
                 d
             },
             counts: None,

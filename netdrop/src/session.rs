@@ -22,10 +22,10 @@ use crate::{
     filter::{self, FilterSpec, Filters},
     kernel::{KernelFacts, Sources, hooks::fallback_note, kallsyms::Kallsyms},
     loader::{self, LoadOptions, Loaded},
-    namespaces::{Namespaces, Seen},
-    netns_id::NetnsId,
+    namespaces::Namespaces,
     owner::Owners,
     privileges,
+    reads::DropReads,
     record::Header,
     sink::{Session, Sink},
     summary::{Naming, Summary},
@@ -124,6 +124,7 @@ async fn observe_with(
     // The baseline is read before the hooks attach, so nothing is counted twice.
     let mut diagnosis = Diagnosis::default();
     diagnosis.start_unix = clock.wall(clock.mono_at_start());
+    diagnosis.start_mono_ns = Some(clock.mono_at_start());
     let mut baseline = tokio::task::spawn_blocking(|| Snapshot::read(0.0)).await?;
     classifier.namespaces.identify_snapshot(&mut baseline);
 
@@ -179,8 +180,8 @@ async fn observe_with(
     snap_tick.tick().await;
     let mut pending: Option<JoinHandle<Snapshot>> = None;
     let mut pid_tick = tokio::time::interval(PID_REFRESH);
-    let mut young = Young::new(started);
-    let mut young_tick = tokio::time::interval(Young::TICK);
+    let mut reads = DropReads::new(started);
+    let mut reads_tick = tokio::time::interval(DropReads::TICK);
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let deadline = tokio::time::sleep(
@@ -193,7 +194,7 @@ async fn observe_with(
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
-                drain(guard.get_inner_mut(), &mut classifier, &filters, sink, &mut diagnosis, &mut session, opts.capture_bytes.is_some(), &mut young)?;
+                drain(guard.get_inner_mut(), &mut classifier, &filters, sink, &mut diagnosis, &mut session, opts.capture_bytes.is_some(), &mut reads)?;
                 guard.clear_ready();
                 sink.flush()?;
             }
@@ -222,11 +223,12 @@ async fn observe_with(
                 pending = None;
                 let mut snap = snap?;
                 classifier.namespaces.identify_snapshot(&mut snap);
+                reads.on_snapshot(&snap);
                 sink.on_snapshot(&snap)?;
                 diagnosis.on_snapshot(snap);
             }
-            _ = young_tick.tick(), if !young.due.is_empty() => {
-                young.read_due(&mut classifier.namespaces, &mut diagnosis, sink, started)?;
+            _ = reads_tick.tick(), if reads.any_due() => {
+                reads.read_due(&mut classifier.namespaces, &mut diagnosis, sink)?;
             }
             _ = pid_tick.tick(), if watched.is_some() => {
                 let w = watched.as_mut().expect("guarded");
@@ -253,11 +255,11 @@ async fn observe_with(
         &mut diagnosis,
         &mut session,
         opts.capture_bytes.is_some(),
-        &mut young,
+        &mut reads,
     )?;
     // Namespaces that dropped since their last read: read before the last
     // snapshot, while they may still exist.
-    young.read_all(&mut classifier.namespaces, &mut diagnosis, sink, started)?;
+    reads.read_all(&mut classifier.namespaces, &mut diagnosis, sink)?;
     if let Some(p) = pending {
         let mut snap = p.await?;
         classifier.namespaces.identify_snapshot(&mut snap);
@@ -369,7 +371,7 @@ fn drain(
     diagnosis: &mut Diagnosis,
     session: &mut Session,
     keep_bytes: bool,
-    young: &mut Young,
+    reads: &mut DropReads,
 ) -> Result<()> {
     while let Some(item) = ring.next() {
         session.events_read += 1;
@@ -384,8 +386,11 @@ fn drain(
                 }
                 let id = classifier.namespaces.identify(rec.netns, rec.netns_cookie);
                 rec.netns_cookie = id.cookie;
-                young.on_drop(id, &mut classifier.namespaces, diagnosis, sink)?;
+                reads.on_drop(id, &mut classifier.namespaces, diagnosis, sink)?;
                 let view = classifier.drop_view(&rec);
+                if view.cause == crate::classify::Cause::NeighTableOverflow {
+                    reads.on_table_drop(&mut classifier.namespaces, diagnosis, sink)?;
+                }
                 diagnosis.on_drop(&view);
                 sink.on_drop(&view)?;
             }
@@ -393,6 +398,7 @@ fn drain(
                 if filters.port.is_some() || filters.addr.is_some_and(|a| rec.addr != Some(a)) {
                     continue;
                 }
+                reads.on_table_drop(&mut classifier.namespaces, diagnosis, sink)?;
                 diagnosis.on_neigh_fail(&rec);
                 sink.on_neigh_fail(&rec, classifier.clock.wall(rec.ts_ns))?;
             }
@@ -404,7 +410,7 @@ fn drain(
                 }
                 let id = classifier.namespaces.identify(rec.netns, rec.netns_cookie);
                 rec.netns_cookie = id.cookie;
-                young.on_drop(id, &mut classifier.namespaces, diagnosis, sink)?;
+                reads.on_drop(id, &mut classifier.namespaces, diagnosis, sink)?;
                 diagnosis.on_listen_drop(&rec);
                 let owner = classifier.owners.lookup(rec.owner_ino, 0);
                 sink.on_listen_drop(&rec, owner.as_ref(), classifier.clock.wall(rec.ts_ns))?;
@@ -422,145 +428,4 @@ fn drain(
         }
     }
     Ok(())
-}
-
-/// Namespaces found after the last full snapshot, read when their first drop
-/// is seen and again shortly after their latest drops: one that lives for a
-/// second still gets its name, values and kernel counters, however the
-/// periodic snapshot falls.
-struct Young {
-    started: Instant,
-    /// When each is due to be read again.
-    due: std::collections::BTreeMap<NetnsId, Instant>,
-    last_read: std::collections::HashMap<NetnsId, Instant>,
-}
-
-impl Young {
-    /// How often due namespaces are read.
-    const TICK: Duration = Duration::from_millis(50);
-    /// Read again this long after a drop (later drops push it back, up to
-    /// [`Young::MAX_WAIT`] after the last read).
-    const AFTER_DROP: Duration = Duration::from_millis(100);
-    const MAX_WAIT: Duration = Duration::from_millis(500);
-    /// At most this many reads per tick (each is a thread in the namespace).
-    const PER_TICK: usize = 16;
-    /// Namespaces waiting to be read again, at most.
-    const MAX_DUE: usize = 4096;
-
-    fn new(started: Instant) -> Young {
-        Young {
-            started,
-            due: Default::default(),
-            last_read: Default::default(),
-        }
-    }
-
-    /// A drop in `id`: reads it now if it is new, else schedules a read if it is young.
-    fn on_drop(
-        &mut self,
-        id: NetnsId,
-        ns: &mut Namespaces,
-        diagnosis: &mut Diagnosis,
-        sink: &mut dyn Sink,
-    ) -> Result<()> {
-        match ns.see(id) {
-            Seen::New(handle) => {
-                self.read(id, &handle.path, ns, diagnosis, sink)?;
-            }
-            Seen::Known if ns.get(id).is_some_and(|k| k.young && !k.gone) => {
-                let now = Instant::now();
-                let latest = self.last_read.get(&id).map_or(now, |t| *t + Self::MAX_WAIT);
-                if self.due.len() < Self::MAX_DUE || self.due.contains_key(&id) {
-                    self.due.insert(id, (now + Self::AFTER_DROP).min(latest));
-                }
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
-    fn read_due(
-        &mut self,
-        ns: &mut Namespaces,
-        diagnosis: &mut Diagnosis,
-        sink: &mut dyn Sink,
-        _started: Instant,
-    ) -> Result<()> {
-        let now = Instant::now();
-        let ready: Vec<NetnsId> = self
-            .due
-            .iter()
-            .filter(|(_, t)| **t <= now)
-            .map(|(id, _)| *id)
-            .take(Self::PER_TICK)
-            .collect();
-        for id in ready {
-            self.due.remove(&id);
-            self.read_known(id, ns, diagnosis, sink)?;
-        }
-        Ok(())
-    }
-
-    /// Every namespace waiting, now (at the end of a session).
-    fn read_all(
-        &mut self,
-        ns: &mut Namespaces,
-        diagnosis: &mut Diagnosis,
-        sink: &mut dyn Sink,
-        _started: Instant,
-    ) -> Result<()> {
-        for id in std::mem::take(&mut self.due).into_keys() {
-            self.read_known(id, ns, diagnosis, sink)?;
-        }
-        Ok(())
-    }
-
-    fn read_known(
-        &mut self,
-        id: NetnsId,
-        ns: &mut Namespaces,
-        diagnosis: &mut Diagnosis,
-        sink: &mut dyn Sink,
-    ) -> Result<()> {
-        let Some(path) = ns.get(id).and_then(|k| k.path.clone()) else {
-            return Ok(());
-        };
-        self.read(id, &path, ns, diagnosis, sink)
-    }
-
-    /// Reads namespace `id` through `path`, if that file still holds it.
-    fn read(
-        &mut self,
-        id: NetnsId,
-        path: &std::path::Path,
-        ns: &mut Namespaces,
-        diagnosis: &mut Diagnosis,
-        sink: &mut dyn Sink,
-    ) -> Result<()> {
-        let handle = crate::context::NetnsHandle {
-            inode: id.inode.into(),
-            path: path.to_path_buf(),
-            name: ns.name(id),
-        };
-        let at = self.started.elapsed().as_secs_f64();
-        self.last_read.insert(id, Instant::now());
-        if self.last_read.len() > Self::MAX_DUE {
-            let keep = Instant::now() - Self::MAX_WAIT * 4;
-            self.last_read.retain(|_, t| *t >= keep);
-        }
-        let read = crate::diagnose::snapshot::read_netns(&handle);
-        let same = |s: &crate::diagnose::snapshot::NetnsSnapshot| {
-            s.inode == u64::from(id.inode) && ns.identify(id.inode, s.cookie) == id
-        };
-        match read {
-            Some(mut snap) if same(&snap) => {
-                snap.cookie = id.cookie;
-                snap.name = ns.name(id);
-                sink.on_netns_snapshot(at, &snap)?;
-                diagnosis.on_netns_snapshot(at, snap);
-            }
-            _ => ns.mark_gone(id),
-        }
-        Ok(())
-    }
 }

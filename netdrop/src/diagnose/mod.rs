@@ -322,20 +322,7 @@ impl Diagnosis {
         let is_first = self.first.is_none();
         self.now_s = self.now_s.max(snap.at_s);
         for (t, gc) in [snap.gc_thresh4, snap.gc_thresh6].into_iter().enumerate() {
-            for (i, v) in gc.into_iter().enumerate() {
-                let Some(v) = v else { continue };
-                if let Some(old) = self.gc_known[t][i]
-                    && old != v
-                {
-                    let knob = Knob::GcThresh {
-                        ipv6: t == 1,
-                        n: i as u8 + 1,
-                    };
-                    self.changes
-                        .record(None, knob, old as i64, v as i64, snap.at_s);
-                }
-                self.gc_known[t][i] = Some(v);
-            }
+            self.take_gc(t, gc, snap.at_s);
             let entries = if t == 0 { &snap.arp } else { &snap.ndisc };
             if let Some(a) = entries {
                 self.table[t].peak_entries = self.table[t].peak_entries.max(a.entries);
@@ -363,8 +350,32 @@ impl Diagnosis {
         self.take_ns(at_s, ns, false);
     }
 
+    /// The global gc_thresh1..3 of family `t` (0: ipv4, 1: ipv6) as read at `at_s`.
+    fn take_gc(&mut self, t: usize, gc: [Option<u64>; 3], at_s: f64) {
+        for (i, v) in gc.into_iter().enumerate() {
+            let Some(v) = v else { continue };
+            if let Some(old) = self.gc_known[t][i]
+                && old != v
+            {
+                let knob = Knob::GcThresh {
+                    ipv6: t == 1,
+                    n: i as u8 + 1,
+                };
+                self.changes.record(None, knob, old as i64, v as i64, at_s);
+            }
+            self.gc_known[t][i] = Some(v);
+        }
+    }
+
     fn take_ns(&mut self, at_s: f64, ns: NetnsSnapshot, is_first: bool) {
         let id = ns.id();
+        // The initial namespace shows the (global) IPv4 gc_thresh*: a read of
+        // it at a table drop gives the values in force then.
+        let s = &ns.sysctls;
+        let gc4 = [s.gc_thresh1, s.gc_thresh2, s.gc_thresh3].map(|v| v.map(|v| v.max(0) as u64));
+        if gc4.iter().all(Option::is_some) {
+            self.take_gc(0, gc4, at_s);
+        }
         match self.latest_ns.get(&id) {
             Some(prev) => {
                 for (knob, from, to) in values::ns_changes(prev, &ns) {

@@ -22,6 +22,9 @@ pub struct NetnsSnapshot {
     /// serialized form (recordings carry the cookies beside the snapshot).
     #[serde(skip)]
     pub cookie: u64,
+    /// The nsfs file it was read through (not recorded: meaningless elsewhere).
+    #[serde(skip)]
+    pub path: Option<std::path::PathBuf>,
     pub name: Option<String>,
     /// TcpExt:ListenOverflows, TcpExt:ListenDrops, TcpExt:IPReversePathFilter.
     pub listen_overflows: Option<u64>,
@@ -98,6 +101,7 @@ impl Snapshot {
 /// Reads one namespace, in it.
 pub fn read_netns(ns: &NetnsHandle) -> Option<NetnsSnapshot> {
     let (inode, name) = (ns.inode, crate::namespaces::display_name(ns));
+    let path = Some(ns.path.clone());
     in_netns(&ns.path, move || {
         let netstat = context::read_netstat().unwrap_or_default();
         let get = |k: &str| netstat.get(k).copied();
@@ -112,6 +116,7 @@ pub fn read_netns(ns: &NetnsHandle) -> Option<NetnsSnapshot> {
         NetnsSnapshot {
             inode,
             cookie: netns_id::current_cookie().unwrap_or(0),
+            path,
             name,
             listen_overflows: get("TcpExt:ListenOverflows"),
             listen_drops: get("TcpExt:ListenDrops"),
