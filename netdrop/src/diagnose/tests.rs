@@ -201,3 +201,5 @@ fn nothing_to_report_says_so() {
     assert!(r.causes.is_empty());
     assert!(r.render().contains("nothing to change"));
 }
+
+mod field;
