@@ -122,6 +122,9 @@ pub struct Diagnosis {
     pub counters: counters::Tracker,
     /// The latest read taken in, seconds since the start.
     now_s: f64,
+    /// Unix time minus CLOCK_MONOTONIC, seconds, learned from the drops
+    /// (which carry both) where `start_mono_ns` is not set.
+    mono_to_unix: Option<f64>,
 }
 
 const ETH_P_IPV6: u16 = 0x86dd;
@@ -208,8 +211,12 @@ impl Diagnosis {
 
     /// Seconds since the start of a record's CLOCK_MONOTONIC `ts_ns`.
     fn at_mono(&self, ts_ns: u64) -> f64 {
-        match self.start_mono_ns {
-            Some(m) if ts_ns > 0 => (ts_ns as f64 - m as f64) / 1e9,
+        match (self.start_mono_ns, self.mono_to_unix) {
+            _ if ts_ns == 0 => self.after_latest_read(),
+            (Some(m), _) => (ts_ns as f64 - m as f64) / 1e9,
+            (None, Some(off)) if self.start_unix > 0.0 => {
+                ts_ns as f64 / 1e9 + off - self.start_unix
+            }
             _ => self.after_latest_read(),
         }
     }
@@ -228,6 +235,9 @@ impl Diagnosis {
         let netns = r.netns_id();
         let p = r.packet.as_ref();
         let at = self.at_unix(ev.ts);
+        if self.mono_to_unix.is_none() && ev.ts > 0.0 && r.ts_ns > 0 {
+            self.mono_to_unix = Some(ev.ts - r.ts_ns as f64 / 1e9);
+        }
         let ns = self.latest_ns.get(&netns);
         match ev.cause {
             Cause::AcceptQueueFull => {
@@ -369,6 +379,16 @@ impl Diagnosis {
 
     fn take_ns(&mut self, at_s: f64, ns: NetnsSnapshot, is_first: bool) {
         let id = ns.id();
+        // A full snapshot taken in after a later read of one of its namespaces
+        // (read between its start and its end): that one is already newer.
+        if self
+            .counters
+            .get(id)
+            .and_then(|t| t.last_read_s)
+            .is_some_and(|r| r > at_s)
+        {
+            return;
+        }
         // The initial namespace shows the (global) IPv4 gc_thresh*: a read of
         // it at a table drop gives the values in force then.
         let s = &ns.sysctls;

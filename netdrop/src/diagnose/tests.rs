@@ -2,7 +2,7 @@ use std::net::IpAddr;
 
 use super::{report::Hooks, snapshot::NetnsSnapshot, *};
 use crate::{
-    context::{Listener, NetnsSysctls},
+    context::{DevSysctls, Listener, NetnsSysctls},
     decode::{DropRecord, Packet},
 };
 
@@ -202,4 +202,98 @@ fn nothing_to_report_says_so() {
     assert!(r.render().contains("nothing to change"));
 }
 
+// Fixtures of the field-truth tests: a session, namespaces by identity.
+
+/// The session's start, unix seconds (19:31:00 UTC is START + 60).
+const START: f64 = 1_700_076_600.0;
+const INODE: u32 = 4026532300;
+
+fn id(cookie: u64) -> NetnsId {
+    NetnsId::new(INODE, cookie)
+}
+
+fn ns(id: NetnsId, name: &str) -> NetnsSnapshot {
+    let mut sysctls = NetnsSysctls {
+        somaxconn: Some(4096),
+        rp_filter_all: Some(0),
+        ..Default::default()
+    };
+    sysctls.devs.insert(
+        "eth1".into(),
+        DevSysctls {
+            rp_filter: Some(1),
+            unres_qlen_bytes: Some(1),
+            unres_qlen: Some(0),
+        },
+    );
+    NetnsSnapshot {
+        inode: id.inode.into(),
+        cookie: id.cookie,
+        name: Some(name.into()),
+        listen_overflows: Some(0),
+        listen_drops: Some(0),
+        rp_filter_drops: Some(0),
+        sysctls,
+        ..Default::default()
+    }
+}
+
+fn full(at_s: f64, namespaces: Vec<NetnsSnapshot>, gc3: u64) -> Snapshot {
+    Snapshot {
+        at_s,
+        gc_thresh4: [Some(gc3 / 4), Some(gc3 / 2), Some(gc3)],
+        netns: namespaces,
+        ..Default::default()
+    }
+}
+
+fn diagnosis() -> Diagnosis {
+    Diagnosis {
+        start_unix: START,
+        ..Diagnosis::default()
+    }
+}
+
+fn rec_in(id: NetnsId, dev: &str, saddr: &str, daddr: &str, dport: u16) -> DropRecord {
+    DropRecord {
+        netns: id.inode,
+        netns_cookie: id.cookie,
+        ..drop_rec(dev, saddr, daddr, dport)
+    }
+}
+
+/// `n` drops of `cause` in `rec` at `at_s` seconds after the start.
+fn drops(d: &mut Diagnosis, rec: &DropRecord, cause: Cause, n: u64, at_s: f64) {
+    for _ in 0..n {
+        d.on_drop(&DropView {
+            ts: START + at_s,
+            ..view(rec, cause)
+        });
+    }
+}
+
+/// The summary the session gives the report: the hooks' counts plus the
+/// drops known only from kernel counters.
+fn summary_of(d: &Diagnosis, causes: &[(Cause, u64)]) -> Summary {
+    let mut s = summary(0, 0);
+    for (c, n) in causes {
+        s.causes.insert(c.as_str(), *n);
+        s.total_drops += n;
+    }
+    s.with_kernel_only(&d.kernel_only())
+}
+
+fn report(d: &Diagnosis, causes: &[(Cause, u64)]) -> Report {
+    d.report(
+        &summary_of(d, causes),
+        &Session::default(),
+        Hooks::default(),
+    )
+}
+
+fn table_overflow() -> DropRecord {
+    drop_rec("eth0", "198.18.0.1", "198.18.9.9", 9)
+}
+
+mod counts;
 mod field;
