@@ -116,8 +116,9 @@ pub struct Diagnosis {
     pub start_mono_ns: Option<u64>,
     /// Knobs that changed during the observation, bounded.
     pub changes: values::Changes,
-    /// The global gc_thresh1..3 last read, [ipv4, ipv6].
+    /// The global gc_thresh1..3 last read, [ipv4, ipv6], and when.
     gc_known: [[Option<u64>; 3]; 2],
+    gc_read_s: [f64; 2],
     /// The kernel's counters per namespace.
     pub counters: counters::Tracker,
     /// The latest read taken in, seconds since the start.
@@ -362,6 +363,11 @@ impl Diagnosis {
 
     /// The global gc_thresh1..3 of family `t` (0: ipv4, 1: ipv6) as read at `at_s`.
     fn take_gc(&mut self, t: usize, gc: [Option<u64>; 3], at_s: f64) {
+        // Older than a read already taken in (a full snapshot started before it).
+        if at_s < self.gc_read_s[t] {
+            return;
+        }
+        self.gc_read_s[t] = at_s;
         for (i, v) in gc.into_iter().enumerate() {
             let Some(v) = v else { continue };
             if let Some(old) = self.gc_known[t][i]

@@ -191,7 +191,7 @@ fn group_line(g: &Group) -> String {
             refused_creates,
             ..
         } => format!(
-            "{family} table: {} entries now, peak {peak}; gc_thresh1/2/3 {}/{}/{}; {incomplete} INCOMPLETE, {failed} FAILED; {drops} drops, {refused_creates} creates refused",
+            "{family} table: {} entries now, peak {peak}; gc_thresh1/2/3 {}/{}/{} in force at the drops; {incomplete} INCOMPLETE, {failed} FAILED; {drops} drops, {refused_creates} creates refused",
             opt(entries),
             opt(&gc_thresh[0]),
             opt(&gc_thresh[1]),

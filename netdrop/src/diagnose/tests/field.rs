@@ -341,3 +341,23 @@ fn segments_and_changes_stay_bounded() {
     assert!(g.segments.0.len() <= MAX_SEGMENTS);
     assert_eq!(g.segments.total(), 1000, "no drop lost in merging");
 }
+
+#[test]
+fn gc_thresh_read_at_a_table_drop_is_not_undone_by_an_older_snapshot() {
+    let mut d = diagnosis();
+    d.on_snapshot(full(0.0, vec![], 64));
+    // The initial namespace, read at a full-table drop, shows the raised value.
+    let mut init = ns(id(1), "init");
+    (
+        init.sysctls.gc_thresh1,
+        init.sysctls.gc_thresh2,
+        init.sysctls.gc_thresh3,
+    ) = (Some(256), Some(512), Some(1024));
+    d.on_netns_snapshot(62.0, init);
+    // A full snapshot whose global read started before it, taken in after.
+    d.on_snapshot(full(61.5, vec![], 64));
+    let g3 = [crate::diagnose::values::Knob::GcThresh { ipv6: false, n: 3 }];
+    let changes: Vec<_> = d.changes.of(None, &g3).collect();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!((changes[0].from, changes[0].to), (64, 1024));
+}
