@@ -445,6 +445,7 @@ pub fn advise_neigh_table(f: &NeighTableFacts) -> Advice {
         })
         .collect::<Vec<_>>();
     let seen = match g3 {
+        _ if peak == 0 => "the table's size was not read".to_string(),
         Some(g3) if peak < g3 => format!(
             "refused entries although the reads saw at most {peak} (it fills between reads)"
         ),

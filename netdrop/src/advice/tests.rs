@@ -518,3 +518,15 @@ fn rp_filter_change_that_stops_the_drops() {
     f.changes = vec![change("net.ipv4.conf.eth1.rp_filter", 2, 1, 10, 0)];
     assert_eq!(advise_rp_filter(&f).stopped_by, None);
 }
+
+#[test]
+fn neigh_table_never_read_does_not_claim_a_peak() {
+    let a = advise_neigh_table(&table(0, 0, 64, 0));
+    assert!(
+        a.action.starts_with(
+            "net.ipv4.neigh.default.gc_thresh3 = 64, the table's size was not read → raise to 1024"
+        ),
+        "{}",
+        a.action
+    );
+}

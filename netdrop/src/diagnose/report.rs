@@ -1,6 +1,7 @@
 //! The diagnosis report: causes ranked by drops, each with its groups (the
-//! listener, neighbour, table or device), the live values, the advice, and the
-//! kernel's own counters beside what netdrop saw.
+//! listener, neighbour, table or device), the values in force at their drops
+//! and the changes made to them, the advice, and the kernel's own counters
+//! beside what netdrop saw.
 
 use std::net::IpAddr;
 
