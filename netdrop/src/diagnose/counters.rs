@@ -125,6 +125,9 @@ impl Tracker {
         if t.first_read_s.is_none() {
             t.first = values;
             t.first_read_s = Some(at_s);
+        }
+        // Attribution counts ListenOverflows from the same origin as the total.
+        if t.base[LISTEN_OVERFLOWS].is_none() {
             t.overflows_at_read = match t.start {
                 Start::BornLater => 0,
                 _ => values[LISTEN_OVERFLOWS].unwrap_or(0),

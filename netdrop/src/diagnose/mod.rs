@@ -246,10 +246,17 @@ impl Diagnosis {
                 let port = p.and_then(|p| p.dport).unwrap_or(0);
                 let daddr = p.map(|p| p.daddr);
                 let live = ns.and_then(|n| live_listener(n, port, daddr));
-                let vals = listener_vals(ns, live.map(|l| l.backlog));
+                // The listener's queue and limit at the drop itself, when the
+                // probe read them; else the latest read's.
+                let limit = r.accept_queue.map(|(_, lim)| lim);
+                let vals = listener_vals(ns, limit.or(live.map(|l| l.backlog)));
                 let g = self.accept.entry((netns, port)).or_default();
                 g.addr = g.addr.or(daddr);
                 g.listen_addr = g.listen_addr.or(live.map(|l| l.addr));
+                if let Some((queue, lim)) = r.accept_queue {
+                    g.peak_queue = g.peak_queue.max(queue);
+                    g.limit = lim;
+                }
                 let seq = self
                     .changes
                     .latest_seq(Some(netns), &listener_knobs(g.listen_addr, port));

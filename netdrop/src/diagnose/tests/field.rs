@@ -361,3 +361,22 @@ fn gc_thresh_read_at_a_table_drop_is_not_undone_by_an_older_snapshot() {
     assert_eq!(changes.len(), 1, "{changes:?}");
     assert_eq!((changes[0].from, changes[0].to), (64, 1024));
 }
+
+#[test]
+fn the_limit_read_at_the_drop_is_the_one_in_force() {
+    let x = id(4);
+    let mut d = diagnosis();
+    d.on_snapshot(full(0.0, vec![], 1024));
+    // Never read: the probe's own reading of the listener is all there is.
+    let mut ack = rec_in(x, "eth0", "198.18.0.2", "198.18.0.1", 80);
+    ack.accept_queue = Some((2, 1));
+    drops(&mut d, &ack, Cause::AcceptQueueFull, 3, 1.0);
+    d.on_snapshot(full(5.0, vec![], 1024));
+    let r = report(&d, &[(Cause::AcceptQueueFull, 3)]);
+    let g = serde_json::to_value(&r.causes[0].groups[0]).unwrap();
+    assert_eq!(
+        (&g["limit"], &g["peak_queue"], &g["closed"]),
+        (&json!(1), &json!(2), &json!(true)),
+        "{g}"
+    );
+}
