@@ -109,7 +109,10 @@ async fn observe_with(
     opts: &SessionOptions,
     sink: &mut dyn Sink,
 ) -> Result<Outcome> {
+    // One origin for both clocks: drop times (kernel, monotonic) and read
+    // times (seconds since `started`) must compare.
     let clock = Clock::now();
+    let started = Instant::now();
     let mut classifier = Classifier {
         naming: Naming {
             reasons: facts.reasons.clone(),
@@ -120,7 +123,6 @@ async fn observe_with(
         owners: Owners::default(),
         namespaces: Namespaces::new(facts.config.structs.net_cookie != netdrop_common::ABSENT),
     };
-    let started = Instant::now();
     // The baseline is read before the hooks attach, so nothing is counted twice.
     let mut diagnosis = Diagnosis::default();
     diagnosis.start_unix = clock.wall(clock.mono_at_start());

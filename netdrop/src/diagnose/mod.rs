@@ -350,6 +350,11 @@ impl Diagnosis {
             self.take_ns(snap.at_s, ns.clone(), is_first);
         }
         for id in self.counters.prune(&snap) {
+            // A group's namespace keeps its last read (name, values) while the
+            // group is reported, gone or not.
+            if self.has_group_in(id) {
+                continue;
+            }
             self.latest_ns.remove(&id);
             self.peak_listener.retain(|(ns, _), _| *ns != id);
         }
@@ -453,6 +458,13 @@ impl Diagnosis {
         for ((_, dev), g) in self.rp.iter_mut().filter(|((n, _), _)| *n == id) {
             g.segments.backfill(rp_vals(Some(ns), dev));
         }
+    }
+
+    /// Whether a group of any cause is in namespace `id`.
+    fn has_group_in(&self, id: NetnsId) -> bool {
+        self.accept.keys().any(|(ns, _)| *ns == id)
+            || self.neigh_queue.keys().any(|(ns, ..)| *ns == id)
+            || self.rp.keys().any(|(ns, _)| *ns == id)
     }
 
     /// Its namespace no longer existed at the end: absent from the latest full

@@ -266,3 +266,22 @@ fn a_full_snapshot_older_than_a_namespace_read_is_not_taken_for_it() {
         Some(9)
     );
 }
+
+/// A namespace read once, at its drops, and gone by the next full snapshot:
+/// its group keeps the name and values of that read (marked gone).
+#[test]
+fn a_gone_namespace_keeps_its_name_while_its_group_is_reported() {
+    let mut d = diagnosis();
+    d.on_snapshot(full(0.0, vec![], 1024));
+    let pod = id(77);
+    d.on_netns_snapshot(0.5, ns(pod, "pod-q"));
+    let rec = rec_in(pod, "eth1", "198.18.1.1", "198.18.1.99", 9);
+    drops(&mut d, &rec, Cause::NeighQueueFull, 15, 0.6);
+    d.on_snapshot(full(1.0, vec![], 1024));
+    d.on_snapshot(full(2.0, vec![], 1024));
+    let r = report(&d, &[(Cause::NeighQueueFull, 15)]);
+    let g = serde_json::to_value(&r.causes[0].groups[0]).unwrap();
+    assert_eq!(g["netns_name"], "pod-q", "{g}");
+    assert_eq!(g["unres_qlen_bytes"], 1, "{g}");
+    assert_eq!(g["gone"], true, "{g}");
+}
