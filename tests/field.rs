@@ -879,6 +879,79 @@ fn accept_queue_with_syncookies_default_matches_listen_overflows() {
     complete_row(&out, "TcpExt:ListenOverflows");
 }
 
+/// Syncookies at the kernel default: the ACK completing a cookie handshake at a
+/// full accept queue is freed with reason NO_SOCKET. netdrop classifies it by
+/// what it hit (a listener with a full queue): accept_queue_full, seen by the
+/// hooks, in the listener's namespace; the total equals ListenOverflows.
+#[test]
+fn syncookie_acks_at_a_full_queue_are_accept_queue_drops() {
+    const TEST: &str = "syncookie_acks_at_a_full_queue_are_accept_queue_drops";
+    let _serial = lock();
+    if !require_root(TEST) {
+        return;
+    }
+    let sc = AcceptOverflow::setup().expect("setup");
+    let syncookies = sc.s.read_sysctl("net.ipv4.tcp_syncookies").unwrap();
+    if syncookies != "1" {
+        skip_loudly(&format!(
+            "{TEST}: tcp_syncookies is {syncookies} in a new namespace, not the kernel default 1"
+        ));
+        return;
+    }
+    let s = NsId::of(&sc.s).unwrap();
+    let nd = Netdrop::start(EVENTS_UNLIMITED).expect("starting netdrop");
+    let before = sc.s.netstat().unwrap();
+    let listener = sc.cookie_burst(1, 40).expect("traffic");
+    settle();
+    sleep(SNAPSHOT_WAIT);
+    let after = sc.s.netstat().unwrap();
+    let out = nd.stop().expect("stopping netdrop");
+    drop(listener);
+    out.assert_clean_exit();
+
+    let kernel = delta(&before, &after, "TcpExt:ListenOverflows");
+    let cookies = delta(&before, &after, "TcpExt:SyncookiesRecv");
+    eprintln!("kernel: ListenOverflows +{kernel}, SyncookiesRecv +{cookies}");
+    assert!(
+        cookies > 0,
+        "no cookie ACK provoked (the tbf queue did not hold the ACKs)"
+    );
+    let cookie_acks = out.reason("NO_SOCKET(listener full)");
+    assert!(
+        cookie_acks > 0,
+        "no NO_SOCKET drop at a full listener counted: {}",
+        out.summary()
+    );
+    let lines: Vec<&Value> = out
+        .drops()
+        .into_iter()
+        .filter(|l| l["reason"] == "NO_SOCKET" && l["cause"] == "accept_queue_full")
+        .collect();
+    assert_eq!(
+        lines.len() as u64,
+        cookie_acks,
+        "a line per cookie ACK dropped"
+    );
+    for l in &lines {
+        assert_eq!(
+            l["netns_name"],
+            json!(s.name),
+            "the listener's namespace: {l}"
+        );
+        assert_eq!(l["dport"], json!(AcceptOverflow::PORT), "{l}");
+    }
+    let (total, kernel_only, seen) = assert_accept_split(&out);
+    eprintln!(
+        "accept_queue_full: {total} (seen {seen}, kernel only {kernel_only}); kernel {kernel}"
+    );
+    assert!(seen >= cookie_acks, "the cookie ACKs are seen by the hooks");
+    assert!(
+        within_percent(total, kernel, ACCEPT_TOLERANCE_PCT),
+        "accept_queue_full {total} is not within {ACCEPT_TOLERANCE_PCT} % of ListenOverflows {kernel}"
+    );
+    out.assert_one_truth();
+}
+
 /// netdrop first; then a namespace is made, drops with strict rp_filter, and is
 /// deleted; then netdrop stops. Its IPReversePathFilter is not lost.
 #[test]

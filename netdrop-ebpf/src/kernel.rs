@@ -254,12 +254,12 @@ impl AcceptQueue {
 /// TCP_LISTEN (include/net/tcp_states.h, stable ABI).
 const TCP_LISTEN: u8 = 10;
 
-/// Whether `sk` is a listener whose accept queue is full (or at its limit:
-/// an accept() on another CPU may have taken one since the kernel refused).
+/// Whether `sk` is a listener whose accept queue is full, as the kernel's
+/// `sk_acceptq_is_full()` decides it (length above the limit).
 #[inline(always)]
 pub fn listener_full(sk: u64, o: &StructOffsets) -> bool {
     let q = accept_queue(sk, o);
-    q.len != NOT_LISTENER && q.len >= q.limit
+    q.len != NOT_LISTENER && q.len > q.limit
 }
 
 /// The accept queue of `sk` if it is a listener; read only then.
@@ -340,7 +340,12 @@ impl DropCtx {
     /// receiving socket (the listener of an accept-queue overflow).
     #[inline(always)]
     pub fn read(skb: u64, rx_sk: u64, o: &StructOffsets) -> DropCtx {
-        let info = skb_info(skb, o);
+        let mut info = skb_info(skb, o);
+        // TCP reuses skb->dev (dev_scratch) and a refused ACK has no socket of
+        // its own: the receiving socket (a listener) still names the namespace.
+        if info.netns == 0 && rx_sk != 0 {
+            (info.netns, info.netns_cookie) = sock_netns_id(rx_sk, o);
+        }
         let mut owner = sock_owner(info.sk, o);
         let mut src = owner_src::SKB_SK;
         if owner.ino == 0 {

@@ -81,7 +81,7 @@ pub fn cause_of(reason_name: &str) -> Cause {
 /// a slot of their own by the same rule (`listener_full`).
 pub fn classify(reason_name: &str, accept_queue: Option<(u32, u32)>) -> Cause {
     match (reason_name, accept_queue) {
-        ("NO_SOCKET", Some((len, limit))) if len >= limit => Cause::AcceptQueueFull,
+        ("NO_SOCKET", Some((len, limit))) if len > limit => Cause::AcceptQueueFull,
         _ => cause_of(reason_name),
     }
 }
@@ -112,7 +112,8 @@ mod tests {
         assert_eq!(classify("NO_SOCKET", None), Cause::Other);
         // A cookie ACK at a full queue (backlog 1: the queue holds 2).
         assert_eq!(classify("NO_SOCKET", Some((2, 1))), Cause::AcceptQueueFull);
-        assert_eq!(classify("NO_SOCKET", Some((1, 1))), Cause::AcceptQueueFull);
+        // At its limit the queue still takes one (sk_acceptq_is_full: len > limit).
+        assert_eq!(classify("NO_SOCKET", Some((1, 1))), Cause::Other);
         // A listener with room: a bad cookie, not an overflow.
         assert_eq!(classify("NO_SOCKET", Some((0, 128))), Cause::Other);
         // Other reasons are not reclassified by the socket.

@@ -132,6 +132,55 @@ impl AcceptOverflow {
     }
 }
 
+impl AcceptOverflow {
+    /// Syncookie ACKs at a full accept queue, with the kernel's default
+    /// `tcp_syncookies=1`. The clients' link is slowed with tbf (100 kbit/s,
+    /// one small packet of burst), so their ACKs queue behind the rest of the
+    /// burst's SYNs: the server answers those SYNs while the accept queue still
+    /// has room, and once its request queue holds `backlog` connections it
+    /// answers with cookies (SyncookiesSent). When the cookie ACKs arrive the
+    /// accept queue is full: ListenOverflows += 1 each, and the ACK is freed
+    /// with reason NO_SOCKET, rx_sk = the listener. Returns the listener
+    /// (never accepting) after the clients are closed.
+    pub fn cookie_burst(&self, backlog: i32, clients: usize) -> Result<TcpListener> {
+        crate::cmd::run(std::process::Command::new("tc").args([
+            "-n",
+            self.c.name(),
+            "qdisc",
+            "replace",
+            "dev",
+            Self::DEV_C,
+            "root",
+            "tbf",
+            "rate",
+            "100kbit",
+            "burst",
+            "100",
+            "mtu",
+            "100",
+            "latency",
+            "3s",
+        ]))
+        .context("tbf on the clients' link")?;
+        let listener = in_netns(&self.s, move || -> Result<TcpListener> {
+            let l = TcpListener::bind(SocketAddrV4::new(Self::SERVER, Self::PORT))?;
+            relisten(&l, backlog)?;
+            Ok(l)
+        })??;
+        let server = SocketAddr::V4(SocketAddrV4::new(Self::SERVER, Self::PORT));
+        let socks = in_netns(&self.c, move || -> Result<Vec<socket2_lite::Socket>> {
+            (0..clients.min(64))
+                .map(|_| socket2_lite::Socket::connect_nonblocking(&server))
+                .collect()
+        })??;
+        // 64 small packets at 100 kbit/s drain in well under a second; one
+        // round of retransmissions (1 s) meets the full queue too.
+        std::thread::sleep(Duration::from_millis(2500));
+        drop(socks);
+        Ok(listener)
+    }
+}
+
 /// A non-blocking TCP connect without extra crates.
 mod socket2_lite {
     use std::{
