@@ -172,8 +172,15 @@ impl Summary {
 
     /// Adds the drops known only from kernel counters (from the diagnosis's
     /// counter fusion) to the totals.
+    ///
+    /// `kernel_only` is the kernel's count beyond the drops the hooks
+    /// *delivered*; drops the hooks counted but whose detail event was held
+    /// back or lost are already in the totals, so they are taken off.
     pub fn with_kernel_only(mut self, kernel_only: &BTreeMap<Cause, u64>) -> Summary {
         for (&c, &n) in kernel_only {
+            let undelivered = self.sampled_by_cause.get(c.as_str()).copied().unwrap_or(0)
+                + self.lost_by_cause.get(c.as_str()).copied().unwrap_or(0);
+            let n = n.saturating_sub(undelivered);
             if n == 0 {
                 continue;
             }
