@@ -51,7 +51,7 @@ fn replay_shows_what_the_live_run_showed() {
     let ac = AcceptOverflow::setup().expect("setup accept");
     let nd = Netdrop::start(&["--record", file_s]).expect("starting netdrop");
     nq.generate().expect("neigh traffic");
-    let run = ac.generate().expect("accept traffic");
+    let _run = ac.generate().expect("accept traffic");
     settle();
     // Snapshots every second: let one see the state before stopping.
     std::thread::sleep(Duration::from_millis(1200));

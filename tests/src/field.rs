@@ -1,4 +1,5 @@
-//! Helpers for the "field truth" tests (tests/field.rs): which namespace made a
+//! Helpers for the "field truth" tests (tests/field.rs, churn.rs, knobs.rs,
+//! syncookies.rs): which namespace made a
 //! drop line, the diagnosis' groups of a namespace, and the knob `changes` a
 //! group records.
 //!
@@ -12,11 +13,12 @@
 //!   existed at the end) and `changes` [{knob, from, to, at, drops_before,
 //!   drops_after}]; `kernel_counters` rows carry `incomplete`.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 use serde_json::{Value, json};
 
+use crate::netdrop::{NetdropOutput, assert_drop_line_shape};
 use crate::netns::Netns;
 
 /// One `--snapshot-interval` (1 s) and a margin: long enough for netdrop to
@@ -402,4 +404,95 @@ mod tests {
         let bad = json!({"dev": "rpa0", "netns": 10, "netns_cookie": 100, "netns_name": null});
         check_lines_name_their_incident(&[&bad], &[inc]);
     }
+}
+
+/// Every drop gets its detail event (no per-second limit): drop lines can be
+/// counted against the kernel.
+pub const EVENTS_UNLIMITED: &[&str] = &["--events-per-sec", "0"];
+/// How far netdrop's accept_queue_full total may be from ListenOverflows.
+pub const ACCEPT_TOLERANCE_PCT: u64 = 10;
+
+/// Unix seconds now.
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs_f64()
+}
+
+/// The contract's drop-line fields, new ones included, on every drop line.
+pub fn assert_identity_fields(out: &NetdropOutput) {
+    for l in out.drops() {
+        assert_drop_line_shape(l);
+        assert!(l["netns_cookie"].is_u64(), "netns_cookie: {l}");
+        assert!(
+            l["netns_name"].is_string() || l["netns_name"].is_null(),
+            "netns_name: {l}"
+        );
+    }
+}
+
+/// summary.kernel_only[accept] + seen by hooks == summary total == diagnosis drops.
+pub fn assert_accept_split(out: &NetdropOutput) -> (u64, u64, u64) {
+    let total = out.cause("accept_queue_full");
+    let kernel_only = out.kernel_only("accept_queue_full");
+    let (seen, counted_only) = match out.diagnosed("accept_queue_full") {
+        Some(c) => (
+            c["seen_by_hooks"].as_u64().expect("seen_by_hooks"),
+            c["counted_by_kernel_only"]
+                .as_u64()
+                .expect("counted_by_kernel_only"),
+        ),
+        None => (0, 0),
+    };
+    eprintln!(
+        "accept_queue_full: summary total {total} = kernel_only {kernel_only} + seen by hooks {seen} \
+         (diagnosis counted_by_kernel_only {counted_only}); hook: {}",
+        if out.stderr.contains("no tcp_conn_request hook") {
+            "none (counter fusion)"
+        } else {
+            "tcp_conn_request"
+        }
+    );
+    assert_eq!(
+        kernel_only + seen,
+        total,
+        "summary.kernel_only.accept_queue_full + seen_by_hooks = summary.causes.accept_queue_full"
+    );
+    assert_eq!(
+        counted_only, kernel_only,
+        "diagnosis counted_by_kernel_only = summary.kernel_only.accept_queue_full"
+    );
+    (total, kernel_only, seen)
+}
+
+/// The kernel_counters row of `counter`, printed; its `incomplete` must be false.
+pub fn complete_row<'a>(out: &'a NetdropOutput, counter: &str) -> &'a Value {
+    let row = out.counter_row(counter).unwrap_or_else(|| {
+        panic!(
+            "no kernel_counters row {counter}: {:#}",
+            out.diagnosis()["kernel_counters"]
+        )
+    });
+    eprintln!("kernel_counters row: {row}");
+    let incomplete = row["incomplete"]
+        .as_bool()
+        .unwrap_or_else(|| panic!("row without an `incomplete` bool: {row}"));
+    assert!(
+        !incomplete,
+        "{counter}: the row says incomplete=true: netdrop lost the counters of a namespace \
+         that was deleted before it stopped; the agent must read a namespace's counters when \
+         its drops are seen, not only at the end: {row}"
+    );
+    row
+}
+
+/// `gone` of a group: whether its namespace no longer existed at the end.
+pub fn assert_gone(g: &Value, want: bool) {
+    assert_eq!(
+        g["gone"],
+        json!(want),
+        "gone must be {want} (namespace {} at the end): {g}",
+        if want { "deleted" } else { "still there" }
+    );
 }

@@ -159,16 +159,16 @@ impl<W: Write> Sink for HistSink<W> {
                 report: T,
                 held_back_events: u64,
                 lost_events: u64,
-                /// The session's totals per cause (as in watch's summary),
-                /// with the drops known from kernel counters only.
-                causes: &'a BTreeMap<&'static str, u64>,
+                /// The session's totals per cause (as in watch's summary's
+                /// `causes`), with the drops known from kernel counters only.
+                totals: &'a BTreeMap<&'static str, u64>,
                 kernel_only: &'a BTreeMap<&'static str, u64>,
             }
             let out = Out {
                 report: self.hists.report(),
                 held_back_events: summary.sampled_events,
                 lost_events: summary.lost_events,
-                causes: &summary.causes,
+                totals: &summary.causes,
                 kernel_only: &summary.kernel_only,
             };
             serde_json::to_writer(&mut self.out, &out)?;
