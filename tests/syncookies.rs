@@ -19,6 +19,21 @@ const BACKLOG: i32 = 1;
 /// Concurrent connects of the accept-queue incidents (bounded: syn_burst caps at 64).
 const CLIENTS: usize = 32;
 
+/// The server and client namespaces, if the server's `tcp_syncookies` is the
+/// kernel default (1); else says so loudly.
+fn with_default_syncookies(test: &str) -> Option<(AcceptOverflow, NsId)> {
+    let sc = AcceptOverflow::setup().expect("setup");
+    let syncookies = sc.s.read_sysctl("net.ipv4.tcp_syncookies").unwrap();
+    if syncookies != "1" {
+        skip_loudly(&format!(
+            "{test}: tcp_syncookies is {syncookies} in a new namespace, not the kernel default 1"
+        ));
+        return None;
+    }
+    let s = NsId::of(&sc.s).unwrap();
+    Some((sc, s))
+}
+
 /// SYNs refused by a full accept queue with tcp_syncookies at its default (1):
 /// netdrop's total (hooks + kernel only) is within 10 % of ListenOverflows.
 #[test]
@@ -28,15 +43,9 @@ fn accept_queue_with_syncookies_default_matches_listen_overflows() {
     if !require_root(TEST) {
         return;
     }
-    let sc = AcceptOverflow::setup().expect("setup");
-    let syncookies = sc.s.read_sysctl("net.ipv4.tcp_syncookies").unwrap();
-    if syncookies != "1" {
-        skip_loudly(&format!(
-            "{TEST}: tcp_syncookies is {syncookies} in a new namespace, not the kernel default 1"
-        ));
+    let Some((sc, s)) = with_default_syncookies(TEST) else {
         return;
-    }
-    let s = NsId::of(&sc.s).unwrap();
+    };
     let nd = Netdrop::start(EVENTS_UNLIMITED).expect("starting netdrop");
     let before = sc.s.netstat().unwrap();
     let listener = sc.syn_burst(BACKLOG, CLIENTS).expect("traffic");
@@ -89,15 +98,9 @@ fn syncookie_acks_at_a_full_queue_are_accept_queue_drops() {
     if !require_root(TEST) {
         return;
     }
-    let sc = AcceptOverflow::setup().expect("setup");
-    let syncookies = sc.s.read_sysctl("net.ipv4.tcp_syncookies").unwrap();
-    if syncookies != "1" {
-        skip_loudly(&format!(
-            "{TEST}: tcp_syncookies is {syncookies} in a new namespace, not the kernel default 1"
-        ));
+    let Some((sc, s)) = with_default_syncookies(TEST) else {
         return;
-    }
-    let s = NsId::of(&sc.s).unwrap();
+    };
     let nd = Netdrop::start(EVENTS_UNLIMITED).expect("starting netdrop");
     let before = sc.s.netstat().unwrap();
     let listener = sc.cookie_burst(1, 40).expect("traffic");

@@ -114,6 +114,13 @@ impl AcceptOverflow {
     /// returns (nothing retransmits any more); the listener is returned so it
     /// stays full until the caller drops it.
     pub fn syn_burst(&self, backlog: i32, clients: usize) -> Result<TcpListener> {
+        // SYN retransmits at 1 s: let one round of them hit the full queue too.
+        self.burst(backlog, clients, Duration::from_millis(1300))
+    }
+
+    /// A listener with `backlog` that never accepts, `clients` (at most 64)
+    /// non-blocking connects at once, `wait`, then the clients closed.
+    fn burst(&self, backlog: i32, clients: usize, wait: Duration) -> Result<TcpListener> {
         let listener = in_netns(&self.s, move || -> Result<TcpListener> {
             let l = TcpListener::bind(SocketAddrV4::new(Self::SERVER, Self::PORT))?;
             relisten(&l, backlog)?;
@@ -125,8 +132,7 @@ impl AcceptOverflow {
                 .map(|_| socket2_lite::Socket::connect_nonblocking(&server))
                 .collect()
         })??;
-        // SYN retransmits at 1 s: let one round of them hit the full queue too.
-        std::thread::sleep(Duration::from_millis(1300));
+        std::thread::sleep(wait);
         drop(socks);
         Ok(listener)
     }
@@ -162,22 +168,9 @@ impl AcceptOverflow {
             "3s",
         ]))
         .context("tbf on the clients' link")?;
-        let listener = in_netns(&self.s, move || -> Result<TcpListener> {
-            let l = TcpListener::bind(SocketAddrV4::new(Self::SERVER, Self::PORT))?;
-            relisten(&l, backlog)?;
-            Ok(l)
-        })??;
-        let server = SocketAddr::V4(SocketAddrV4::new(Self::SERVER, Self::PORT));
-        let socks = in_netns(&self.c, move || -> Result<Vec<socket2_lite::Socket>> {
-            (0..clients.min(64))
-                .map(|_| socket2_lite::Socket::connect_nonblocking(&server))
-                .collect()
-        })??;
         // 64 small packets at 100 kbit/s drain in well under a second; one
         // round of retransmissions (1 s) meets the full queue too.
-        std::thread::sleep(Duration::from_millis(2500));
-        drop(socks);
-        Ok(listener)
+        self.burst(backlog, clients, Duration::from_millis(2500))
     }
 }
 
