@@ -337,75 +337,6 @@ pub fn advice(cause: &Value) -> &[Value] {
         .unwrap_or_else(|| panic!("no advice array: {cause}"))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percent() {
-        assert!(within_percent(90, 100, 10));
-        assert!(within_percent(110, 100, 10));
-        assert!(!within_percent(111, 100, 10));
-        assert!(within_percent(16, 16, 10));
-        assert!(!within_percent(15, 16, 5));
-        assert!(within_percent(0, 0, 10));
-    }
-
-    fn incident() -> Incident {
-        Incident {
-            label: "rp_filter",
-            namespaces: vec![
-                NsId {
-                    name: "ndt-1-0".into(),
-                    inode: 10,
-                    cookie: Some(100),
-                },
-                NsId {
-                    name: "ndt-1-1".into(),
-                    inode: 11,
-                    cookie: None,
-                },
-            ],
-            devs: vec![("rpa0".into(), 0), ("rpb0".into(), 1)],
-            addr_prefixes: vec!["198.18.4.".into()],
-        }
-    }
-
-    #[test]
-    fn claims_by_device_then_address() {
-        let inc = incident();
-        let on_b = json!({"dev": "rpb0", "saddr": "198.19.9.1"});
-        assert_eq!(inc.claims(&on_b), Some(Some(&inc.namespaces[1])));
-        let on_lo = json!({"dev": "lo", "daddr": "198.18.4.2"});
-        assert_eq!(inc.claims(&on_lo), Some(None));
-        assert_eq!(inc.claims(&json!({"dev": "eth0"})), None);
-    }
-
-    #[test]
-    fn lines_naming_their_namespace_pass() {
-        let inc = incident();
-        let good = json!({"dev": "rpb0", "netns": 11, "netns_cookie": 7, "netns_name": "ndt-1-1"});
-        let per = check_lines_name_their_incident(&[&good], std::slice::from_ref(&inc));
-        assert_eq!(per[0].len(), 1);
-    }
-
-    #[test]
-    #[should_panic(expected = "name the wrong namespace")]
-    fn a_line_naming_the_other_namespace_fails() {
-        let inc = incident();
-        let bad = json!({"dev": "rpb0", "netns": 11, "netns_cookie": 7, "netns_name": "ndt-1-0"});
-        check_lines_name_their_incident(&[&bad], &[inc]);
-    }
-
-    #[test]
-    #[should_panic(expected = "name the wrong namespace")]
-    fn a_null_name_fails() {
-        let inc = incident();
-        let bad = json!({"dev": "rpa0", "netns": 10, "netns_cookie": 100, "netns_name": null});
-        check_lines_name_their_incident(&[&bad], &[inc]);
-    }
-}
-
 /// Every drop gets its detail event (no per-second limit): drop lines can be
 /// counted against the kernel.
 pub const EVENTS_UNLIMITED: &[&str] = &["--events-per-sec", "0"];
@@ -495,4 +426,73 @@ pub fn assert_gone(g: &Value, want: bool) {
         "gone must be {want} (namespace {} at the end): {g}",
         if want { "deleted" } else { "still there" }
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent() {
+        assert!(within_percent(90, 100, 10));
+        assert!(within_percent(110, 100, 10));
+        assert!(!within_percent(111, 100, 10));
+        assert!(within_percent(16, 16, 10));
+        assert!(!within_percent(15, 16, 5));
+        assert!(within_percent(0, 0, 10));
+    }
+
+    fn incident() -> Incident {
+        Incident {
+            label: "rp_filter",
+            namespaces: vec![
+                NsId {
+                    name: "ndt-1-0".into(),
+                    inode: 10,
+                    cookie: Some(100),
+                },
+                NsId {
+                    name: "ndt-1-1".into(),
+                    inode: 11,
+                    cookie: None,
+                },
+            ],
+            devs: vec![("rpa0".into(), 0), ("rpb0".into(), 1)],
+            addr_prefixes: vec!["198.18.4.".into()],
+        }
+    }
+
+    #[test]
+    fn claims_by_device_then_address() {
+        let inc = incident();
+        let on_b = json!({"dev": "rpb0", "saddr": "198.19.9.1"});
+        assert_eq!(inc.claims(&on_b), Some(Some(&inc.namespaces[1])));
+        let on_lo = json!({"dev": "lo", "daddr": "198.18.4.2"});
+        assert_eq!(inc.claims(&on_lo), Some(None));
+        assert_eq!(inc.claims(&json!({"dev": "eth0"})), None);
+    }
+
+    #[test]
+    fn lines_naming_their_namespace_pass() {
+        let inc = incident();
+        let good = json!({"dev": "rpb0", "netns": 11, "netns_cookie": 7, "netns_name": "ndt-1-1"});
+        let per = check_lines_name_their_incident(&[&good], std::slice::from_ref(&inc));
+        assert_eq!(per[0].len(), 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "name the wrong namespace")]
+    fn a_line_naming_the_other_namespace_fails() {
+        let inc = incident();
+        let bad = json!({"dev": "rpb0", "netns": 11, "netns_cookie": 7, "netns_name": "ndt-1-0"});
+        check_lines_name_their_incident(&[&bad], &[inc]);
+    }
+
+    #[test]
+    #[should_panic(expected = "name the wrong namespace")]
+    fn a_null_name_fails() {
+        let inc = incident();
+        let bad = json!({"dev": "rpa0", "netns": 10, "netns_cookie": 100, "netns_name": null});
+        check_lines_name_their_incident(&[&bad], &[inc]);
+    }
 }
