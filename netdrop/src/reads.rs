@@ -127,7 +127,7 @@ impl DropReads {
         let root = self.root.get_or_insert_with(|| {
             // netdrop normally runs there; /proc/1/ns/net may be refused even to root.
             let path = if context::is_initial_netns() {
-                PathBuf::from("/proc/thread-self/ns/net")
+                PathBuf::from("/proc/self/ns/net")
             } else {
                 PathBuf::from(context::netns::ROOT_NETNS_PATH)
             };
@@ -141,23 +141,12 @@ impl DropReads {
         let Ok(inode) = context::netns_inode(&path) else {
             return Ok(());
         };
-        let cookie = if path.starts_with("/proc/thread-self") {
-            netns_id::current_cookie().unwrap_or(0)
-        } else {
-            context::in_netns(&path, netns_id::current_cookie)
-                .ok()
-                .flatten()
-                .unwrap_or(0)
-        };
+        let cookie = context::in_netns(&path, netns_id::current_cookie)
+            .ok()
+            .flatten()
+            .unwrap_or(0);
         let id = ns.identify(inode as u32, cookie);
-        // The agent's own thread's namespace file moves with the reading
-        // thread: read through pid 1's, or our process's.
-        let file = if path.starts_with("/proc/thread-self") {
-            PathBuf::from("/proc/self/ns/net")
-        } else {
-            path
-        };
-        self.read(id, &file, ns, diagnosis, sink)
+        self.read(id, &path, ns, diagnosis, sink)
     }
 
     pub fn read_due(
