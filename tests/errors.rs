@@ -105,7 +105,9 @@ fn error_tracepoint_missing() {
     if !require_root("error_tracepoint_missing") {
         return;
     }
+    // A tracefs without the tracepoint: an events/ directory with nothing in it.
     let empty = TempDir::new().unwrap();
+    std::fs::create_dir(empty.path().join("events")).unwrap();
     let tracefs = empty.path().to_str().unwrap();
     let args = [
         "watch",
@@ -122,6 +124,18 @@ fn error_tracepoint_missing() {
         stderr.contains("kfree_skb"),
         "stderr should mention kfree_skb:\n{stderr}"
     );
+
+    // Not a tracefs at all: the error names the path given, not the kernel.
+    for bad in ["/nonexistent-netdrop-tracefs", "/tmp"] {
+        let args = ["watch", "--duration", "2", "--tracefs", bad];
+        let out = run_netdrop(&args, ERROR_TIMEOUT).unwrap();
+        let stderr = expect_error(&out);
+        assert!(
+            stderr.contains(&format!("--tracefs {bad}: not a tracefs mount")),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("not found on this kernel"), "{stderr}");
+    }
 }
 
 /// `replay` of things that are not replayable: a clear one-line error, and the

@@ -125,8 +125,20 @@ fn session(duration: Option<f64>, interval: f64, k: KernelArgs, f: &FilterArgs) 
     }
 }
 
-/// One line: the error and its causes, joined.
+/// One line: the error and its causes, joined. A closed stdout (the reader
+/// went away: `netdrop watch | head -1`) is not an error: netdrop stops
+/// quietly, as `ip` or `bpftool` do (everything was detached on the way out).
 fn fail(e: anyhow::Error) -> ExitCode {
+    if is_broken_pipe(&e) {
+        return ExitCode::SUCCESS;
+    }
     eprintln!("netdrop: error: {e:#}");
     ExitCode::FAILURE
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -64,7 +64,7 @@ pub async fn observe(opts: &SessionOptions, sink: &mut dyn Sink) -> Result<Outco
     privileges::check()?;
     let facts = KernelFacts::discover(&opts.sources)?;
     let result = observe_with(&facts, opts, sink).await;
-    facts.tracefs.release();
+    facts.tracefs.leave();
     result
 }
 
@@ -127,7 +127,10 @@ async fn observe_with(
     let mut diagnosis = Diagnosis::default();
     diagnosis.start_unix = clock.wall(clock.mono_at_start());
     diagnosis.start_mono_ns = Some(clock.mono_at_start());
-    let mut baseline = tokio::task::spawn_blocking(|| Snapshot::read(0.0)).await?;
+    // Read here, not on a blocking thread: until the hooks are attached this
+    // thread may be in a mount namespace of its own (tracefs mounted by
+    // netdrop), which it can only leave while no other thread shares it.
+    let mut baseline = Snapshot::read(0.0);
     classifier.namespaces.identify_snapshot(&mut baseline);
 
     let filters = filter::resolve(&opts.filters, &facts.reasons, facts.has_reason_field)?;
@@ -140,7 +143,14 @@ async fn observe_with(
         neigh_states: opts.neigh_states,
         capture_bytes: opts.capture_bytes,
     };
-    let mut loaded = loader::load(facts, load)?;
+    let loaded = loader::load(facts, load);
+    // Attached (or failed): tracefs is not needed any more, nor the
+    // capabilities that only served loading and attaching.
+    facts.tracefs.leave();
+    let mut loaded = loaded?;
+    if let Err(e) = privileges::drop_after_attach() {
+        tracing::warn!("keeping all capabilities: {e}");
+    }
     let mut counters = CounterMaps::take(&mut loaded.ebpf)?;
     if !filters.reason_slots.is_empty() {
         let map = loaded

@@ -6,7 +6,10 @@
 
 use std::{
     fs, io,
+    os::fd::{AsRawFd, OwnedFd},
     path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use thiserror::Error;
@@ -15,6 +18,8 @@ use thiserror::Error;
 pub enum TracefsError {
     #[error("tracefs is not mounted and cannot be mounted at {path}: {source}")]
     Mount { path: PathBuf, source: io::Error },
+    #[error("--tracefs {path}: not a tracefs mount (no {path}/events directory)")]
+    NotTracefs { path: PathBuf },
     #[error("tracepoint {system}:{event} not found on this kernel (no {path})")]
     Missing {
         system: String,
@@ -28,11 +33,21 @@ pub enum TracefsError {
 }
 
 /// A located tracefs root.
+///
+/// Where netdrop has to mount tracefs itself, it does so in a mount namespace
+/// of its own (the calling thread's, made private): the host never sees the
+/// mount, and it goes away with netdrop however netdrop ends (SIGKILL too).
+/// tracefs is only needed to start (format files, tracepoint ids at attach):
+/// [`Tracefs::leave`] then returns to the host's mount namespace, and the
+/// private one, with its mount, is gone.
 #[derive(Debug, Clone)]
 pub struct Tracefs {
     pub root: PathBuf,
-    /// We mounted it; the agent unmounts it on exit so nothing is left behind.
+    /// We mounted it (in our private mount namespace, or, where that could
+    /// not be made, in the host's: then [`Tracefs::leave`] unmounts it).
     pub mounted_by_us: bool,
+    /// The mount namespace to return to, while netdrop is in its private one.
+    home: Arc<Mutex<Option<OwnedFd>>>,
 }
 
 const DEFAULT_ROOTS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
@@ -41,29 +56,54 @@ impl Tracefs {
     /// Uses `explicit` as is, else the first mounted default root, else mounts
     /// tracefs at /sys/kernel/tracing.
     pub fn locate(explicit: Option<&Path>) -> Result<Tracefs, TracefsError> {
+        let found = |root: PathBuf| Tracefs {
+            root,
+            mounted_by_us: false,
+            home: Arc::default(),
+        };
         if let Some(root) = explicit {
-            return Ok(Tracefs {
-                root: root.to_path_buf(),
-                mounted_by_us: false,
-            });
+            if !root.join("events").is_dir() {
+                return Err(TracefsError::NotTracefs {
+                    path: root.to_path_buf(),
+                });
+            }
+            return Ok(found(root.to_path_buf()));
         }
         for root in DEFAULT_ROOTS {
             if Path::new(root).join("events").is_dir() {
-                return Ok(Tracefs {
-                    root: root.into(),
-                    mounted_by_us: false,
-                });
+                return Ok(found(root.into()));
             }
         }
         let root = PathBuf::from(DEFAULT_ROOTS[0]);
-        mount_tracefs(&root).map_err(|source| TracefsError::Mount {
-            path: root.clone(),
-            source,
-        })?;
+        // A private mount namespace first; where it cannot be made, the
+        // host's (and `leave` unmounts).
+        let home = if crate::privileges::can_use_private_mount_ns() {
+            enter_private_mount_ns().ok()
+        } else {
+            None
+        };
+        if let Err(source) = mount_tracefs(&root) {
+            if let Some(home) = home {
+                return_home(&home);
+            }
+            return Err(TracefsError::Mount { path: root, source });
+        }
         Ok(Tracefs {
             root,
             mounted_by_us: true,
+            home: Arc::new(Mutex::new(home)),
         })
+    }
+
+    /// Done with tracefs (everything attached): back to the host's mount
+    /// namespace, which drops the private one and its tracefs mount; or, if
+    /// tracefs was mounted in the host's, unmounts it. Idempotent.
+    pub fn leave(&self) {
+        let home = self.home.lock().map(|mut h| h.take()).unwrap_or(None);
+        match home {
+            Some(home) => return_home(&home),
+            None => self.release(),
+        }
     }
 
     /// The raw record layout of `system:event`.
@@ -88,8 +128,9 @@ impl Tracefs {
         TracepointFormat::parse(&text)
     }
 
-    /// Unmounts tracefs if this process mounted it.
-    pub fn release(&self) {
+    /// Unmounts tracefs if this process mounted it in the host's mount
+    /// namespace (not needed for a private one: it goes with netdrop).
+    fn release(&self) {
         if self.mounted_by_us
             && let Ok(c) = std::ffi::CString::new(self.root.as_os_str().as_encoded_bytes())
         {
@@ -97,6 +138,52 @@ impl Tracefs {
             unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
         }
     }
+}
+
+/// Moves the calling thread into a new mount namespace whose mounts do not
+/// propagate to the host's; returns the host's, to come back to.
+fn enter_private_mount_ns() -> io::Result<OwnedFd> {
+    let home: OwnedFd = fs::File::open("/proc/thread-self/ns/mnt")?.into();
+    // SAFETY: plain syscalls; unshare(CLONE_NEWNS) affects this thread only
+    // (its fs_struct is copied if shared).
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let rc = libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        );
+        if rc != 0 {
+            let e = io::Error::last_os_error();
+            return_home(&home);
+            return Err(e);
+        }
+    }
+    Ok(home)
+}
+
+/// setns back to `home`. The kernel refuses while another thread shares this
+/// thread's fs_struct (EINVAL): a thread that just exited may still hold it
+/// for a moment, so it tries again briefly.
+fn return_home(home: &OwnedFd) {
+    for _ in 0..200 {
+        // SAFETY: `home` is an open nsfs file of a mount namespace.
+        if unsafe { libc::setns(home.as_raw_fd(), libc::CLONE_NEWNS) } == 0 {
+            return;
+        }
+        if io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    tracing::warn!(
+        "could not return to the host's mount namespace: {}",
+        io::Error::last_os_error()
+    );
 }
 
 fn mount_tracefs(root: &Path) -> io::Result<()> {

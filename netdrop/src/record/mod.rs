@@ -35,6 +35,9 @@ use crate::{
 
 /// Feeds a live session into a recording.
 pub struct RecordSink {
+    /// Where to write; the file is made when the session starts (hooks
+    /// attached), so a session that cannot start leaves nothing behind.
+    path: std::path::PathBuf,
     rec: Option<Recorder>,
     start_mono_ns: u64,
     /// Print a progress line on stderr every interval (`netdrop record`).
@@ -58,16 +61,22 @@ struct ListenEntryRef<'a> {
 }
 
 impl RecordSink {
+    /// Checks that a recording can be made at `path` (it does not exist, its
+    /// directory does); the file itself is created at [`Sink::on_start`].
     pub fn create(path: &Path, progress: bool) -> Result<RecordSink> {
+        writer::check_path(path)?;
         Ok(RecordSink {
-            rec: Some(Recorder::create(path)?),
+            path: path.to_path_buf(),
+            rec: None,
             start_mono_ns: 0,
             progress,
         })
     }
 
     fn rec(&mut self) -> &mut Recorder {
-        self.rec.as_mut().expect("recording finished")
+        self.rec
+            .as_mut()
+            .expect("recording not started, or finished")
     }
 
     fn at_s(&self, ts_ns: u64) -> f64 {
@@ -78,7 +87,10 @@ impl RecordSink {
 impl Sink for RecordSink {
     fn on_start(&mut self, header: &Header) -> io::Result<()> {
         self.start_mono_ns = header.start_mono_ns;
-        self.rec().must(&Entry::Header(Box::new(header.clone())))
+        let rec = Recorder::create(&self.path).map_err(|e| io::Error::other(format!("{e:#}")))?;
+        self.rec
+            .insert(rec)
+            .must(&Entry::Header(Box::new(header.clone())))
     }
 
     fn on_snapshot(&mut self, snap: &Snapshot) -> io::Result<()> {

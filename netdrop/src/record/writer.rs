@@ -51,6 +51,30 @@ pub struct Recorder {
     frames_sent: u64,
 }
 
+/// Whether a recording can be created at `path`: no file there (netdrop never
+/// overwrites one), and its directory exists. Checked before the session
+/// starts; the file is created only once it has.
+pub fn check_path(path: &Path) -> Result<()> {
+    if path.symlink_metadata().is_ok() {
+        anyhow::bail!(
+            "cannot record to {}: it exists (netdrop never overwrites a recording; remove it or pick another name)",
+            path.display()
+        );
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "cannot record to {}: no directory {}",
+            path.display(),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 impl Recorder {
     /// Creates `path` (mode 0600: recordings hold addresses; never over an
     /// existing file) and starts the writer thread.
@@ -76,9 +100,21 @@ impl Recorder {
             .and_then(|()| out.flush())
             .with_context(|| format!("writing {}", path.display()))?;
         let (tx, rx) = mpsc::sync_channel(CHANNEL_FRAMES);
+        let shown = path.display().to_string();
         let thread = std::thread::Builder::new()
             .name("netdrop-record".into())
-            .spawn(move || write_loop(rx, out))
+            .spawn(move || {
+                write_loop(rx, &mut out).map_err(|e| {
+                    // What is on disk replays up to its last whole record.
+                    let on_disk = out.get_ref().metadata().map_or(0, |m| m.len());
+                    io::Error::new(
+                        e.kind(),
+                        format!(
+                            "recording {shown} stopped at {on_disk} bytes: {e}; `netdrop replay {shown}` shows everything up to there"
+                        ),
+                    )
+                })
+            })
             .context("starting the recording thread")?;
         Ok(Recorder {
             path: path.to_path_buf(),
@@ -183,7 +219,7 @@ impl Recorder {
     }
 }
 
-fn write_loop(rx: Receiver<Msg>, mut out: BufWriter<File>) -> io::Result<WriteStats> {
+fn write_loop(rx: Receiver<Msg>, out: &mut BufWriter<File>) -> io::Result<WriteStats> {
     let mut stats = WriteStats {
         bytes: format::PREAMBLE_LEN as u64,
         frames: 0,
@@ -208,11 +244,11 @@ fn write_loop(rx: Receiver<Msg>, mut out: BufWriter<File>) -> io::Result<WriteSt
         };
         let mut go_on = true;
         if let Some(m) = first {
-            go_on = write(m, &mut out)?;
+            go_on = write(m, out)?;
             // The rest of the batch, then hand it to the kernel.
             while go_on {
                 match rx.try_recv() {
-                    Ok(m) => go_on = write(m, &mut out)?,
+                    Ok(m) => go_on = write(m, out)?,
                     Err(_) => break,
                 }
             }
