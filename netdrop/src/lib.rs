@@ -27,4 +27,5 @@ pub mod replay;
 pub mod session;
 pub mod sink;
 pub mod summary;
+pub mod text;
 pub mod watch;
