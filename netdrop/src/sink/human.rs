@@ -13,6 +13,7 @@ use crate::{
     decode::{ListenRecord, NeighRecord},
     event::DropView,
     summary::Summary,
+    text::{Safe, safe},
 };
 
 /// A token bucket: `rate` lines per second, bursts of up to `burst`.
@@ -102,7 +103,7 @@ impl<W: Write> HumanSink<W> {
                 .reasons
                 .iter()
                 .filter(|(name, _)| crate::classify::cause_of(name) == cause)
-                .map(|(name, n)| format!("{name} {n}"))
+                .map(|(name, n)| format!("{} {n}", safe(name)))
                 .take(4)
                 .collect();
             let only = s.kernel_only(cause);
@@ -175,27 +176,30 @@ impl<W: Write> Sink for HumanSink<W> {
                 port(&p.daddr, p.dport)
             );
         }
+        // Names below come from the kernel and from other processes (a comm, a
+        // device or namespace name): escaped, so none can forge a line or drive
+        // the terminal.
         let dev = if r.dev.is_empty() {
             String::new()
         } else {
-            format!(" dev {}", r.dev)
+            format!(" dev {}", Safe(&r.dev))
         };
         let netns = match &ev.netns_name {
-            Some(n) => n.clone(),
+            Some(n) => safe(n).into_owned(),
             None => r.netns.to_string(),
         };
         // The socket's owner when there is one; else the task that happened to run.
         let who = match &ev.owner {
-            Some(o) => format!("owner {} {}", o.pid, o.comm),
-            None => format!("task {} {}", r.pid, r.comm),
+            Some(o) => format!("owner {} {}", o.pid, Safe(&o.comm)),
+            None => format!("task {} {}", r.pid, Safe(&r.comm)),
         };
         writeln!(
             self.out,
             "{} {:<20} {:<20} {}  netns {netns}{dev}{flow}  [{who}]",
             clock_time(ev.ts),
             ev.cause.as_str(),
-            ev.reason,
-            ev.location,
+            Safe(&ev.reason),
+            Safe(&ev.location),
         )
     }
 
@@ -211,9 +215,9 @@ impl<W: Write> Sink for HumanSink<W> {
             "neigh_table_overflow",
             "neigh_create refused",
             rec.entries,
-            rec.dev,
+            Safe(&rec.dev),
             rec.pid,
-            rec.comm
+            Safe(&rec.comm)
         )
     }
 
@@ -313,6 +317,92 @@ mod tests {
     #[test]
     fn clock_time_formats() {
         assert_eq!(clock_time(3661.5), "01:01:01.500000");
+    }
+
+    /// What a terminal would act on: a control character (C0, DEL, C1) or a
+    /// bidi control. Only `\n` may end a line.
+    fn assert_inert(text: &str) {
+        for line in text.lines() {
+            assert!(
+                !line
+                    .chars()
+                    .any(|c| c.is_control() || ('\u{202a}'..='\u{202e}').contains(&c)),
+                "raw control character in {line:?}"
+            );
+        }
+    }
+
+    const HOSTILE: &str = "ev\"il\n\x1b[31mRED";
+    const SHOWN: &str = "ev\"il\\n\\x1b[31mRED";
+
+    #[test]
+    fn hostile_names_are_escaped_in_drop_lines() {
+        let mut rec = crate::decode::tests_support::drop_record();
+        rec.comm = HOSTILE.into();
+        rec.pid = 4242;
+        rec.dev = "eth\x1b]8;;http://x/\x07".into();
+        let view = DropView {
+            rec: &rec,
+            cause: Cause::Other,
+            reason: "NO_SOCKET\r\x1b[2J".into(),
+            location: "sym\u{9b}31m+0x1".into(),
+            ts: 1.0,
+            owner: None,
+            netns_name: Some("web\u{202e}bad".into()),
+        };
+        let mut sink = HumanSink::new(Vec::new(), 10.0);
+        sink.on_drop(&view).unwrap();
+        let owned = DropView {
+            owner: Some(crate::owner::Owner {
+                pid: 7,
+                comm: "own\x08\x08er".into(),
+                container: None,
+            }),
+            ..view
+        };
+        sink.on_drop(&owned).unwrap();
+        let neigh = NeighRecord {
+            ts_ns: 0,
+            family: 2,
+            entries: 5,
+            dev: "d\tv".into(),
+            addr: None,
+            pid: 1,
+            comm: HOSTILE.into(),
+        };
+        sink.on_neigh_fail(&neigh, 2.0).unwrap();
+        let mut s = Summary::default();
+        s.causes.insert("other", 1);
+        s.reasons.insert("BAD\x1b[5mREASON".into(), 1);
+        s.total_drops = 1;
+        sink.finish(&s, &Session::default()).unwrap();
+        let text = String::from_utf8(sink.out).unwrap();
+        assert_inert(&text);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].ends_with(&format!("[task 4242 {SHOWN}]")),
+            "{}",
+            lines[0]
+        );
+        for want in [
+            "NO_SOCKET\\r\\x1b[2J",
+            "sym\\u{9b}31m+0x1",
+            "netns web\\u{202e}bad",
+            "dev eth\\x1b]8;;http://x/\\x07",
+        ] {
+            assert!(lines[0].contains(want), "{want} in {}", lines[0]);
+        }
+        assert!(
+            lines[1].ends_with("[owner 7 own\\x08\\x08er]"),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            lines[2].contains("dev d\\tv") && lines[2].ends_with(&format!("[task 1 {SHOWN}]")),
+            "{}",
+            lines[2]
+        );
+        assert!(text.contains("BAD\\x1b[5mREASON 1"), "{text}");
     }
 
     #[test]
