@@ -3,21 +3,26 @@
 use std::fmt::Write as _;
 
 use super::report::{ChangeReport, CounterRow, Group, Report, ns_label};
-use crate::advice::{clock, short_knob};
+use crate::{
+    advice::{clock, short_knob},
+    text::{Safe, safe},
+};
 
 impl Report {
-    /// The report for a terminal.
+    /// The report for a terminal. Every name in it (kernel release, hooks,
+    /// namespaces, devices, knobs, reasons; a replayed recording's are another
+    /// machine's) is escaped with [`safe`]: nothing in it can drive the terminal.
     pub fn render(&self) -> String {
         let mut o = String::new();
         let _ = writeln!(
             o,
             "netdrop diagnosis: {:.1}s on kernel {}, hooks: {}",
             self.duration_s,
-            self.kernel,
-            self.hooks.attached.join(", ")
+            Safe(&self.kernel),
+            safe(&self.hooks.attached.join(", "))
         );
         for u in &self.hooks.unavailable {
-            let _ = writeln!(o, "  (no {u})");
+            let _ = writeln!(o, "  (no {})", Safe(u));
         }
         if self.causes.is_empty() {
             let _ = writeln!(
@@ -35,22 +40,24 @@ impl Report {
                 );
             }
             let _ = writeln!(o, "\n   {}", c.meaning);
+            // A group's line holds names (namespace, device, knob): each line is
+            // escaped whole, so no field of it can be left out.
             for g in &c.groups {
-                let _ = writeln!(o, "   • {}", group_line(g));
+                let _ = writeln!(o, "   • {}", safe(&group_line(g)));
                 for ch in changes(g) {
-                    let _ = writeln!(o, "     {}", change_line(ch));
+                    let _ = writeln!(o, "     {}", safe(&change_line(ch)));
                 }
             }
             for a in &c.advice {
-                let _ = writeln!(o, "   → {}", a.action);
-                let _ = writeln!(o, "     why: {}", a.reason);
+                let _ = writeln!(o, "   → {}", safe(&a.action));
+                let _ = writeln!(o, "     why: {}", safe(&a.reason));
             }
         }
         if !self.other_reasons.is_empty() {
             let list: Vec<String> = self
                 .other_reasons
                 .iter()
-                .map(|(r, n)| format!("{r} {n}"))
+                .map(|(r, n)| format!("{} {n}", safe(r)))
                 .collect();
             let _ = writeln!(o, "\nother drops (no advice): {}", list.join(", "));
         }
@@ -71,7 +78,7 @@ impl Report {
                 let _ = writeln!(
                     o,
                     "   {:<44} kernel {:>8}   netdrop {:>8}  ({})",
-                    r.counter,
+                    Safe(r.counter),
                     k,
                     r.netdrop_seen,
                     r.cause.as_str()
@@ -220,5 +227,107 @@ fn group_line(g: &Group) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        advice::Advice,
+        classify::Cause,
+        diagnose::report::{CauseReport, Hooks},
+        summary::Summary,
+    };
+
+    /// A report whose every name is hostile: as a replayed recording from a
+    /// machine where anyone may name a namespace, a device or a process.
+    fn hostile_report() -> Report {
+        let ns = Some("ns\n\x1b[31mRED".to_string());
+        let change = ChangeReport {
+            knob: "net.ipv4.conf.ev\x1b[2J.rp_filter".into(),
+            from: 0,
+            to: 1,
+            at: 0.0,
+            drops_before: 0,
+            drops_after: 3,
+            stopped: false,
+        };
+        let device = Group::Device {
+            netns: 4026532177,
+            netns_cookie: 9,
+            netns_name: ns.clone(),
+            dev: "ev\x1b[2J".into(),
+            rp_filter_all: Some(1),
+            rp_filter_dev: Some(1),
+            effective: Some(1),
+            drops: 3,
+            sources: vec!["198.18.0.1".parse().unwrap()],
+            changes: vec![change],
+            gone: false,
+        };
+        let neighbour = Group::Neighbour {
+            netns: 4026532177,
+            netns_cookie: 9,
+            netns_name: ns,
+            neighbour: "198.18.0.2".parse().unwrap(),
+            dev: "d\u{202e}v".into(),
+            state: Some("INCOMPLETE\u{9b}".into()),
+            unres_qlen_bytes: Some(1),
+            unres_qlen: None,
+            drops: 1,
+            changes: Vec::new(),
+            gone: true,
+        };
+        Report {
+            duration_s: 1.0,
+            kernel: "6.18\r\x1b]0;owned\x07".into(),
+            hooks: Hooks {
+                attached: vec!["skb:kfree_skb\x08".into()],
+                unavailable: vec!["tcp_conn_request\n hook".into()],
+            },
+            causes: vec![CauseReport {
+                cause: Cause::RpFilter,
+                meaning: Cause::RpFilter.meaning(),
+                drops: 4,
+                seen_by_hooks: 4,
+                counted_by_kernel_only: 0,
+                groups: vec![device, neighbour],
+                advice: vec![Advice {
+                    cause: Cause::RpFilter,
+                    subject: "dev ev\x1b[2J".into(),
+                    knobs: Vec::new(),
+                    action: "set net.ipv4.conf.ev\x1b[2J.rp_filter to 2".into(),
+                    reason: "strict\nforged line".into(),
+                    stopped_by: None,
+                }],
+            }],
+            other_reasons: vec![("REASON\x1b[5m".into(), 2)],
+            kernel_counters: Vec::new(),
+            totals: Summary::default(),
+        }
+    }
+
+    #[test]
+    fn hostile_names_are_escaped() {
+        let text = hostile_report().render();
+        for line in text.lines() {
+            assert!(
+                !line.chars().any(|c| c.is_control() || c == '\u{202e}'),
+                "raw control character in {line:?}"
+            );
+        }
+        for want in [
+            "on kernel 6.18\\r\\x1b]0;owned\\x07, hooks: skb:kfree_skb\\x08",
+            "(no tcp_conn_request\\n hook)",
+            "• dev ev\\x1b[2J netns ns\\n\\x1b[31mRED (4026532177): rp_filter all 1 / ev\\x1b[2J 1",
+            "net.ipv4.conf.ev\\x1b[2J.rp_filter 0 → 1 at",
+            "neighbour 198.18.0.2 dev d\\u{202e}v netns ns\\n\\x1b[31mRED (4026532177) (gone): state INCOMPLETE\\u{9b}",
+            "→ set net.ipv4.conf.ev\\x1b[2J.rp_filter to 2",
+            "why: strict\\nforged line",
+            "other drops (no advice): REASON\\x1b[5m 2",
+        ] {
+            assert!(text.contains(want), "{want:?} not in:\n{text}");
+        }
     }
 }
