@@ -38,7 +38,8 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct HistOptions {
     /// Drops of one cause closer together than this belong to one burst, ms.
-    #[arg(long, value_name = "MS", default_value_t = 100.0, value_parser = positive_secs)]
+    #[arg(long, value_name = "MS", default_value_t = 100.0, value_parser = burst_gap_ms,
+          allow_negative_numbers = true)]
     pub burst_gap_ms: f64,
     /// Also write HdrHistogram percentile distribution files (.hgrm, for plotting
     /// tools) into this directory.
@@ -52,7 +53,8 @@ pub struct HistArgs {
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
     /// Stop after this many seconds (default: until Ctrl-C).
-    #[arg(short, long, value_name = "SECONDS", value_parser = positive_secs)]
+    #[arg(short, long, value_name = "SECONDS", value_parser = duration_secs,
+          allow_negative_numbers = true)]
     pub duration: Option<f64>,
     #[command(flatten)]
     pub hist: HistOptions,
@@ -68,10 +70,12 @@ pub struct RecordArgs {
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
     /// Stop after this many seconds (default: until Ctrl-C).
-    #[arg(short, long, value_name = "SECONDS", value_parser = positive_secs)]
+    #[arg(short, long, value_name = "SECONDS", value_parser = duration_secs,
+          allow_negative_numbers = true)]
     pub duration: Option<f64>,
     /// Seconds between progress lines on stderr.
-    #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = positive_secs)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = interval_secs,
+          allow_negative_numbers = true)]
     pub interval: f64,
     /// Also keep the first N bytes (up to 256) of each dropped packet, from its
     /// network header: `replay --pcap` writes them for Wireshark.
@@ -107,10 +111,12 @@ pub struct ReplayArgs {
     #[arg(long)]
     pub realtime: bool,
     /// Seconds between per-cause summaries in the human view.
-    #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = positive_secs)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = interval_secs,
+          allow_negative_numbers = true)]
     pub interval: f64,
     /// Drop lines per second per cause in the human view, on the recorded clock.
-    #[arg(long, value_name = "N", default_value_t = 10.0)]
+    #[arg(long, value_name = "N", default_value_t = 10.0, value_parser = lines_per_sec,
+          allow_negative_numbers = true)]
     pub lines_per_sec: f64,
 }
 
@@ -120,7 +126,8 @@ pub struct DiagnoseArgs {
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
     /// How long to observe, seconds.
-    #[arg(short, long, value_name = "SECONDS", default_value_t = 10.0, value_parser = positive_secs)]
+    #[arg(short, long, value_name = "SECONDS", default_value_t = 10.0, value_parser = duration_secs,
+          allow_negative_numbers = true)]
     pub duration: f64,
     #[command(flatten)]
     pub filters: FilterArgs,
@@ -134,13 +141,15 @@ pub struct DiagnoseArgs {
 pub struct FilterArgs {
     /// Only drops of this process's sockets (threads included, new sockets too),
     /// plus drops with no socket in its network namespace.
-    #[arg(long, value_name = "PID")]
+    #[arg(long, value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
     pub pid: Option<u32>,
-    /// Only drops in this network namespace: an inode number, an `ip netns` name or a path.
-    #[arg(long, value_name = "NETNS")]
+    /// Only drops in this network namespace: an inode number (as `ls -l /proc/PID/ns/net`
+    /// shows), an `ip netns` name or a path to a network namespace file. It must exist.
+    #[arg(long, value_name = "NETNS", value_parser = netns_arg)]
     pub netns: Option<String>,
-    /// Only drops on this interface.
-    #[arg(long, value_name = "NAME")]
+    /// Only drops on this interface (in the namespaces watched; one that does not exist
+    /// yet is counted when it appears).
+    #[arg(long, value_name = "NAME", value_parser = dev_name)]
     pub dev: Option<String>,
     /// Only these causes (repeat for several).
     #[arg(long, value_enum, value_name = "CAUSE")]
@@ -209,7 +218,8 @@ pub struct KernelArgs {
     #[arg(long)]
     pub no_raw_tracepoint: bool,
     /// Seconds between snapshots of the kernel's counters, sysctls, listeners and neighbours.
-    #[arg(long, value_name = "SECONDS", default_value_t = 1.0, value_parser = positive_secs)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0, value_parser = interval_secs,
+          allow_negative_numbers = true)]
     pub snapshot_interval: f64,
     /// Kernel BTF to read reasons and struct layouts from.
     #[arg(long, value_name = "PATH", default_value = crate::kernel::DEFAULT_BTF)]
@@ -233,13 +243,16 @@ pub struct WatchArgs {
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
     /// Stop after this many seconds and print the summary (default: until Ctrl-C).
-    #[arg(short, long, value_name = "SECONDS", value_parser = positive_secs)]
+    #[arg(short, long, value_name = "SECONDS", value_parser = duration_secs,
+          allow_negative_numbers = true)]
     pub duration: Option<f64>,
     /// Seconds between per-cause summaries in the human view.
-    #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = positive_secs)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = interval_secs,
+          allow_negative_numbers = true)]
     pub interval: f64,
     /// Drop lines per second per cause in the human view (counts stay exact).
-    #[arg(long, value_name = "N", default_value_t = 10.0)]
+    #[arg(long, value_name = "N", default_value_t = 10.0, value_parser = lines_per_sec,
+          allow_negative_numbers = true)]
     pub lines_per_sec: f64,
     /// Also record everything to this file (as `netdrop record -o FILE`).
     #[arg(long, value_name = "FILE")]
@@ -250,11 +263,67 @@ pub struct WatchArgs {
     pub kernel: KernelArgs,
 }
 
-fn positive_secs(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
-        _ => Err(format!("{s:?} is not a positive number of seconds")),
+/// `--duration`: from 1 ms to 365 days, in seconds.
+pub const DURATION_RANGE_S: (f64, f64) = (0.001, 365.0 * 86_400.0);
+/// `--interval`, `--snapshot-interval`: from 10 ms to 1 hour, in seconds.
+pub const INTERVAL_RANGE_S: (f64, f64) = (0.01, 3_600.0);
+/// `--burst-gap-ms`: from 1 µs to 1 hour, in milliseconds.
+pub const BURST_GAP_RANGE_MS: (f64, f64) = (0.001, 3_600_000.0);
+/// `--lines-per-sec`.
+pub const LINES_PER_SEC_RANGE: (f64, f64) = (0.001, 1_000_000.0);
+
+/// A finite number within `range` (inclusive); NaN, infinities, and anything
+/// outside are refused with what is expected (clap prefixes the flag and value).
+fn number_in(s: &str, (min, max): (f64, f64), expected: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && (min..=max).contains(&v) => Ok(v),
+        _ => Err(format!("expected {expected}")),
     }
+}
+
+fn duration_secs(s: &str) -> Result<f64, String> {
+    number_in(
+        s,
+        DURATION_RANGE_S,
+        "seconds from 0.001 to 31536000 (365 days)",
+    )
+}
+
+fn interval_secs(s: &str) -> Result<f64, String> {
+    number_in(s, INTERVAL_RANGE_S, "seconds from 0.01 to 3600 (1 hour)")
+}
+
+fn burst_gap_ms(s: &str) -> Result<f64, String> {
+    number_in(
+        s,
+        BURST_GAP_RANGE_MS,
+        "milliseconds from 0.001 to 3600000 (1 hour)",
+    )
+}
+
+fn lines_per_sec(s: &str) -> Result<f64, String> {
+    number_in(
+        s,
+        LINES_PER_SEC_RANGE,
+        "lines per second from 0.001 to 1000000",
+    )
+}
+
+/// `--dev`: a name the kernel could give an interface (`dev_valid_name`): 1 to 15
+/// bytes, not `.` or `..`, no `/`, `:` or whitespace. Whether it exists is checked
+/// when the filters are resolved (filter.rs).
+fn dev_name(s: &str) -> Result<String, String> {
+    crate::filter::check_dev_name(s)?;
+    Ok(s.to_string())
+}
+
+/// `--netns`: not empty; whether it names a network namespace is checked when
+/// the filters are resolved (filter.rs), where the namespaces can be listed.
+fn netns_arg(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("expected an inode number, an `ip netns` name or a path".into());
+    }
+    Ok(s.to_string())
 }
 
 fn ring_kib(s: &str) -> Result<u32, String> {
@@ -302,5 +371,193 @@ mod tests {
         ] {
             assert!(Cli::try_parse_from(&bad).is_err(), "{bad:?}");
         }
+    }
+
+    /// The error clap prints for `args`: (its first line, its kind).
+    fn refused(args: &[&str]) -> (String, clap::error::ErrorKind) {
+        let e = Cli::try_parse_from(args).expect_err(&format!("{args:?} accepted"));
+        let text = e.to_string();
+        (text.lines().next().unwrap_or("").to_string(), e.kind())
+    }
+
+    #[test]
+    fn time_flags_are_bounded() {
+        use clap::error::ErrorKind::ValueValidation;
+        let duration = "expected seconds from 0.001 to 31536000 (365 days)";
+        let interval = "expected seconds from 0.01 to 3600 (1 hour)";
+        let gap = "expected milliseconds from 0.001 to 3600000 (1 hour)";
+        let lines = "expected lines per second from 0.001 to 1000000";
+        let cases: &[(&[&str], &str, &str)] = &[
+            (&["watch", "--duration"], "1e308", duration),
+            (&["watch", "--duration"], "nan", duration),
+            (&["watch", "--duration"], "NaN", duration),
+            (&["watch", "--duration"], "inf", duration),
+            (&["watch", "--duration"], "-1", duration),
+            (&["watch", "--duration"], "0", duration),
+            (&["watch", "--duration"], "1e-9", duration),
+            (&["watch", "--duration"], "31536001", duration),
+            (&["watch", "--duration"], "ten", duration),
+            (&["watch", "--duration"], "", duration),
+            (&["diagnose", "--duration"], "1e308", duration),
+            (&["record", "-o", "x.ndr", "--duration"], "inf", duration),
+            (&["hist", "--duration"], "-5", duration),
+            (&["watch", "--interval"], "0", interval),
+            (&["watch", "--interval"], "3601", interval),
+            (&["watch", "--interval"], "1e-12", interval),
+            (&["watch", "--interval"], "nan", interval),
+            (&["record", "-o", "x.ndr", "--interval"], "1e308", interval),
+            (&["replay", "x.ndr", "--interval"], "0", interval),
+            (&["replay", "x.ndr", "--interval"], "inf", interval),
+            (&["watch", "--snapshot-interval"], "0.001", interval),
+            (&["diagnose", "--snapshot-interval"], "86400", interval),
+            (&["hist", "--snapshot-interval"], "-1", interval),
+            (&["hist", "--burst-gap-ms"], "0", gap),
+            (&["hist", "--burst-gap-ms"], "nan", gap),
+            (&["hist", "--burst-gap-ms"], "3600001", gap),
+            (&["replay", "x.ndr", "--hist", "--burst-gap-ms"], "-1", gap),
+            (&["watch", "--lines-per-sec"], "nan", lines),
+            (&["watch", "--lines-per-sec"], "0", lines),
+            (&["watch", "--lines-per-sec"], "-1", lines),
+            (&["replay", "x.ndr", "--lines-per-sec"], "inf", lines),
+            (&["replay", "x.ndr", "--lines-per-sec"], "1e7", lines),
+        ];
+        for (args, value, want) in cases {
+            let argv: Vec<&str> = ["netdrop"]
+                .iter()
+                .chain(args.iter())
+                .chain([value])
+                .copied()
+                .collect();
+            let (line, kind) = refused(&argv);
+            assert_eq!(kind, ValueValidation, "{argv:?}: {line}");
+            let flag = args.last().unwrap();
+            assert_eq!(
+                line,
+                format!(
+                    "error: invalid value '{value}' for '{flag} <{}>': {want}",
+                    if *flag == "--burst-gap-ms" {
+                        "MS"
+                    } else if *flag == "--lines-per-sec" {
+                        "N"
+                    } else {
+                        "SECONDS"
+                    }
+                ),
+                "{argv:?}"
+            );
+        }
+        // "-inf" looks like flags to clap: refused all the same.
+        assert!(Cli::try_parse_from(["netdrop", "watch", "--duration", "-inf"]).is_err());
+        // The bounds themselves, and everyday values, are accepted.
+        for ok in [
+            &[
+                "netdrop",
+                "watch",
+                "--duration",
+                "0.001",
+                "--interval",
+                "0.01",
+            ][..],
+            &[
+                "netdrop",
+                "watch",
+                "--duration",
+                "31536000",
+                "--interval",
+                "3600",
+            ],
+            &[
+                "netdrop",
+                "watch",
+                "--snapshot-interval",
+                "3600",
+                "--lines-per-sec",
+                "0.5",
+            ],
+            &[
+                "netdrop",
+                "diagnose",
+                "--duration",
+                "1e1",
+                "--snapshot-interval",
+                "0.25",
+            ],
+            &[
+                "netdrop",
+                "hist",
+                "--burst-gap-ms",
+                "0.001",
+                "--duration",
+                "60",
+            ],
+            &[
+                "netdrop",
+                "replay",
+                "x.ndr",
+                "--interval",
+                "1",
+                "--lines-per-sec",
+                "1000000",
+            ],
+            &[
+                "netdrop",
+                "record",
+                "-o",
+                "x.ndr",
+                "--duration",
+                "86400",
+                "--interval",
+                "5",
+            ],
+        ] {
+            Cli::try_parse_from(ok).unwrap_or_else(|e| panic!("{ok:?}: {e}"));
+        }
+    }
+
+    #[test]
+    fn filter_flags_are_checked() {
+        use clap::error::ErrorKind::ValueValidation;
+        let dev = "expected an interface name: 1 to 15 bytes, not \".\" or \"..\", without '/', ':' or whitespace";
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "eth0:1",
+            "eth 0",
+            "tab\tx",
+            "sixteen-bytes-xx",
+            "new\nline",
+            "nb\u{a0}sp",
+        ] {
+            let e = Cli::try_parse_from(["netdrop", "watch", "--dev", bad]).unwrap_err();
+            assert_eq!(e.kind(), ValueValidation, "{bad:?}: {e}");
+            assert!(e.to_string().contains(dev), "{bad:?}: {e}");
+        }
+        for ok in ["eth0", "fifteen-bytes-x", "veth1234@if5", "ndt-1-0", "é"] {
+            let cli = Cli::try_parse_from(["netdrop", "watch", "--dev", ok]).unwrap();
+            let Command::Watch(w) = cli.command else {
+                panic!()
+            };
+            assert_eq!(w.filters.dev.as_deref(), Some(ok));
+        }
+        let (line, _) = refused(&["netdrop", "watch", "--pid", "0"]);
+        assert!(line.contains("'0' for '--pid <PID>'"), "{line}");
+        let (line, _) = refused(&["netdrop", "watch", "--netns", ""]);
+        assert!(line.contains("expected an inode number"), "{line}");
+        // Kept as they were: ports 0..=65535, any IP address.
+        for bad in [
+            &["--port", "65536"][..],
+            &["--port", "-1"],
+            &["--addr", "198.18.0.256"],
+            &["--pid", "x"],
+        ] {
+            let argv: Vec<&str> = ["netdrop", "watch"].iter().chain(bad).copied().collect();
+            assert!(Cli::try_parse_from(&argv).is_err(), "{argv:?}");
+        }
+        Cli::try_parse_from([
+            "netdrop", "watch", "--port", "0", "--addr", "::1", "--pid", "1",
+        ])
+        .unwrap();
     }
 }

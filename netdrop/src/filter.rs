@@ -2,15 +2,24 @@
 //! kernel (a storm of other drops costs little, and the counts cover only what
 //! is kept); `--port` and `--addr` narrow the detail events in the agent.
 
-use std::{collections::BTreeSet, fs, net::IpAddr, os::unix::fs::MetadataExt, path::Path};
+use std::{
+    collections::BTreeSet,
+    fs::{self, File},
+    io,
+    net::IpAddr,
+    os::{fd::AsRawFd, unix::fs::MetadataExt},
+    path::{Path, PathBuf},
+};
 
 use anyhow::{Context, Result, bail};
 use netdrop_common::{Filter, IFNAMSIZ, MAX_REASONS, filter};
 
 use crate::{
     classify::{Cause, cause_of},
+    context::netns::{NAMED_NETNS_DIR, current_netns_inode, in_netns, list_netns},
     decode::DropRecord,
     kernel::reasons::ReasonTable,
+    text::Safe,
 };
 
 /// Filters as the user gave them.
@@ -104,20 +113,215 @@ fn netns_inode(path: &str) -> Result<u32> {
     u32::try_from(meta.ino()).context("namespace inode out of range")
 }
 
-/// `--netns`: an inode number, an `ip netns` name, or a path.
+/// `--netns`: the inode of an existing network namespace, given as
+///
+/// - an inode number netdrop's namespace listing has ([`list_netns`]: named
+///   namespaces in /run/netns and every process's `/proc/PID/ns/net`);
+/// - an `ip netns` name (`/run/netns/NAME`; a name made of digits that is no
+///   listed inode is taken as a name);
+/// - a path (anything with a `/`) to an nsfs file of a *network* namespace.
+///
+/// Anything else is an error saying what it is instead, e.g.
+/// `--netns 12345: no network namespace with that inode (see ip netns / ls -l /proc/*/ns/net)`,
+/// `--netns /proc/self/ns/mnt: not a network namespace (a mount namespace)`.
 pub fn resolve_netns(spec: &str) -> Result<u32> {
-    if let Ok(inode) = spec.parse::<u32>() {
-        return Ok(inode);
+    find_netns(spec).map(|(inode, _)| inode)
+}
+
+/// [`resolve_netns`], with an nsfs path to the namespace (to look into it).
+fn find_netns(spec: &str) -> Result<(u32, PathBuf)> {
+    let shown = Safe(spec);
+    if spec.is_empty() {
+        bail!("--netns \"\": expected an inode number, an `ip netns` name or a path");
     }
-    let path = if spec.contains('/') {
-        spec.to_string()
-    } else {
-        format!("/run/netns/{spec}")
+    if spec.contains('/') {
+        return netns_file(Path::new(spec), spec);
+    }
+    let named = Path::new(NAMED_NETNS_DIR).join(spec);
+    if spec.bytes().all(|b| b.is_ascii_digit()) {
+        let listed = spec.parse::<u64>().ok().and_then(|inode| {
+            list_netns()
+                .into_iter()
+                .find(|h| h.inode == inode)
+                .and_then(|h| Some((u32::try_from(h.inode).ok()?, h.path)))
+        });
+        if let Some(found) = listed {
+            return Ok(found);
+        }
+        if !named.exists() {
+            bail!(
+                "--netns {shown}: no network namespace with that inode (see ip netns / ls -l /proc/*/ns/net)"
+            );
+        }
+    } else if spec == "." || spec == ".." || !named.exists() {
+        bail!(
+            "--netns {shown}: no network namespace named {shown} in {NAMED_NETNS_DIR} (see ip netns)"
+        );
+    }
+    netns_file(&named, spec)
+}
+
+/// `NS_GET_NSTYPE` = `_IO(0xb7, 0x3)`: the `CLONE_NEW*` type of an nsfs file.
+const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+const NSFS_MAGIC: i64 = 0x6e73_6673;
+
+/// The namespace kind of a `CLONE_NEW*` flag, as people name it.
+fn ns_kind(flag: i32) -> &'static str {
+    match flag {
+        libc::CLONE_NEWNET => "network",
+        libc::CLONE_NEWNS => "mount",
+        libc::CLONE_NEWUTS => "UTS",
+        libc::CLONE_NEWIPC => "IPC",
+        libc::CLONE_NEWUSER => "user",
+        libc::CLONE_NEWPID => "PID",
+        libc::CLONE_NEWCGROUP => "cgroup",
+        0x80 => "time", // CLONE_NEWTIME
+        _ => "unknown kind of",
+    }
+}
+
+/// The inode of the network namespace behind the nsfs file `path`; else an error
+/// naming what `path` is (missing, not a namespace file, another namespace kind).
+fn netns_file(path: &Path, spec: &str) -> Result<(u32, PathBuf)> {
+    let shown = Safe(spec);
+    let file = File::open(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => anyhow::anyhow!("--netns {shown}: no such file"),
+        _ => anyhow::anyhow!("--netns {shown}: cannot open it: {e}"),
+    })?;
+    // SAFETY: statfs is plain old data; fstatfs fills it.
+    let mut sfs: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: the fd is open and sfs a valid out-pointer.
+    if unsafe { libc::fstatfs(file.as_raw_fd(), &mut sfs) } != 0 {
+        bail!("--netns {shown}: {}", io::Error::last_os_error());
+    }
+    #[allow(clippy::unnecessary_cast)] // f_type's width differs between libcs
+    if sfs.f_type as i64 != NSFS_MAGIC {
+        bail!(
+            "--netns {shown}: not a namespace file (a network namespace is /run/netns/NAME or /proc/PID/ns/net)"
+        );
+    }
+    // SAFETY: NS_GET_NSTYPE takes no argument and only returns a value.
+    let kind = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE as _) };
+    if kind < 0 {
+        bail!(
+            "--netns {shown}: cannot tell its namespace type: {}",
+            io::Error::last_os_error()
+        );
+    }
+    if kind != libc::CLONE_NEWNET {
+        bail!(
+            "--netns {shown}: not a network namespace (a {} namespace)",
+            ns_kind(kind)
+        );
+    }
+    let inode = file.metadata()?.ino();
+    let inode = u32::try_from(inode)
+        .with_context(|| format!("--netns {shown}: inode {inode} out of range"))?;
+    Ok((inode, path.to_path_buf()))
+}
+
+/// `--dev`: a name the kernel accepts for an interface (its `dev_valid_name`):
+/// 1 to 15 bytes, not `.` or `..`, no `/`, `:`, NUL or whitespace (the kernel's
+/// `isspace`, which includes the byte 0xa0).
+pub fn check_dev_name(dev: &str) -> Result<(), String> {
+    let bad = |b: u8| matches!(b, b'/' | b':' | b'\0' | b' ' | b'\t'..=b'\r' | 0xa0);
+    if dev.is_empty() || dev.len() >= IFNAMSIZ || dev == "." || dev == ".." || dev.bytes().any(bad)
+    {
+        return Err(format!(
+            "expected an interface name: 1 to {} bytes, not \".\" or \"..\", without '/', ':' or whitespace",
+            IFNAMSIZ - 1
+        ));
+    }
+    Ok(())
+}
+
+/// The network namespaces `--dev` is looked for in: those the other filters watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Watched {
+    /// `--netns`: that one (its inode and an nsfs path), as the user named it.
+    One {
+        inode: u32,
+        path: PathBuf,
+        spec: String,
+    },
+    /// `--pid` without `--netns`: the process's namespace.
+    OfPid { pid: u32, inode: u32 },
+    /// Every namespace.
+    All,
+}
+
+impl Watched {
+    fn describe(&self) -> String {
+        match self {
+            Watched::One { inode, spec, .. } if spec == &inode.to_string() => {
+                format!("network namespace {inode}")
+            }
+            Watched::One { inode, spec, .. } => {
+                format!("network namespace {} ({inode})", Safe(spec))
+            }
+            Watched::OfPid { pid, inode } => {
+                format!("the network namespace of process {pid} ({inode})")
+            }
+            Watched::All => "any network namespace".to_string(),
+        }
+    }
+}
+
+/// Is there an interface `dev` in the calling thread's network namespace?
+fn dev_here(dev: &str) -> bool {
+    let Ok(name) = std::ffi::CString::new(dev) else {
+        return false;
     };
-    if !Path::new(&path).exists() {
-        bail!("no network namespace {spec:?} (not an inode number, and no {path})");
+    // SAFETY: name is a valid C string; if_nametoindex only reads it.
+    unsafe { libc::if_nametoindex(name.as_ptr()) != 0 }
+}
+
+/// Is there an interface `dev` in the namespace behind `path`? `None` when
+/// netdrop cannot look into it (no CAP_SYS_ADMIN for setns, namespace gone).
+fn dev_in(dev: &str, inode: u64, path: &Path) -> Option<bool> {
+    if current_netns_inode().ok() == Some(inode) {
+        return Some(dev_here(dev));
     }
-    netns_inode(&path)
+    let name = dev.to_string();
+    in_netns(path, move || dev_here(&name)).ok()
+}
+
+/// Whether `dev` exists in the watched namespaces: `Some(true)` as soon as one
+/// has it, `Some(false)` when every one was looked into and none has it, `None`
+/// when some could not be looked into and none of the others has it.
+fn dev_exists(dev: &str, watched: &Watched) -> Option<bool> {
+    match watched {
+        Watched::One { inode, path, .. } => dev_in(dev, u64::from(*inode), path),
+        Watched::OfPid { pid, inode } => dev_in(
+            dev,
+            u64::from(*inode),
+            Path::new(&format!("/proc/{pid}/ns/net")),
+        ),
+        Watched::All => {
+            if dev_here(dev) {
+                return Some(true);
+            }
+            let mut all_seen = true;
+            for h in list_netns() {
+                match dev_in(dev, h.inode, &h.path) {
+                    Some(true) => return Some(true),
+                    Some(false) => {}
+                    None => all_seen = false,
+                }
+            }
+            all_seen.then_some(false)
+        }
+    }
+}
+
+/// The notice for a `--dev` that no watched namespace has now: netdrop still
+/// watches for it (a pod's interface may appear later), and says so.
+fn dev_notice(dev: &str, watched: &Watched) -> String {
+    format!(
+        "netdrop: notice: no interface {} in {} now; its drops will be counted if it appears",
+        Safe(dev),
+        watched.describe()
+    )
 }
 
 /// Checks the process exists; the error names it.
@@ -158,19 +362,32 @@ pub fn resolve(
         k.pid_tgid = pid;
         k.pid_netns = netns_of_pid(pid).with_context(|| format!("process {pid}"))?;
     }
+    let mut watched = match spec.pid {
+        Some(pid) => Watched::OfPid {
+            pid,
+            inode: k.pid_netns,
+        },
+        None => Watched::All,
+    };
     if let Some(ns) = &spec.netns {
+        let (inode, path) = find_netns(ns)?;
         k.flags |= filter::NETNS;
-        k.netns = resolve_netns(ns)?;
+        k.netns = inode;
+        watched = Watched::One {
+            inode,
+            path,
+            spec: ns.clone(),
+        };
     }
     if let Some(dev) = &spec.dev {
-        if dev.is_empty() || dev.len() >= IFNAMSIZ {
-            bail!(
-                "--dev {dev:?}: an interface name has 1 to {} characters",
-                IFNAMSIZ - 1
-            );
-        }
+        check_dev_name(dev).map_err(|e| anyhow::anyhow!("--dev {}: {e}", Safe(dev)))?;
         k.flags |= filter::DEV;
         k.dev[..dev.len()].copy_from_slice(dev.as_bytes());
+        // Not an error: the interface of a pod that starts later, or one
+        // recreated during the session, is counted when it appears.
+        if dev_exists(dev, &watched) == Some(false) {
+            eprintln!("{}", dev_notice(dev, &watched));
+        }
     }
     if !spec.causes.is_empty() {
         k.flags |= filter::REASONS;
@@ -258,11 +475,12 @@ mod tests {
     #[test]
     fn pid_netns_and_dev_resolve_or_fail_clearly() {
         let me = std::process::id();
+        let own = current_netns_inode().unwrap().to_string();
         let f = resolve(
             &FilterSpec {
                 pid: Some(me),
-                dev: Some("eth0".into()),
-                netns: Some("4026531840".into()),
+                dev: Some("lo".into()),
+                netns: Some(own.clone()),
                 ..Default::default()
             },
             &table(),
@@ -271,7 +489,8 @@ mod tests {
         .unwrap();
         assert_eq!(f.kernel.flags, filter::PID | filter::DEV | filter::NETNS);
         assert_eq!(f.kernel.pid_netns, netns_of_pid(me).unwrap());
-        assert_eq!(&f.kernel.dev[..5], b"eth0\0");
+        assert_eq!(f.kernel.netns.to_string(), own);
+        assert_eq!(&f.kernel.dev[..3], b"lo\0");
         let err = resolve(
             &FilterSpec {
                 pid: Some(999_999_999),
@@ -303,6 +522,186 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("no network namespace"), "{err}");
+        let err = resolve(
+            &FilterSpec {
+                dev: Some("eth0:1".into()),
+                ..Default::default()
+            },
+            &table(),
+            true,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("--dev eth0:1: expected an interface name"),
+            "{err}"
+        );
+    }
+
+    fn netns_error(spec: &str) -> String {
+        match resolve_netns(spec) {
+            Ok(inode) => panic!("--netns {spec:?} accepted as {inode}"),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    #[test]
+    fn netns_must_name_an_existing_network_namespace() {
+        let own = current_netns_inode().unwrap();
+        // An inode from the listing, a path to a netns file.
+        assert_eq!(u64::from(resolve_netns(&own.to_string()).unwrap()), own);
+        for path in ["/proc/self/ns/net", "/proc/thread-self/ns/net"] {
+            assert_eq!(u64::from(resolve_netns(path).unwrap()), own, "{path}");
+        }
+        let (inode, path) = find_netns(&own.to_string()).unwrap();
+        assert_eq!(u64::from(inode), own);
+        assert_eq!(
+            crate::context::netns::netns_inode(&path).unwrap(),
+            own,
+            "a path to it: {}",
+            path.display()
+        );
+        // No such inode (today's `--netns 12345` watched nothing, exit 0).
+        let inode_msg =
+            "no network namespace with that inode (see ip netns / ls -l /proc/*/ns/net)";
+        assert_eq!(netns_error("12345"), format!("--netns 12345: {inode_msg}"));
+        assert_eq!(
+            netns_error("99999999999"),
+            format!("--netns 99999999999: {inode_msg}")
+        );
+        // The inode of another kind of namespace is not a network namespace's.
+        let mnt = fs::metadata("/proc/self/ns/mnt").unwrap().ino().to_string();
+        assert_eq!(netns_error(&mnt), format!("--netns {mnt}: {inode_msg}"));
+        // Namespace files of other kinds, named by their kind.
+        for (kind, name) in [
+            ("mnt", "mount"),
+            ("uts", "UTS"),
+            ("ipc", "IPC"),
+            ("user", "user"),
+            ("pid", "PID"),
+            ("cgroup", "cgroup"),
+        ] {
+            let path = format!("/proc/self/ns/{kind}");
+            if !Path::new(&path).exists() {
+                continue;
+            }
+            assert_eq!(
+                netns_error(&path),
+                format!("--netns {path}: not a network namespace (a {name} namespace)")
+            );
+        }
+        assert_eq!(
+            netns_error("/proc/self/status"),
+            "--netns /proc/self/status: not a namespace file (a network namespace is /run/netns/NAME or /proc/PID/ns/net)"
+        );
+        assert_eq!(
+            netns_error("/nonexistent/ns"),
+            "--netns /nonexistent/ns: no such file"
+        );
+        // A name: /run/netns/NAME.
+        assert_eq!(
+            netns_error("nd-no-such-ns"),
+            "--netns nd-no-such-ns: no network namespace named nd-no-such-ns in /run/netns (see ip netns)"
+        );
+        for odd in [".", ".."] {
+            assert!(
+                netns_error(odd).contains("no network namespace named"),
+                "{odd}"
+            );
+        }
+        assert!(netns_error("").contains("expected an inode number"));
+        // What the user typed is shown escaped.
+        assert_eq!(
+            netns_error("bad\x1b[2J"),
+            "--netns bad\\x1b[2J: no network namespace named bad\\x1b[2J in /run/netns (see ip netns)"
+        );
+    }
+
+    #[test]
+    fn dev_names_follow_the_kernels_rules() {
+        for ok in [
+            "lo",
+            "eth0",
+            "fifteen-bytes-x",
+            "veth1234@if5",
+            "ndt-1-0",
+            "é",
+            "x\x1b",
+        ] {
+            assert_eq!(check_dev_name(ok), Ok(()), "{ok:?}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "sixteen-bytes-xx",
+            "a/b",
+            "eth0:1",
+            "eth 0",
+            "a\tb",
+            "a\nb",
+            "a\rb",
+            "a\x0bb",
+            "a\x0cb",
+            "nul\0",
+            "nb\u{a0}sp",
+            "àa",
+        ] {
+            let e = check_dev_name(bad).unwrap_err();
+            assert!(
+                e.starts_with("expected an interface name: 1 to 15 bytes"),
+                "{bad:?}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_dev_is_a_notice_naming_where_it_was_looked_for() {
+        let own = current_netns_inode().unwrap();
+        let here = Watched::One {
+            inode: u32::try_from(own).unwrap(),
+            path: "/proc/self/ns/net".into(),
+            spec: "/proc/self/ns/net".into(),
+        };
+        assert_eq!(dev_exists("lo", &here), Some(true));
+        assert_eq!(dev_exists("nd-none-x9", &here), Some(false));
+        let me = std::process::id();
+        let of_pid = Watched::OfPid {
+            pid: me,
+            inode: u32::try_from(own).unwrap(),
+        };
+        assert_eq!(dev_exists("lo", &of_pid), Some(true));
+        assert_eq!(dev_exists("nd-none-x9", &of_pid), Some(false));
+        assert_eq!(
+            dev_notice("nd-none-x9", &here),
+            format!(
+                "netdrop: notice: no interface nd-none-x9 in network namespace /proc/self/ns/net ({own}) now; its drops will be counted if it appears"
+            )
+        );
+        let by_inode = Watched::One {
+            inode: 4026532177,
+            path: "/run/netns/web".into(),
+            spec: "4026532177".into(),
+        };
+        assert_eq!(
+            dev_notice("eth\x1b9", &by_inode),
+            "netdrop: notice: no interface eth\\x1b9 in network namespace 4026532177 now; its drops will be counted if it appears"
+        );
+        let by_name = Watched::One {
+            inode: 4026532177,
+            path: "/run/netns/web".into(),
+            spec: "web".into(),
+        };
+        assert!(
+            dev_notice("eth9", &by_name).contains(" in network namespace web (4026532177) now;")
+        );
+        assert!(dev_notice("eth9", &of_pid).contains(&format!(
+            " in the network namespace of process {me} ({own}) now;"
+        )));
+        assert_eq!(
+            dev_notice("eth9", &Watched::All),
+            "netdrop: notice: no interface eth9 in any network namespace now; its drops will be counted if it appears"
+        );
     }
 
     #[test]

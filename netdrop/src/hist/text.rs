@@ -67,6 +67,13 @@ impl Hists {
             rows.push((label, cells(&self.accept_queue, 1)));
         }
 
+        // The labels are netdrop's own words and cause names today; escaped all
+        // the same (text::safe), as everything printed for a terminal.
+        for (label, _) in &mut rows {
+            if let std::borrow::Cow::Owned(shown) = crate::text::safe(label) {
+                *label = shown;
+            }
+        }
         let mut out = String::new();
         if rows.is_empty() {
             out.push_str("no drops recorded\n");
