@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::{
     classify::classify,
@@ -103,9 +103,7 @@ pub fn run(opts: &ReplayOptions) -> Result<Replayed> {
 /// Reads the whole recording at `opts.path` into `sink` (which gets the report
 /// and the totals at the end, as in a live session) and returns the report.
 pub fn replay(opts: &ReplayOptions, sink: &mut dyn Sink) -> Result<(Report, Replayed)> {
-    let data = read(&opts.path)?;
-    let (header, mut reader) =
-        record::open(&data).map_err(|e| anyhow::anyhow!("{}: {e}", opts.path.display()))?;
+    let (header, mut reader) = read(&opts.path)?;
     announce(&opts.path, &header);
     let mut state = State::new(&header, opts);
     sink.on_start(&header)?;
@@ -140,8 +138,11 @@ pub fn replay(opts: &ReplayOptions, sink: &mut dyn Sink) -> Result<(Report, Repl
     Ok((report, Replayed { damage }))
 }
 
-fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("reading the recording {}", path.display()))
+/// Opens the recording at `path`: anything but a regular file is refused
+/// before it is read, the preamble and header are checked first, and the
+/// frames after them are streamed (memory bounded whatever the file's size).
+fn read(path: &Path) -> Result<(Header, record::Reader<std::fs::File>)> {
+    record::reader::open_file(path)
 }
 
 fn announce(path: &Path, h: &Header) {

@@ -1,6 +1,8 @@
 //! The file format against damage: truncation at every byte of the last
 //! records, flipped bytes, unknown kinds, future versions, foreign files.
 
+mod stream;
+
 use bytes::BytesMut;
 
 use super::format::{self, *};
