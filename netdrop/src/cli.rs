@@ -37,7 +37,8 @@ pub enum Command {
 /// How histograms are shown and kept.
 #[derive(Debug, Args)]
 pub struct HistOptions {
-    /// Drops of one cause closer together than this belong to one burst, ms.
+    /// Drops of one cause closer together than this belong to one burst, ms
+    /// (0.001 to 3600000).
     #[arg(long, value_name = "MS", default_value_t = 100.0, value_parser = burst_gap_ms,
           allow_negative_numbers = true)]
     pub burst_gap_ms: f64,
@@ -52,7 +53,7 @@ pub struct HistArgs {
     /// Output format (json: one JSON document with the numbers at the end).
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
-    /// Stop after this many seconds (default: until Ctrl-C).
+    /// Stop after this many seconds, 0.001 to 31536000 (365 days; default: until Ctrl-C).
     #[arg(short, long, value_name = "SECONDS", value_parser = duration_secs,
           allow_negative_numbers = true)]
     pub duration: Option<f64>,
@@ -69,11 +70,11 @@ pub struct RecordArgs {
     /// The recording to create (mode 0600; an existing file is never overwritten).
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
-    /// Stop after this many seconds (default: until Ctrl-C).
+    /// Stop after this many seconds, 0.001 to 31536000 (365 days; default: until Ctrl-C).
     #[arg(short, long, value_name = "SECONDS", value_parser = duration_secs,
           allow_negative_numbers = true)]
     pub duration: Option<f64>,
-    /// Seconds between progress lines on stderr.
+    /// Seconds between progress lines on stderr (0.01 to 3600).
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = interval_secs,
           allow_negative_numbers = true)]
     pub interval: f64,
@@ -110,11 +111,12 @@ pub struct ReplayArgs {
     /// Pace the replay at the recorded speed (default: as fast as possible).
     #[arg(long)]
     pub realtime: bool,
-    /// Seconds between per-cause summaries in the human view.
+    /// Seconds between per-cause summaries in the human view (0.01 to 3600).
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = interval_secs,
           allow_negative_numbers = true)]
     pub interval: f64,
-    /// Drop lines per second per cause in the human view, on the recorded clock.
+    /// Drop lines per second per cause in the human view, on the recorded clock
+    /// (0.001 to 1000000).
     #[arg(long, value_name = "N", default_value_t = 10.0, value_parser = lines_per_sec,
           allow_negative_numbers = true)]
     pub lines_per_sec: f64,
@@ -125,7 +127,7 @@ pub struct DiagnoseArgs {
     /// Output format (json: one JSON document).
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
-    /// How long to observe, seconds.
+    /// How long to observe, seconds (0.001 to 31536000, 365 days).
     #[arg(short, long, value_name = "SECONDS", default_value_t = 10.0, value_parser = duration_secs,
           allow_negative_numbers = true)]
     pub duration: f64,
@@ -217,7 +219,8 @@ pub struct KernelArgs {
     /// tracepoint is available (to compare the two, or work around a kernel).
     #[arg(long)]
     pub no_raw_tracepoint: bool,
-    /// Seconds between snapshots of the kernel's counters, sysctls, listeners and neighbours.
+    /// Seconds between snapshots of the kernel's counters, sysctls, listeners and
+    /// neighbours (0.01 to 3600).
     #[arg(long, value_name = "SECONDS", default_value_t = 1.0, value_parser = interval_secs,
           allow_negative_numbers = true)]
     pub snapshot_interval: f64,
@@ -242,15 +245,17 @@ pub struct WatchArgs {
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
-    /// Stop after this many seconds and print the summary (default: until Ctrl-C).
+    /// Stop after this many seconds and print the summary, 0.001 to 31536000 (365 days;
+    /// default: until Ctrl-C).
     #[arg(short, long, value_name = "SECONDS", value_parser = duration_secs,
           allow_negative_numbers = true)]
     pub duration: Option<f64>,
-    /// Seconds between per-cause summaries in the human view.
+    /// Seconds between per-cause summaries in the human view (0.01 to 3600).
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = interval_secs,
           allow_negative_numbers = true)]
     pub interval: f64,
-    /// Drop lines per second per cause in the human view (counts stay exact).
+    /// Drop lines per second per cause in the human view, 0.001 to 1000000 (counts stay
+    /// exact).
     #[arg(long, value_name = "N", default_value_t = 10.0, value_parser = lines_per_sec,
           allow_negative_numbers = true)]
     pub lines_per_sec: f64,
