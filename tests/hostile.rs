@@ -155,6 +155,6 @@ fn hostile_comm_is_exact_in_json() {
             l["reason"] == "NO_SOCKET" || l["reason"] == "UNKNOWN",
             "{l}"
         );
-        assert_eq!(l["netns_name"], ns.name(), "{l}");
+        assert_eq!(l["netns"], ns.inode(), "{l}");
     }
 }
