@@ -418,7 +418,15 @@ mod tests {
     fn missing_tracepoint_names_itself() {
         let dir =
             std::env::temp_dir().join(format!("netdrop-empty-tracefs-{}", std::process::id()));
+        // Not a tracefs: the error is about the path given.
         fs::create_dir_all(&dir).unwrap();
+        let err = Tracefs::locate(Some(&dir)).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("--tracefs {}: not a tracefs", dir.display())),
+            "{err}"
+        );
+        // A tracefs without the tracepoint names the tracepoint.
+        fs::create_dir_all(dir.join("events")).unwrap();
         let t = Tracefs::locate(Some(&dir)).unwrap();
         let err = t.format("skb", "kfree_skb").unwrap_err().to_string();
         assert!(err.contains("skb:kfree_skb"), "{err}");
