@@ -132,7 +132,8 @@ fn fail(e: anyhow::Error) -> ExitCode {
     if is_broken_pipe(&e) {
         return ExitCode::SUCCESS;
     }
-    eprintln!("netdrop: error: {e:#}");
+    // One line, whatever the causes carry (paths, names from the kernel or a file).
+    eprintln!("netdrop: error: {}", netdrop::text::safe(&format!("{e:#}")));
     ExitCode::FAILURE
 }
 

@@ -127,7 +127,10 @@ pub fn replay(opts: &ReplayOptions, sink: &mut dyn Sink) -> Result<(Report, Repl
     sink.flush()?;
     let damage = reader.damage().to_vec();
     for d in &damage {
-        eprintln!("netdrop: replay: {}: {d}", opts.path.display());
+        eprintln!(
+            "netdrop: replay: {}: {d}",
+            crate::text::safe_path(&opts.path)
+        );
     }
     if state.lost.drops + state.lost.others > 0 {
         eprintln!(
@@ -145,20 +148,27 @@ fn read(path: &Path) -> Result<(Header, record::Reader<std::fs::File>)> {
     record::reader::open_file(path)
 }
 
+/// What the recording says of itself. Every string in it comes from a file
+/// that may have travelled: escaped for the terminal.
 fn announce(path: &Path, h: &Header) {
+    eprintln!("{}", announcement(path, h));
+}
+
+fn announcement(path: &Path, h: &Header) -> String {
+    use crate::text::{safe, safe_path};
     let filters = if h.filters.is_empty() {
         String::new()
     } else {
-        format!(", filters {}", h.filters.join(" "))
+        format!(", filters {}", safe(&h.filters.join(" ")))
     };
-    eprintln!(
+    format!(
         "netdrop: replaying {}: recorded by netdrop {} on {} (kernel {}), started {}{filters}",
-        path.display(),
-        h.netdrop_version,
-        h.hostname,
-        h.kernel_release,
+        safe_path(path),
+        safe(&h.netdrop_version),
+        safe(&h.hostname),
+        safe(&h.kernel_release),
         utc(h.start_unix),
-    );
+    )
 }
 
 /// `2026-11-22 10:00:00 UTC` without a date crate.
@@ -321,6 +331,33 @@ impl State {
 
 #[cfg(test)]
 mod tests {
+    /// A recording is a file that travels: what it says of itself reaches the
+    /// terminal escaped.
+    #[test]
+    fn a_hostile_header_is_escaped() {
+        let h = crate::record::Header {
+            netdrop_version: "0.1.0".into(),
+            kernel_release: "6.18\x1b]8;;http://x\x07".into(),
+            hostname: "box\n\x1b[2Jnetdrop: all clear".into(),
+            boot_time: 0,
+            start_unix: 0.0,
+            start_mono_ns: 0,
+            clock_offset_ns: 0,
+            reasons: vec![],
+            has_reason_field: true,
+            hooks: Default::default(),
+            filters: vec!["--dev \u{202e}0bew".into()],
+            capture_bytes: 0,
+            counter_interval_s: 1.0,
+        };
+        let line = super::announcement(std::path::Path::new("x.ndr"), &h);
+        assert!(
+            !line.chars().any(|c| c.is_control() || c == '\u{202e}'),
+            "{line:?}"
+        );
+        assert!(line.contains("box\\n\\x1b[2Jnetdrop: all clear"), "{line}");
+    }
+
     #[test]
     fn utc_dates() {
         assert_eq!(super::utc(0.0), "1970-01-01 00:00:00 UTC");

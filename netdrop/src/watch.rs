@@ -75,7 +75,10 @@ pub async fn hist(
 /// on stderr every `interval` (the session's).
 pub async fn record(path: &std::path::Path, session: SessionOptions) -> Result<()> {
     let mut sink = RecordSink::create(path, true)?;
-    eprintln!("netdrop: recording to {} (Ctrl-C to stop)", path.display());
+    eprintln!(
+        "netdrop: recording to {} (Ctrl-C to stop)",
+        crate::text::safe_path(path)
+    );
     let out = observe(&session, &mut sink).await?;
     sink.finish(&out.summary, &out.session)?;
     Ok(())
