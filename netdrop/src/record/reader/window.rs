@@ -10,6 +10,9 @@ use super::super::format::{FRAME_HEAD, FRAME_TAIL, MAX_PAYLOAD};
 pub const MAX_FRAME: usize = FRAME_HEAD + MAX_PAYLOAD as usize + FRAME_TAIL;
 /// How much is read at a time when more is needed (read-ahead).
 pub const CHUNK: usize = 256 << 10;
+/// The first read: a small file (a foreign one refused at its first bytes)
+/// costs no more; the read-ahead doubles from here up to [`CHUNK`].
+pub const FIRST_READ: usize = 8 << 10;
 /// The most the window's buffer ever holds.
 pub const MAX_WINDOW: usize = MAX_FRAME + CHUNK;
 
@@ -112,20 +115,33 @@ impl<R: Read> Window<R> {
         }
     }
 
-    /// One read of at least what is missing for `n` bytes from `start`, or
-    /// [`CHUNK`] more, whichever is larger.
+    /// One read towards `n` bytes from `start`. The window works towards
+    /// what is missing but at most doubles per read (a frame's claimed length
+    /// is believed only as far as the bytes go: a short file that claims
+    /// 64 MiB costs no 64 MiB buffer), and is never under the read-ahead
+    /// ([`FIRST_READ`] doubling up to [`CHUNK`]). What is left is moved to the front only when the room
+    /// after it is too small: about once per window's worth of reading.
     fn read_more(&mut self, n: usize) {
         let have = self.end - self.start;
-        let want = n.max(have + CHUNK).min(MAX_WINDOW);
-        if self.start + want > self.buf.len() && self.start > 0 {
+        let missing = n.saturating_sub(have).max(1);
+        // The read-ahead grows from FIRST_READ as reading goes on.
+        let ahead = CHUNK.min((2 * self.buf.len()).max(FIRST_READ));
+        let size = (have + missing)
+            .min((2 * have).max(have + CHUNK))
+            .max(ahead)
+            .min(MAX_WINDOW);
+        let room = self.buf.len() - self.end;
+        if size > self.buf.len() || room < missing.min(size.saturating_sub(have)) {
             self.buf.copy_within(self.start..self.end, 0);
             self.start = 0;
             self.end = have;
         }
-        if want > self.buf.len() {
-            // Exactly what is needed: a doubling Vec would overshoot the bound.
-            self.buf.reserve_exact(want - self.buf.len());
-            self.buf.resize(want, 0);
+        if size > self.buf.len() {
+            // Doubling (a few reallocations in all), but never past the bound
+            // (which Vec's own growth would overshoot).
+            let size = size.max(2 * self.buf.len()).min(MAX_WINDOW);
+            self.buf.reserve_exact(size - self.buf.len());
+            self.buf.resize(size, 0);
             self.peak = self.peak.max(self.buf.capacity());
         }
         loop {

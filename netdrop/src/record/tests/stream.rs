@@ -184,7 +184,11 @@ fn a_file_of_zeros_is_refused_after_one_read() {
     let err = open_stream(&mut src, Some(2 << 30)).err().expect("refused");
     assert!(err.contains("no NDREC signature"), "{err}");
     println!("zeros: refused after reading {} bytes", src.read);
-    assert!(src.read <= window::CHUNK as u64, "read {} bytes", src.read);
+    assert!(
+        src.read <= window::FIRST_READ as u64,
+        "read {} bytes",
+        src.read
+    );
 }
 
 /// A valid preamble and a header frame claiming an implausible length: the
@@ -201,7 +205,11 @@ fn a_bad_header_is_refused_before_reading_on() {
     };
     let err = open_stream(&mut src, None).err().expect("refused");
     assert!(err.contains("header record is damaged"), "{err}");
-    assert!(src.read <= window::CHUNK as u64, "read {} bytes", src.read);
+    assert!(
+        src.read <= window::FIRST_READ as u64,
+        "read {} bytes",
+        src.read
+    );
 }
 
 /// 64 MiB of drops (half a million frames) made up on the fly: every one is
