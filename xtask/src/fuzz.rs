@@ -1,4 +1,9 @@
-//! `cargo xtask fuzz`: the cargo-fuzz targets in `fuzz/`, each for a bounded time.
+//! `cargo xtask fuzz`: the cargo-fuzz targets in `fuzz/`, for a bounded time
+//! in total (split evenly between them):
+//!
+//! - `recording`: the recording reader (`record::open`) on arbitrary bytes;
+//! - `btf`: the BTF parser and every lookup netdrop makes (`--btf FILE`);
+//! - `tracefs_format`: the tracepoint format parser (`--tracefs DIR`).
 //!
 //! Two routes, picked by what is installed:
 //! - a rustup nightly toolchain: `rustup run nightly cargo fuzz run …` with
@@ -13,7 +18,7 @@
 //! with the system C++ compiler (g++, see scripts/setup.sh).
 //!
 //! New corpus entries go to `fuzz/corpus/<target>/` (not checked in); the seeds
-//! are `fuzz/seeds/<target>/`. A crash, panic or hang (an input running over
+//! are in [`Target::seeds`]. A crash, panic or hang (an input running over
 //! [`TIMEOUT_S`]) fails the task and names the input left in
 //! `fuzz/artifacts/<target>/`.
 
@@ -30,12 +35,35 @@ use crate::{cargo, root, status};
 
 /// The cargo-fuzz installed when none is.
 pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
-/// The targets in fuzz/Cargo.toml (`[[bin]]` names).
-pub const TARGETS: &[&str] = &["recording"];
+/// A target in fuzz/Cargo.toml.
+pub struct Target {
+    /// Its `[[bin]]` name (fuzz/fuzz_targets/<name>.rs).
+    pub name: &'static str,
+    /// Seed directories, from the repository's root (read only).
+    pub seeds: &'static [&'static str],
+}
+
+/// The targets in fuzz/Cargo.toml.
+pub const TARGETS: &[Target] = &[
+    Target {
+        name: "recording",
+        seeds: &["fuzz/seeds/recording"],
+    },
+    Target {
+        name: "btf",
+        seeds: &["fuzz/seeds/btf"],
+    },
+    Target {
+        // The real format files the unit tests parse.
+        name: "tracefs_format",
+        seeds: &["netdrop/tests/fixtures/formats"],
+    },
+];
+/// Seconds of fuzzing in total, split between the targets.
 pub const DEFAULT_SECONDS: u64 = 60;
 /// One input running longer than this is a hang: the readers must never loop.
 pub const TIMEOUT_S: u64 = 10;
-/// `cargo xtask test` fuzzes this many seconds per target; 0 skips.
+/// `cargo xtask test` fuzzes this many seconds in total; 0 skips.
 pub const SECONDS_ENV: &str = "NETDROP_FUZZ_SECONDS";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +74,7 @@ enum Route {
     Bootstrap,
 }
 
-/// Seconds per target for `cargo xtask test`: NETDROP_FUZZ_SECONDS, else the default.
+/// Seconds in total for `cargo xtask test`: NETDROP_FUZZ_SECONDS, else the default.
 pub fn seconds_from_env() -> Result<u64> {
     parse_seconds(std::env::var(SECONDS_ENV).ok().as_deref())
 }
@@ -60,46 +88,55 @@ fn parse_seconds(v: Option<&str>) -> Result<u64> {
     }
 }
 
-/// Builds and runs every target for `seconds`; fails on the first crash found.
+/// Each target's share of `seconds` (at least 1 s each).
+fn share(seconds: u64) -> u64 {
+    (seconds / TARGETS.len() as u64).max(1)
+}
+
+/// Builds every target, then runs each for its share of `seconds`; fails on
+/// the first crash found.
 pub fn run(seconds: u64) -> Result<()> {
     if seconds == 0 {
         bail!("--seconds 0: nothing to run");
     }
     ensure_cargo_fuzz()?;
     let route = pick_route();
+    let each = share(seconds);
     eprintln!(
-        "xtask: fuzzing with {}",
+        "xtask: fuzzing {} targets for {each} s each with {}",
+        TARGETS.len(),
         match route {
             Route::Nightly => "the rustup nightly toolchain (AddressSanitizer)",
             Route::Bootstrap =>
                 "the default toolchain, RUSTC_BOOTSTRAP=1 (no nightly toolchain; no sanitizer)",
         }
     );
+    // One build of all of them (they share the netdrop library).
+    let started = Instant::now();
+    let mut build = cargo_fuzz(route);
+    build.arg("build");
+    sanitizer_args(route, &mut build);
+    status(build)?;
+    eprintln!("xtask: fuzz targets built in {:.0?}", started.elapsed());
+
+    let fuzz_dir = root().join("fuzz");
     for target in TARGETS {
-        let fuzz_dir = root().join("fuzz");
-        let corpus = fuzz_dir.join("corpus").join(target);
-        let seeds = fuzz_dir.join("seeds").join(target);
-        let artifacts = fuzz_dir.join("artifacts").join(target);
+        let name = target.name;
+        let corpus = fuzz_dir.join("corpus").join(name);
+        let artifacts = fuzz_dir.join("artifacts").join(name);
         for dir in [&corpus, &artifacts] {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
 
-        let started = Instant::now();
-        let mut build = cargo_fuzz(route);
-        build.args(["build", target]);
-        sanitizer_args(route, &mut build);
-        status(build)?;
-        eprintln!(
-            "xtask: fuzz target {target} built in {:.0?}",
-            started.elapsed()
-        );
-
         let before = listing(&artifacts);
         let mut cmd = cargo_fuzz(route);
-        cmd.args(["run", target]);
+        cmd.args(["run", name]);
         sanitizer_args(route, &mut cmd);
-        cmd.arg(&corpus).arg(&seeds).arg("--");
-        cmd.args(libfuzzer_args(seconds));
+        // New inputs go to the first directory; the seeds are only read.
+        cmd.arg(&corpus);
+        cmd.args(target.seeds.iter().map(|s| root().join(s)));
+        cmd.arg("--");
+        cmd.args(libfuzzer_args(each));
         eprintln!("xtask: {cmd:?}");
         let st = cmd.status().with_context(|| format!("running {cmd:?}"))?;
         if !st.success() {
@@ -108,7 +145,7 @@ pub fn run(seconds: u64) -> Result<()> {
                 .map(|name| artifacts.join(name))
                 .collect();
             if found.is_empty() {
-                bail!("fuzzing {target} failed ({st}), no input was saved: see the output above");
+                bail!("fuzzing {name} failed ({st}), no input was saved: see the output above");
             }
             let list = found
                 .iter()
@@ -116,8 +153,8 @@ pub fn run(seconds: u64) -> Result<()> {
                 .collect::<Vec<_>>()
                 .join("\n");
             bail!(
-                "fuzzing {target} found a failing input ({st}); the panic is in the output above. Input:\n{list}\n\
-                 Reproduce with: cargo fuzz run{} {target} <input>",
+                "fuzzing {name} found a failing input ({st}); the panic is in the output above. Input:\n{list}\n\
+                 Reproduce with: cargo fuzz run{} {name} <input>",
                 match route {
                     Route::Nightly => "",
                     Route::Bootstrap => " --sanitizer none",
@@ -219,7 +256,17 @@ mod tests {
         assert!(args.contains(&format!("-timeout={TIMEOUT_S}")));
     }
 
-    /// Every target is declared in fuzz/Cargo.toml and has a small seed corpus.
+    /// The time given is the total: split evenly, at least a second each.
+    #[test]
+    fn time_is_split_between_targets() {
+        assert_eq!(TARGETS.len(), 3);
+        assert_eq!(share(60), 20);
+        assert_eq!(share(DEFAULT_SECONDS) * TARGETS.len() as u64, 60);
+        assert_eq!(share(1), 1);
+    }
+
+    /// Every target is declared in fuzz/Cargo.toml, has its source and seeds;
+    /// the seeds kept under fuzz/ are small.
     #[test]
     fn targets_and_seeds() {
         let fuzz = root().join("fuzz");
@@ -229,30 +276,42 @@ mod tests {
             manifest.contains("[workspace]"),
             "fuzz/ is its own workspace"
         );
-        let mut total = 0;
+        let mut kept = 0;
         for target in TARGETS {
-            assert!(
-                manifest.contains(&format!("name = \"{target}\"")),
-                "{target}"
-            );
+            let name = target.name;
+            assert!(manifest.contains(&format!("name = \"{name}\"")), "{name}");
             assert!(
                 fuzz.join("fuzz_targets")
-                    .join(format!("{target}.rs"))
+                    .join(format!("{name}.rs"))
                     .is_file()
             );
-            let seeds: Vec<_> = std::fs::read_dir(fuzz.join("seeds").join(target))
-                .unwrap()
-                .flatten()
-                .collect();
-            assert!(!seeds.is_empty(), "no seeds for {target}");
-            total += seeds
-                .iter()
-                .map(|e| e.metadata().unwrap().len())
-                .sum::<u64>();
+            for dir in target.seeds {
+                let seeds: Vec<_> = std::fs::read_dir(root().join(dir))
+                    .unwrap_or_else(|e| panic!("{name}: seeds {dir}: {e}"))
+                    .flatten()
+                    .collect();
+                assert!(!seeds.is_empty(), "no seeds for {name} in {dir}");
+                if dir.starts_with("fuzz/") {
+                    kept += seeds
+                        .iter()
+                        .map(|e| e.metadata().unwrap().len())
+                        .sum::<u64>();
+                }
+            }
         }
         assert!(
-            total < 50 * 1024,
-            "seed corpora are {total} bytes: keep them small"
+            kept < 50 * 1024,
+            "seed corpora are {kept} bytes: keep them small"
         );
+    }
+
+    /// The BTF seeds are real BTF (the magic, version 1), as the example
+    /// writing them checked with the parser.
+    #[test]
+    fn btf_seeds_are_btf() {
+        for e in std::fs::read_dir(root().join("fuzz/seeds/btf")).unwrap() {
+            let bytes = std::fs::read(e.unwrap().path()).unwrap();
+            assert_eq!(&bytes[..3], &[0x9f, 0xeb, 1]);
+        }
     }
 }
