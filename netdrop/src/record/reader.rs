@@ -355,10 +355,11 @@ impl<R: Read> Reader<R> {
             Parse::Bad(_) => Err("its header is damaged"),
         };
         let mut about = match header {
+            // The header's strings are the file's: shown escaped.
             Ok(h) => format!(
                 "netdrop {} on {}, started {}",
-                h.netdrop_version,
-                h.hostname,
+                crate::text::safe(&h.netdrop_version),
+                crate::text::safe(&h.hostname),
                 crate::replay::utc(h.start_unix)
             ),
             Err(why) => why.to_string(),

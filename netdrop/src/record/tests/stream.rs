@@ -414,6 +414,20 @@ fn a_second_recording_is_reported_not_merged() {
     );
     assert!(about.contains("preamble missing"), "{about}");
 
+    // The second's header is the file's: its strings are shown escaped.
+    let mut h = header();
+    h.hostname = "evil\u{1b}[2J\nbox".into();
+    let mut evil = preamble().to_vec();
+    evil.extend(encoded(&[Entry::Header(Box::new(h)), end_entry()]));
+    let (_, damage) = read_all(&[first.clone(), evil].concat()).unwrap();
+    let line = damage[0].to_string();
+    assert!(!line.contains('\u{1b}') && !line.contains('\n'), "{line:?}");
+    println!("{line}");
+    assert!(
+        line.contains(&format!("on {},", crate::text::safe("evil\u{1b}[2J\nbox"))),
+        "{line:?}"
+    );
+
     // Three: the second is where reading stops; the third is in its bytes.
     let three = [first.clone(), second.clone(), second.clone()].concat();
     let (got, damage) = read_all(&three).unwrap();
