@@ -42,7 +42,7 @@ enum Task {
     },
     /// Run the cargo-fuzz targets in fuzz/ for a bounded time (installs cargo-fuzz if missing).
     Fuzz {
-        /// Seconds of fuzzing per target (after the build).
+        /// Seconds of fuzzing in all, split between the targets (after the build).
         #[arg(long, default_value_t = fuzz::DEFAULT_SECONDS)]
         seconds: u64,
     },
