@@ -130,8 +130,8 @@ async fn observe_with(
     // Read here, not on a blocking thread: until the hooks are attached this
     // thread may be in a mount namespace of its own (tracefs mounted by
     // netdrop), which it can only leave while no other thread shares it.
-    let mut baseline = Snapshot::read(0.0);
-    classifier.namespaces.identify_snapshot(&mut baseline);
+    let baseline = Snapshot::read(0.0);
+    let mut reads = DropReads::new(started);
 
     let filters = filter::resolve(&opts.filters, &facts.reasons, facts.has_reason_field)?;
     let load = LoadOptions {
@@ -179,8 +179,7 @@ async fn observe_with(
         .map_err(|e| anyhow::anyhow!("polling the ring buffer: {}", e.into_parts().1))?;
     let hooks = announce(facts, &loaded);
     sink.on_start(&header(facts, opts, &hooks, clock))?;
-    sink.on_snapshot(&baseline)?;
-    diagnosis.on_snapshot(baseline);
+    take_snapshot(baseline, &mut classifier, &mut reads, sink, &mut diagnosis)?;
 
     let mut session = Session::default();
     let mut last_total = 0;
@@ -192,7 +191,6 @@ async fn observe_with(
     snap_tick.tick().await;
     let mut pending: Option<JoinHandle<Snapshot>> = None;
     let mut pid_tick = tokio::time::interval(PID_REFRESH);
-    let mut reads = DropReads::new(started);
     let mut reads_tick = tokio::time::interval(DropReads::TICK);
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -233,11 +231,7 @@ async fn observe_with(
             }
             snap = async { pending.as_mut().expect("guarded").await }, if pending.is_some() => {
                 pending = None;
-                let mut snap = snap?;
-                classifier.namespaces.identify_snapshot(&mut snap);
-                reads.on_snapshot(&snap);
-                sink.on_snapshot(&snap)?;
-                diagnosis.on_snapshot(snap);
+                take_snapshot(snap?, &mut classifier, &mut reads, sink, &mut diagnosis)?;
             }
             _ = reads_tick.tick(), if reads.any_due() => {
                 reads.read_due(&mut classifier.namespaces, &mut diagnosis, sink)?;
@@ -273,16 +267,11 @@ async fn observe_with(
     // snapshot, while they may still exist.
     reads.read_all(&mut classifier.namespaces, &mut diagnosis, sink)?;
     if let Some(p) = pending {
-        let mut snap = p.await?;
-        classifier.namespaces.identify_snapshot(&mut snap);
-        sink.on_snapshot(&snap)?;
-        diagnosis.on_snapshot(snap);
+        take_snapshot(p.await?, &mut classifier, &mut reads, sink, &mut diagnosis)?;
     }
     let at = started.elapsed().as_secs_f64();
-    let mut last = tokio::task::spawn_blocking(move || Snapshot::read(at)).await?;
-    classifier.namespaces.identify_snapshot(&mut last);
-    sink.on_snapshot(&last)?;
-    diagnosis.on_snapshot(last);
+    let last = tokio::task::spawn_blocking(move || Snapshot::read(at)).await?;
+    take_snapshot(last, &mut classifier, &mut reads, sink, &mut diagnosis)?;
     session.duration_s = started.elapsed().as_secs_f64();
     let counts = counters.read()?;
     sink.on_counts(session.duration_s, &counts, &session)?;
@@ -294,6 +283,22 @@ async fn observe_with(
         session,
         report,
     })
+}
+
+/// A full snapshot taken in: its namespaces identified (names, gone ones),
+/// their reads noted, then to the sinks and the diagnosis.
+fn take_snapshot(
+    mut snap: Snapshot,
+    classifier: &mut Classifier,
+    reads: &mut DropReads,
+    sink: &mut dyn Sink,
+    diagnosis: &mut Diagnosis,
+) -> Result<()> {
+    classifier.namespaces.identify_snapshot(&mut snap);
+    reads.on_snapshot(&snap);
+    sink.on_snapshot(&snap)?;
+    diagnosis.on_snapshot(snap);
+    Ok(())
 }
 
 /// How often the exact counters go to the sinks (recordings, histograms).
