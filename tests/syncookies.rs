@@ -12,7 +12,9 @@ use netdrop_tests::field::{
     ACCEPT_TOLERANCE_PCT, EVENTS_UNLIMITED, assert_accept_split, assert_gone, complete_row,
 };
 use netdrop_tests::field::{NsId, SNAPSHOT_WAIT, group_named, within_percent};
-use netdrop_tests::{Netdrop, delta, lock, require_root, settle, skip_loudly};
+use netdrop_tests::{
+    Counters, Netdrop, NetdropOutput, delta, lock, require_root, settle, skip_loudly,
+};
 
 /// The accept-queue incidents: a listener with backlog 1 that never accepts.
 const BACKLOG: i32 = 1;
@@ -34,6 +36,25 @@ fn with_default_syncookies(test: &str) -> Option<(AcceptOverflow, NsId)> {
     Some((sc, s))
 }
 
+/// netdrop watching `burst` in the server's namespace: its output and the
+/// server's counters before and after (the listener stays full until netdrop
+/// has seen a snapshot of it).
+fn observe(
+    sc: &AcceptOverflow,
+    burst: impl FnOnce(&AcceptOverflow) -> anyhow::Result<std::net::TcpListener>,
+) -> (NetdropOutput, Counters, Counters) {
+    let nd = Netdrop::start(EVENTS_UNLIMITED).expect("starting netdrop");
+    let before = sc.s.netstat().unwrap();
+    let listener = burst(sc).expect("traffic");
+    settle();
+    sleep(SNAPSHOT_WAIT);
+    let after = sc.s.netstat().unwrap();
+    let out = nd.stop().expect("stopping netdrop");
+    drop(listener);
+    out.assert_clean_exit();
+    (out, before, after)
+}
+
 /// SYNs refused by a full accept queue with tcp_syncookies at its default (1):
 /// netdrop's total (hooks + kernel only) is within 10 % of ListenOverflows.
 #[test]
@@ -46,15 +67,7 @@ fn accept_queue_with_syncookies_default_matches_listen_overflows() {
     let Some((sc, s)) = with_default_syncookies(TEST) else {
         return;
     };
-    let nd = Netdrop::start(EVENTS_UNLIMITED).expect("starting netdrop");
-    let before = sc.s.netstat().unwrap();
-    let listener = sc.syn_burst(BACKLOG, CLIENTS).expect("traffic");
-    settle();
-    sleep(SNAPSHOT_WAIT);
-    let after = sc.s.netstat().unwrap();
-    let out = nd.stop().expect("stopping netdrop");
-    drop(listener);
-    out.assert_clean_exit();
+    let (out, before, after) = observe(&sc, |sc| sc.syn_burst(BACKLOG, CLIENTS));
 
     let kernel = delta(&before, &after, "TcpExt:ListenOverflows");
     for k in [
@@ -101,15 +114,7 @@ fn syncookie_acks_at_a_full_queue_are_accept_queue_drops() {
     let Some((sc, s)) = with_default_syncookies(TEST) else {
         return;
     };
-    let nd = Netdrop::start(EVENTS_UNLIMITED).expect("starting netdrop");
-    let before = sc.s.netstat().unwrap();
-    let listener = sc.cookie_burst(1, 40).expect("traffic");
-    settle();
-    sleep(SNAPSHOT_WAIT);
-    let after = sc.s.netstat().unwrap();
-    let out = nd.stop().expect("stopping netdrop");
-    drop(listener);
-    out.assert_clean_exit();
+    let (out, before, after) = observe(&sc, |sc| sc.cookie_burst(1, 40));
 
     let kernel = delta(&before, &after, "TcpExt:ListenOverflows");
     let cookies = delta(&before, &after, "TcpExt:SyncookiesRecv");
