@@ -219,6 +219,11 @@ pub struct KernelArgs {
     /// tracepoint is available (to compare the two, or work around a kernel).
     #[arg(long)]
     pub no_raw_tracepoint: bool,
+    /// Hook SYNs refused by a full accept queue (tcp_conn_request) with a kprobe
+    /// even where fentry is available: fentry conflicts with some tracers (also how
+    /// the tests force the kprobe path). A kprobe is slower per SYN.
+    #[arg(long)]
+    pub no_fentry: bool,
     /// Seconds between snapshots of the kernel's counters, sysctls, listeners and
     /// neighbours (0.01 to 3600).
     #[arg(long, value_name = "SECONDS", default_value_t = 1.0, value_parser = interval_secs,
@@ -376,6 +381,27 @@ mod tests {
         ] {
             assert!(Cli::try_parse_from(&bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn hook_choice_flags_are_on_every_observing_subcommand() {
+        for sub in [
+            &["watch"][..],
+            &["diagnose"],
+            &["hist"],
+            &["record", "-o", "x"],
+        ] {
+            let argv = [&["netdrop"], sub, &["--no-fentry", "--no-raw-tracepoint"]].concat();
+            let k = match Cli::try_parse_from(&argv).unwrap().command {
+                Command::Watch(a) => a.kernel,
+                Command::Diagnose(a) => a.kernel,
+                Command::Hist(a) => a.kernel,
+                Command::Record(a) => a.kernel,
+                Command::Replay(_) => unreachable!(),
+            };
+            assert!(k.no_fentry && k.no_raw_tracepoint, "{argv:?}");
+        }
+        assert!(Cli::try_parse_from(["netdrop", "replay", "x", "--no-fentry"]).is_err());
     }
 
     /// The error clap prints for `args`: (its first line, its kind).

@@ -115,6 +115,7 @@ fn session(duration: Option<f64>, interval: f64, k: KernelArgs, f: &FilterArgs) 
         ring_bytes: k.ring_buffer_kib * 1024,
         event_limit: k.events_per_sec,
         raw_tracepoint: !k.no_raw_tracepoint,
+        fentry: !k.no_fentry,
         sources: Sources {
             btf: Some(k.btf),
             tracefs: k.tracefs,

@@ -20,7 +20,11 @@ use crate::{
     diagnose::{Diagnosis, Report, Snapshot, report::Hooks},
     event::{Classifier, Clock},
     filter::{self, FilterSpec, Filters},
-    kernel::{KernelFacts, Sources, hooks::fallback_note, kallsyms::Kallsyms},
+    kernel::{
+        KernelFacts, Sources,
+        hooks::{self, fallback_note},
+        kallsyms::Kallsyms,
+    },
     loader::{self, LoadOptions, Loaded},
     namespaces::Namespaces,
     owner::Owners,
@@ -43,6 +47,8 @@ pub struct SessionOptions {
     pub event_limit: u32,
     /// Prefer raw tracepoints where the hook table offers one (`--no-raw-tracepoint`).
     pub raw_tracepoint: bool,
+    /// Prefer fentry where the hook table offers one, else kprobe (`--no-fentry`).
+    pub fentry: bool,
     pub sources: Sources,
     pub filters: FilterSpec,
     /// Neighbour entry state changes too (for resolution latency: `hist`, `record`).
@@ -68,25 +74,18 @@ pub async fn observe(opts: &SessionOptions, sink: &mut dyn Sink) -> Result<Outco
     result
 }
 
+/// The notices (one line for each wanted hook not used, saying why and what
+/// it costs), then the `watching` line. Returns the hooks for the report.
 fn announce(facts: &KernelFacts, loaded: &Loaded) -> Hooks {
-    for (hook, why) in &facts.skipped {
-        eprintln!(
-            "netdrop: notice: hook {} skipped ({why}); it gives: {}",
-            hook.label(),
-            hook.why
-        );
+    for not_used in &loaded.not_used {
+        let instead = loaded.attached_in(not_used.hook.slot);
+        eprintln!("{}", hooks::notice(not_used, instead));
     }
     let mut unavailable = Vec::new();
     for (slot, refused) in &loaded.unavailable {
-        let tried: Vec<String> = refused
-            .iter()
-            .map(|(h, why)| format!("{h}: {why}"))
-            .collect();
-        eprintln!(
-            "netdrop: notice: no {slot} hook on this kernel ({}); {}",
-            tried.join("; "),
-            fallback_note(slot)
-        );
+        if refused.is_empty() {
+            eprintln!("netdrop: notice: no {slot} hook: {}", fallback_note(slot));
+        }
         unavailable.push(format!("{slot} hook: {}", fallback_note(slot)));
     }
     if !facts.has_reason_field {
@@ -138,6 +137,7 @@ async fn observe_with(
         ring_bytes: opts.ring_bytes,
         event_limit: opts.event_limit,
         raw_tracepoint: opts.raw_tracepoint,
+        fentry: opts.fentry,
         emit_events: true,
         filter: filters.kernel,
         neigh_states: opts.neigh_states,

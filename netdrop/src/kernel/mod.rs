@@ -17,7 +17,7 @@ use netdrop_common::{
 };
 
 use self::{
-    btf::Btf,
+    btf::{Btf, Param},
     hooks::{Attach, HOOKS, Hook},
     reasons::ReasonTable,
     tracefs::{Tracefs, TracefsError, TracepointFormat},
@@ -66,56 +66,16 @@ impl KernelFacts {
 
         let mut config = Config::unknown();
         config.structs = struct_offsets(&btf);
-        let mut usable = Vec::new();
-        let mut skipped = Vec::new();
-        let mut missing_on_request = Vec::new();
-        let mut has_reason_field = false;
-        for hook in HOOKS {
-            if let Attach::RawTracepoint { event } = hook.attach {
-                match raw_kfree_skb_args(&btf, event, &config.structs) {
-                    Ok(args) => {
-                        config.kfree_skb_args = args;
-                        usable.push(*hook);
-                    }
-                    Err(why) => skipped.push((*hook, why)),
-                }
-                continue;
-            }
-            // Function hooks are tried at load: only the kernel can say if it allows them.
-            let Attach::Tracepoint { system, event } = hook.attach else {
-                usable.push(*hook);
-                continue;
-            };
-            let format = match tracefs.format(system, event) {
-                Ok(f) => f,
-                Err(e @ TracefsError::Missing { .. }) if hook.only_for.is_some() => {
-                    missing_on_request.push((*hook, e.to_string()));
-                    continue;
-                }
-                Err(e @ TracefsError::Missing { .. }) if !hook.required => {
-                    skipped.push((*hook, e.to_string()));
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            };
-            match (system, event) {
-                ("skb", "kfree_skb") => {
-                    config.kfree_skb = kfree_skb_offsets(&format);
-                    has_reason_field = config.kfree_skb.reason != ABSENT;
-                }
-                ("neigh", "neigh_create") => config.neigh_create = neigh_create_offsets(&format),
-                ("sock", "inet_sock_set_state") => {
-                    config.sock_set_state.skaddr = format.offset("skaddr");
-                    config.sock_set_state.newstate = format.offset("newstate");
-                }
-                ("neigh", "neigh_update") => config.neigh_update = neigh_state_offsets(&format),
-                ("neigh", "neigh_timer_handler") => {
-                    config.neigh_timer = neigh_state_offsets(&format);
-                }
-                _ => {}
-            }
-            usable.push(*hook);
-        }
+        let Selection {
+            usable,
+            skipped,
+            missing_on_request,
+            has_reason_field,
+        } = select_hooks(
+            &mut config,
+            |event| btf.tracepoint_args(event),
+            |system, event| tracefs.format(system, event),
+        )?;
         if has_reason_field && let Some(v) = reasons.value("NO_SOCKET") {
             config.reason_no_socket = v;
         }
@@ -131,6 +91,98 @@ impl KernelFacts {
     }
 }
 
+/// Which hooks a kernel offers (the rest of [`KernelFacts`] comes with them).
+#[derive(Debug)]
+pub struct Selection {
+    pub usable: Vec<Hook>,
+    pub skipped: Vec<(Hook, String)>,
+    pub missing_on_request: Vec<(Hook, String)>,
+    pub has_reason_field: bool,
+}
+
+/// Decides from the kernel's facts which hooks are usable, filling the raw
+/// tracepoint's argument positions and the tracepoints' record offsets into
+/// `config` (whose `structs` are already read). `raw_params` gives a raw
+/// tracepoint's BTF prototype (`Btf::tracepoint_args`), `format` a tracepoint's
+/// tracefs format; nothing else is read (the tests give fixtures).
+pub fn select_hooks(
+    config: &mut Config,
+    raw_params: impl Fn(&str) -> Option<Vec<Param>>,
+    mut format: impl FnMut(&str, &str) -> Result<TracepointFormat, TracefsError>,
+) -> Result<Selection, TracefsError> {
+    let mut usable = Vec::new();
+    let mut skipped = Vec::new();
+    let mut missing_on_request = Vec::new();
+    let mut has_reason_field = false;
+    for hook in HOOKS {
+        if let Attach::RawTracepoint { event } = hook.attach {
+            let args = raw_params(event)
+                .ok_or_else(|| format!("no prototype for {event} in the kernel's BTF"))
+                .and_then(|params| kfree_skb_args_of(&params, &config.structs));
+            match args {
+                Ok(args) => {
+                    config.kfree_skb_args = args;
+                    usable.push(*hook);
+                }
+                Err(why) => skipped.push((*hook, why)),
+            }
+            continue;
+        }
+        // Function hooks are tried at load: only the kernel can say if it allows them.
+        let Attach::Tracepoint { system, event } = hook.attach else {
+            usable.push(*hook);
+            continue;
+        };
+        let format = match format(system, event) {
+            Ok(f) => f,
+            Err(e @ TracefsError::Missing { .. }) if hook.only_for.is_some() => {
+                missing_on_request.push((*hook, e.to_string()));
+                continue;
+            }
+            Err(e @ TracefsError::Missing { .. }) if !hook.required => {
+                skipped.push((*hook, e.to_string()));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        match (system, event) {
+            ("skb", "kfree_skb") => {
+                config.kfree_skb = kfree_skb_offsets(&format);
+                has_reason_field = config.kfree_skb.reason != ABSENT;
+            }
+            ("neigh", "neigh_create") => config.neigh_create = neigh_create_offsets(&format),
+            ("sock", "inet_sock_set_state") => {
+                config.sock_set_state.skaddr = format.offset("skaddr");
+                config.sock_set_state.newstate = format.offset("newstate");
+            }
+            ("neigh", "neigh_update") => config.neigh_update = neigh_state_offsets(&format),
+            ("neigh", "neigh_timer_handler") => {
+                config.neigh_timer = neigh_state_offsets(&format);
+            }
+            _ => {}
+        }
+        usable.push(*hook);
+    }
+    // Reasons are known from skb:kfree_skb's format (the same kernel): a raw
+    // tracepoint without them where the tracepoint has them would lose them.
+    if has_reason_field && config.kfree_skb_args.reason == ABSENT {
+        let raw = |h: &Hook| matches!(h.attach, Attach::RawTracepoint { .. });
+        if let Some(i) = usable.iter().position(raw) {
+            let hook = usable.remove(i);
+            config.kfree_skb_args = KfreeSkbArgs::absent();
+            let why = "its prototype has no reason argument, but skb:kfree_skb has a reason field";
+            skipped.push((hook, why.to_string()));
+            skipped.sort_by_key(|(h, _)| HOOKS.iter().position(|t| t.is(h)));
+        }
+    }
+    Ok(Selection {
+        usable,
+        skipped,
+        missing_on_request,
+        has_reason_field,
+    })
+}
+
 /// kfree_skb's argument positions for the raw tracepoint, or why it cannot be
 /// used here (the tracepoint `skb:kfree_skb` is then used instead).
 pub fn raw_kfree_skb_args(
@@ -141,6 +193,17 @@ pub fn raw_kfree_skb_args(
     let params = btf
         .tracepoint_args(event)
         .ok_or_else(|| format!("no prototype for {event} in the kernel's BTF"))?;
+    kfree_skb_args_of(&params, structs)
+}
+
+/// [`raw_kfree_skb_args`] from the prototype's parameters (after `void *__data`).
+/// `skb` is needed; `location`, `reason` (5.17+) and `rx_sk` (6.12+) are used
+/// where present, else ABSENT: the probe reads 0 for them (reason 0 for every
+/// drop before 5.17, as the tracepoint does without a reason field).
+pub fn kfree_skb_args_of(
+    params: &[Param],
+    structs: &StructOffsets,
+) -> Result<KfreeSkbArgs, String> {
     // By name (the probe stub's), else by type (the unnamed typedef's).
     let pos = |name: &str, ty: &str| -> Result<u32, String> {
         let found = params
@@ -161,13 +224,13 @@ pub fn raw_kfree_skb_args(
         reason: pos("reason", "enum skb_drop_reason")?,
         rx_sk: pos("rx_sk", "struct sock *")?,
     };
-    if args.skb == ABSENT || args.reason == ABSENT {
+    if args.skb == ABSENT {
         let shown: Vec<String> = params
             .iter()
             .map(|p| format!("{} {}", p.ty, p.name).trim().to_string())
             .collect();
         return Err(format!(
-            "its prototype ({}) has no skb or no reason argument",
+            "its prototype ({}) has no skb argument",
             shown.join(", ")
         ));
     }
