@@ -10,8 +10,14 @@
 #   iproute2, bpftool, util-linux       the tests: namespaces, veth, sysctls, "no program left"
 #   iputils-ping                        the tests: ping provokes neighbour resolution and rp_filter drops
 #   tshark                              the tests: recorded pcapng files open in Wireshark
+#   xz-utils, zstd                      the kernel matrix: unpacking guest kernel modules
 #   bpftrace                            the benchmark (cargo xtask bench): the bpftrace row,
 #                                       netdrop's cost per drop against a general-purpose tracer
+#   qemu-system-x86, busybox-static     the kernel matrix (cargo xtask vm-test): Debian kernels
+#                                       5.10/6.1/6.12/7.2 booted under QEMU. On bookworm they come
+#                                       from bookworm-backports through a private apt config
+#                                       (bookworm's own qemu-system-x86 would remove the newer
+#                                       qemu-utils many machines have); /etc/apt is not changed.
 #
 # On a machine with internet access to the Rust distribution server the standard
 # aya route works too: `rustup toolchain install nightly --component rust-src` and
@@ -19,7 +25,7 @@
 set -euo pipefail
 
 BPF_LINKER_VERSION=0.13.0
-PKGS=(rustc-web cargo-web libstd-rust-web-dev-bpf llvm-22-dev libpolly-22-dev iproute2 iputils-ping bpftool util-linux procps tshark g++ bpftrace)
+PKGS=(rustc-web cargo-web libstd-rust-web-dev-bpf llvm-22-dev libpolly-22-dev iproute2 iputils-ping bpftool util-linux procps tshark g++ bpftrace xz-utils zstd)
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -41,6 +47,27 @@ if command -v dpkg >/dev/null 2>&1; then
   fi
 else
   say "not a Debian machine: install a nightly toolchain with rust-src, iproute2 and bpftool yourself"
+fi
+
+# The kernel matrix's emulator and guest shell.
+if command -v dpkg >/dev/null 2>&1 && ! { dpkg -s qemu-system-x86 >/dev/null 2>&1 && dpkg -s busybox-static >/dev/null 2>&1; }; then
+  codename=$(. /etc/os-release 2>/dev/null; echo "${VERSION_CODENAME:-}")
+  if [ "$codename" = bookworm ]; then
+    say "installing qemu-system-x86 and busybox-static from bookworm-backports"
+    mirror=$(grep -rhoE 'https?://[^ ]+/debian/?$' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null | head -1 || true)
+    mirror=${mirror%/}; mirror=${mirror:-http://deb.debian.org/debian}
+    apt_dir=/var/lib/netdrop-setup/apt-bpo
+    as_root mkdir -p "$apt_dir/lists/partial"
+    printf 'deb %s bookworm main\ndeb %s bookworm-updates main\ndeb %s bookworm-backports main\n' "$mirror" "$mirror" "$mirror" \
+      | as_root tee "$apt_dir/sources.list" >/dev/null
+    apt_opts=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o Dir::Etc::SourceParts=/dev/null -o "Dir::State::Lists=$apt_dir/lists")
+    as_root apt-get "${apt_opts[@]}" update -q >&2
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get "${apt_opts[@]}" install -y -q --no-install-recommends \
+      -t bookworm-backports qemu-system-x86 busybox-static >&2
+  else
+    as_root apt-get update -q >&2
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends qemu-system-x86 busybox-static >&2
+  fi
 fi
 
 if ! bpf-linker --version >/dev/null 2>&1; then

@@ -43,6 +43,40 @@ fn existing_bin() -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// `args` with $NETDROP_TEST_ARGS (space-separated) inserted after the
+/// subcommand: how the kernel matrix (`cargo xtask vm-test`) runs a test
+/// through another hook, e.g. `--no-fentry` for the kprobe path.
+pub fn with_test_args(args: &[&str]) -> Vec<String> {
+    let extra = std::env::var("NETDROP_TEST_ARGS").unwrap_or_default();
+    let mut out: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let at = out.len().min(1);
+    for (i, a) in extra.split_whitespace().enumerate() {
+        out.insert(at + i, a.to_string());
+    }
+    out
+}
+
+/// With $NETDROP_EXPECT_HOOKS (comma-separated hook labels), fails unless
+/// netdrop's `watching (...)` line names each of them: the kernel matrix's
+/// proof that a test ran through the hook it is about (fentry, kprobe, the
+/// raw tracepoint). A hook the arguments turn off is not expected.
+pub fn check_expected_hooks(stderr: &str, args: &[String]) -> Result<()> {
+    let expect = std::env::var("NETDROP_EXPECT_HOOKS").unwrap_or_default();
+    let line = stderr
+        .lines()
+        .find(|l| l.contains(READY_MARKER))
+        .unwrap_or_default();
+    for hook in expect.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+        let off = (hook.starts_with("raw_tracepoint:")
+            && args.iter().any(|a| a == "--no-raw-tracepoint"))
+            || (hook.starts_with("fentry:") && args.iter().any(|a| a == "--no-fentry"));
+        if !off && !line.contains(hook) {
+            bail!("expected hook {hook} is not attached: {line}\nstderr:\n{stderr}");
+        }
+    }
+    Ok(())
+}
+
 /// Runs netdrop once with `args` (no `--output json` added), killing it after `timeout`.
 pub fn run_netdrop(args: &[&str], timeout: Duration) -> Result<CmdOutput> {
     cmd::output(Command::new(existing_bin()?).args(args), timeout)
@@ -66,8 +100,9 @@ impl Netdrop {
     /// Starts `netdrop ARGS` (any subcommand) and waits until its hooks are attached.
     pub fn start_command(args: &[&str]) -> Result<Self> {
         let bin = existing_bin()?;
+        let args = with_test_args(args);
         let mut child = Command::new(&bin)
-            .args(args)
+            .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -94,6 +129,7 @@ impl Netdrop {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if nd.stderr_text().lines().any(|l| l.contains(READY_MARKER)) {
+                check_expected_hooks(&nd.stderr_text(), &args)?;
                 return Ok(nd);
             }
             if let Some(status) = nd.child.try_wait()? {

@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask test | run | build | fuzz | bench`.
+//! Project tasks: `cargo xtask test | run | build | fuzz | bench | vm-test`.
 //!
 //! The eBPF object is built by netdrop/build.rs as part of the normal build;
 //! xtask only sequences things that are not a plain cargo command.
@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod fuzz;
+mod vm;
 
 #[derive(Parser)]
 #[command(name = "xtask")]
@@ -49,6 +50,10 @@ enum Task {
     /// One benchmark run (root: via sudo if needed): netdrop against no tracer, an empty
     /// BPF program and bpftrace under a drop storm, then a soak; writes BENCHMARKS.md.
     Bench(bench::BenchArgs),
+    /// The kernel matrix: boots Debian kernels 5.10, 6.1, 6.12 and 7.2 under QEMU
+    /// (software emulation), runs the integration tests that matter inside each,
+    /// and on the host; prints a table kernel × test. Root.
+    VmTest(vm::VmArgs),
 }
 
 fn main() -> ExitCode {
@@ -167,5 +172,6 @@ fn run(cli: Cli) -> Result<()> {
         }
         Task::Fuzz { seconds } => fuzz::run(seconds),
         Task::Bench(args) => bench::run(&args),
+        Task::VmTest(args) => vm::run(&args),
     }
 }

@@ -87,14 +87,16 @@ pub fn on_drop<S: DropSource>(src: &S) -> Option<u32> {
     if !reason_allowed(cfg, slot) {
         return Some(0);
     }
-    // Without filters the skb is read only for an event; with them, first.
-    let mut pre = None;
+    // Without filters the skb is read only for an event; with them, first
+    // (and again for an event: no `Option<DropCtx>` lives across the paths.
+    // LLVM may load such an option's payload before testing it, and verifiers
+    // before 6.3 refuse any read of stack never written on the path taken:
+    // "invalid read from stack", seen on 6.1 and 5.10).
     if f.flags & (filter::PID | filter::NETNS | filter::DEV) != 0 {
         let mut d = DropCtx::read(src.skb(cfg), rx_sk, &cfg.structs);
         if !d.keep(f) {
             return Some(0);
         }
-        pre = Some(d);
     }
     // The exact count comes before the event: whatever happens to it, this is kept.
     bump(&DROP_COUNTS, slot);
@@ -104,14 +106,15 @@ pub fn on_drop<S: DropSource>(src: &S) -> Option<u32> {
         return Some(0);
     }
 
+    let skbaddr = src.skb(cfg);
+    let mut d = DropCtx::read(skbaddr, rx_sk, &cfg.structs);
+    // Sets the scope the filter matched (it kept this drop above).
+    if f.flags & (filter::PID | filter::NETNS | filter::DEV) != 0 {
+        d.keep(f);
+    }
     let Some(mut entry) = EVENTS.reserve::<RawDropEvent>(0) else {
         bump(&LOST_COUNTS, slot);
         return Some(0);
-    };
-    let skbaddr = src.skb(cfg);
-    let d = match pre {
-        Some(d) => d,
-        None => DropCtx::read(skbaddr, rx_sk, &cfg.structs),
     };
     let queue = accept_queue(d.sock, &cfg.structs);
     let ev = entry.as_mut_ptr();

@@ -1,0 +1,400 @@
+//! `cargo xtask vm-test`: the kernel matrix. Boots Debian kernels (5.10, 6.1,
+//! 6.12, 7.2) under QEMU with software emulation (TCG: this machine's /dev/kvm
+//! does not run guests) one at a time, runs the integration tests that matter
+//! on every kernel inside each, and prints a table kernel × test.
+//!
+//! Steps: the kernels are resolved from Debian's archive and cached
+//! ([`kernels`]); the tests and netdrop are built static; each guest gets an
+//! initramfs ([`initramfs`]) and the host's share folder over 9p with the
+//! binaries, the list of tests and a place for the results ([`guest`]).
+
+mod guest;
+mod initramfs;
+mod kernels;
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::root;
+
+#[derive(clap::Args, Debug)]
+pub struct VmArgs {
+    /// Kernels to boot: 5.10, 6.1, 6.12, 7.2, `host` (this machine's kernel,
+    /// no guest) or `all` (every guest kernel and the host). Repeatable or
+    /// comma-separated.
+    #[arg(long = "kernel", value_delimiter = ',', default_value = "all")]
+    pub kernels: Vec<String>,
+    /// Only the tests whose matrix name contains one of these (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Resolve the kernels in the archive again (a newer one may be there).
+    #[arg(long)]
+    pub refresh: bool,
+    /// Seconds one test may take inside a guest.
+    #[arg(long, default_value_t = 600)]
+    pub test_timeout: u64,
+}
+
+/// One row of the matrix: a test of the integration suite, by test binary and
+/// name, with the environment that selects a hook.
+#[derive(Debug, Clone, Copy)]
+pub struct MatrixTest {
+    pub name: &'static str,
+    pub binary: &'static str,
+    pub test: &'static str,
+    /// `VAR=value` pairs for the test (the harness reads NETDROP_TEST_ARGS
+    /// and NETDROP_EXPECT_HOOKS).
+    pub env: &'static [&'static str],
+    /// Only on kernels where the tcp_conn_request function hooks load (not the host).
+    pub needs_function_hooks: bool,
+}
+
+/// The tests every kernel runs: the four causes, the accept queue through
+/// fentry and through kprobe, owners, a record/replay round trip, a storm with
+/// exact counts, and nothing left behind.
+pub const MATRIX: &[MatrixTest] = &[
+    MatrixTest {
+        name: "neigh_queue_full",
+        binary: "drops",
+        test: "neigh_queue_full",
+        env: &[],
+        needs_function_hooks: false,
+    },
+    MatrixTest {
+        name: "neigh_table_full",
+        binary: "drops",
+        test: "neigh_table_overflow",
+        env: &[],
+        needs_function_hooks: false,
+    },
+    MatrixTest {
+        name: "rp_filter",
+        binary: "drops",
+        test: "rp_filter",
+        env: &[],
+        needs_function_hooks: false,
+    },
+    MatrixTest {
+        name: "accept_queue",
+        binary: "drops",
+        test: "accept_queue_full",
+        env: &[],
+        needs_function_hooks: false,
+    },
+    MatrixTest {
+        name: "accept_queue_fentry",
+        binary: "drops",
+        test: "accept_queue_full",
+        env: &["NETDROP_EXPECT_HOOKS=raw_tracepoint:kfree_skb,fentry:tcp_conn_request"],
+        needs_function_hooks: true,
+    },
+    MatrixTest {
+        name: "accept_queue_kprobe",
+        binary: "drops",
+        test: "accept_queue_full",
+        env: &[
+            "NETDROP_TEST_ARGS=--no-fentry",
+            "NETDROP_EXPECT_HOOKS=raw_tracepoint:kfree_skb,kprobe:tcp_conn_request",
+        ],
+        needs_function_hooks: true,
+    },
+    MatrixTest {
+        name: "syn_cookies_default",
+        binary: "syncookies",
+        test: "cookie_burst_is_counted_with_kernel_defaults",
+        env: &[],
+        needs_function_hooks: false,
+    },
+    MatrixTest {
+        name: "owners_neigh",
+        binary: "owners",
+        test: "queue_full_drops_belong_to_each_client_process",
+        env: &[],
+        needs_function_hooks: false,
+    },
+    MatrixTest {
+        name: "owners_accept",
+        binary: "owners",
+        test: "accept_overflow_names_the_listener_process",
+        env: &[],
+        needs_function_hooks: false,
+    },
+    MatrixTest {
+        name: "record_replay",
+        binary: "record",
+        test: "replay_shows_what_the_live_run_showed",
+        env: &[],
+        needs_function_hooks: false,
+    },
+    MatrixTest {
+        name: "storm_exact",
+        binary: "storm",
+        test: "storm_counts_are_exact_and_held_back_events_are_counted",
+        env: &[],
+        needs_function_hooks: false,
+    },
+    MatrixTest {
+        name: "nothing_left",
+        binary: "drops",
+        test: "cleanup_leaves_nothing_behind",
+        env: &[],
+        needs_function_hooks: false,
+    },
+];
+
+/// Where kernels and apt state are cached between runs (outside the checkout,
+/// so a fresh clone reuses them): $NETDROP_VM_CACHE, else ~/.cache/netdrop/vm.
+fn cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("NETDROP_VM_CACHE") {
+        return PathBuf::from(d);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/var/cache"));
+    base.join("netdrop/vm")
+}
+
+/// The static binaries of one build: netdrop, the test binaries by target
+/// name, and the helper binaries the tests name by host path.
+pub struct Binaries {
+    pub netdrop: PathBuf,
+    pub tests: BTreeMap<String, PathBuf>,
+    pub helpers: Vec<PathBuf>,
+}
+
+const TRIPLE: &str = "x86_64-unknown-linux-gnu";
+
+/// Builds netdrop and the integration tests static (the guests have no glibc
+/// of the host's version), in their own target directory.
+fn build_static() -> Result<Binaries> {
+    let flags = "-C target-feature=+crt-static";
+    let mut c = crate::cargo();
+    c.env("RUSTFLAGS", flags).args([
+        "build", "--release", "--target", TRIPLE, "-p", "netdrop", "-p", "netdrop-tests", "--bins",
+    ]);
+    crate::status(c)?;
+    let mut c = crate::cargo();
+    c.env("RUSTFLAGS", flags).args([
+        "test",
+        "--release",
+        "--target",
+        TRIPLE,
+        "-p",
+        "netdrop-tests",
+        "--no-run",
+        "--message-format=json",
+    ]);
+    eprintln!("xtask: {c:?}");
+    let out = c.output().context("building the test binaries")?;
+    if !out.status.success() {
+        bail!(
+            "building the static test binaries failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut tests = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if v["reason"] != "compiler-artifact" || v["profile"]["test"] != true {
+            continue;
+        }
+        let (Some(name), Some(exe)) = (v["target"]["name"].as_str(), v["executable"].as_str())
+        else {
+            continue;
+        };
+        if v["target"]["kind"][0] == "test" {
+            tests.insert(name.to_string(), PathBuf::from(exe));
+        }
+    }
+    let dir = root().join("target").join(TRIPLE).join("release");
+    let helpers = ["nd-peer", "nd-storm", "nd-comm"]
+        .iter()
+        .map(|b| dir.join(b))
+        .collect();
+    Ok(Binaries {
+        netdrop: dir.join("netdrop"),
+        tests,
+        helpers,
+    })
+}
+
+/// The outcome of one test on one kernel.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub rc: i32,
+    pub seconds: f64,
+    /// The hooks netdrop attached (from its `watching (...)` line).
+    pub hooks: Vec<String>,
+    pub log: PathBuf,
+}
+
+/// One kernel's column.
+pub struct Column {
+    pub kernel: String,
+    pub release: String,
+    pub results: BTreeMap<String, Outcome>,
+    /// Set when the guest did not boot or run: a loud failure.
+    pub error: Option<String>,
+    pub seconds: f64,
+}
+
+pub fn run(args: &VmArgs) -> Result<()> {
+    let mut wanted: Vec<String> = Vec::new();
+    for k in &args.kernels {
+        if k == "all" {
+            wanted.extend(kernels::LINES.iter().map(|l| l.id.to_string()));
+            wanted.push("host".into());
+        } else if k == "host" {
+            wanted.push(k.clone());
+        } else {
+            wanted.push(kernels::line(k)?.id.to_string());
+        }
+    }
+    wanted.dedup();
+    if !crate::is_root() {
+        bail!("vm-test needs root (the host column and 9p share permissions): run it as root");
+    }
+    let tests: Vec<MatrixTest> = MATRIX
+        .iter()
+        .filter(|t| args.only.is_empty() || args.only.iter().any(|o| t.name.contains(o.as_str())))
+        .copied()
+        .collect();
+    if tests.is_empty() {
+        bail!("no matrix test matches --only {:?}", args.only);
+    }
+    let cache = cache_dir();
+    fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
+    // Kernels first: a missing one fails before the long build.
+    let mut guests = Vec::new();
+    for id in wanted.iter().filter(|k| *k != "host") {
+        guests.push(kernels::ensure(&cache, kernels::line(id)?, args.refresh)?);
+    }
+    let bins = build_static()?;
+    let work = root().join("target/vm");
+    let mut columns = Vec::new();
+    for id in &wanted {
+        let t0 = Instant::now();
+        let col = if id == "host" {
+            guest::run_host(&work, &bins, &tests, args.test_timeout)?
+        } else {
+            let k = guests.iter().find(|k| k.line.id == id).expect("ensured above");
+            guest::run_guest(&work, k, &bins, &tests, args.test_timeout)?
+        };
+        let col = Column {
+            seconds: t0.elapsed().as_secs_f64(),
+            ..col
+        };
+        eprintln!(
+            "xtask: vm: {} ({}) done in {:.0} s",
+            col.kernel, col.release, col.seconds
+        );
+        columns.push(col);
+    }
+    let table = render(&tests, &columns);
+    println!("{table}");
+    let md = work.join("matrix.md");
+    fs::write(&md, &table)?;
+    eprintln!("xtask: vm: table written to {}", md.display());
+    let mut failed = Vec::new();
+    for c in &columns {
+        if let Some(e) = &c.error {
+            failed.push(format!("{}: {e}", c.kernel));
+        }
+        for t in &tests {
+            match c.results.get(t.name) {
+                Some(o) if o.rc == 0 => {}
+                Some(o) => failed.push(format!(
+                    "{} {}: exit {} (log {})",
+                    c.kernel,
+                    t.name,
+                    o.rc,
+                    o.log.display()
+                )),
+                None if c.error.is_none() && !skipped(c, t) => {
+                    failed.push(format!("{} {}: no result", c.kernel, t.name))
+                }
+                None => {}
+            }
+        }
+    }
+    if !failed.is_empty() {
+        bail!("kernel matrix failed:\n  {}", failed.join("\n  "));
+    }
+    Ok(())
+}
+
+/// Tests a column does not run, by design: the fentry/kprobe rows on the host
+/// (its kernel refuses both hooks).
+fn skipped(c: &Column, t: &MatrixTest) -> bool {
+    c.kernel == "host" && t.needs_function_hooks
+}
+
+/// The hooks of the first test that shows them, short (kfree_skb and tcp_conn_request).
+fn hooks_seen(c: &Column) -> String {
+    let mut all: Vec<String> = Vec::new();
+    for o in c.results.values() {
+        for h in &o.hooks {
+            if (h.contains("kfree_skb") || h.contains("tcp_conn_request")) && !all.contains(h) {
+                all.push(h.clone());
+            }
+        }
+    }
+    all.join(", ")
+}
+
+pub fn render(tests: &[MatrixTest], columns: &[Column]) -> String {
+    let mut s = String::new();
+    s.push_str("| test |");
+    for c in columns {
+        s.push_str(&format!(" {} ({}) |", c.kernel, c.release));
+    }
+    s.push_str("\n|---|");
+    for _ in columns {
+        s.push_str("---|");
+    }
+    s.push('\n');
+    for t in tests {
+        s.push_str(&format!("| {} |", t.name));
+        for c in columns {
+            let cell = match (c.results.get(t.name), &c.error) {
+                (Some(o), _) if o.rc == 0 => format!("ok {:.0}s", o.seconds),
+                (Some(o), _) if o.rc == 124 || o.rc == 143 => "**TIMEOUT**".to_string(),
+                (Some(o), _) => format!("**FAIL** ({})", o.rc),
+                (None, _) if skipped(c, t) => "n/a (hook refused)".into(),
+                (None, Some(_)) => "**NOT RUN**".into(),
+                (None, None) => "**NO RESULT**".into(),
+            };
+            s.push_str(&format!(" {cell} |"));
+        }
+        s.push('\n');
+    }
+    s.push_str("| hooks used |");
+    for c in columns {
+        s.push_str(&format!(" {} |", hooks_seen(c)));
+    }
+    s.push('\n');
+    for c in columns {
+        if let Some(e) = &c.error {
+            s.push_str(&format!("\n{}: **{e}**\n", c.kernel));
+        }
+    }
+    s
+}
+
+/// Copies (or hard-links) `from` to `to`.
+fn place(from: &Path, to: &Path) -> Result<()> {
+    let _ = fs::remove_file(to);
+    if fs::hard_link(from, to).is_err() {
+        fs::copy(from, to).with_context(|| format!("copying {}", from.display()))?;
+    }
+    Ok(())
+}
