@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::{
     classify::{Cause, cause_of},
+    diagnose::KernelOnly,
     kernel::reasons::ReasonTable,
 };
 
@@ -96,7 +97,15 @@ pub struct Summary {
     /// namespaces' ListenOverflows beyond what the hooks saw). Included in
     /// `causes` and `total_drops`, so every output gives the same totals.
     pub kernel_only: BTreeMap<&'static str, u64>,
+    /// Drops the kernel's counters show beyond what netdrop classified that may
+    /// be among the `other` drops (e.g. rp_filter drops on a kernel without
+    /// drop reasons): in no total, shown so the difference is not hidden.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub maybe_among_other: BTreeMap<&'static str, u64>,
     pub total_drops: u64,
+    /// `kernel_only` was added ([`Summary::with_kernel_only`]): once only.
+    #[serde(skip)]
+    pub kernel_only_applied: bool,
 }
 
 impl Summary {
@@ -171,24 +180,48 @@ impl Summary {
     }
 
     /// Adds the drops known only from kernel counters (from the diagnosis's
-    /// counter fusion) to the totals.
+    /// counter fusion) to the totals, without counting a drop twice.
     ///
-    /// `kernel_only` is the kernel's count beyond the drops the hooks
-    /// *delivered*; drops the hooks counted but whose detail event was held
-    /// back or lost are already in the totals, so they are taken off.
-    pub fn with_kernel_only(mut self, kernel_only: &BTreeMap<Cause, u64>) -> Summary {
-        for (&c, &n) in kernel_only {
-            let undelivered = self.sampled_by_cause.get(c.as_str()).copied().unwrap_or(0)
-                + self.lost_by_cause.get(c.as_str()).copied().unwrap_or(0);
-            let n = n.saturating_sub(undelivered);
-            if n == 0 {
+    /// The diagnosis's count is the kernel's beyond the drops it *placed* in a
+    /// namespace; drops this summary counted that it could not place (detail
+    /// event held back or lost, narrowed away by `--port`/`--addr`) may be
+    /// among them, so they are taken off: those of the cause itself, and for
+    /// rp_filter also the unplaced `other` drops ([`KernelOnly::guards`]).
+    /// What is taken off for `other`, and the diagnosis's own
+    /// `maybe_among_other`, goes to [`Summary::maybe_among_other`].
+    pub fn with_kernel_only(mut self, ko: &KernelOnly) -> Summary {
+        if self.kernel_only_applied {
+            return self;
+        }
+        self.kernel_only_applied = true;
+        for c in Cause::ALL {
+            let n = ko.beyond_seen(c);
+            let unplaced = |g: Cause| self.cause(g).saturating_sub(ko.placed(g));
+            let own = unplaced(c);
+            let others: u64 = KernelOnly::guards(c)
+                .iter()
+                .filter(|&&g| g != c)
+                .map(|&g| unplaced(g))
+                .sum();
+            let add = n.saturating_sub(own + others);
+            let among = ko.maybe_among_other(c) + (n - add).saturating_sub(own);
+            if among > 0 {
+                self.maybe_among_other.insert(c.as_str(), among);
+            }
+            if add == 0 {
                 continue;
             }
-            *self.kernel_only.entry(c.as_str()).or_default() += n;
-            *self.causes.entry(c.as_str()).or_default() += n;
-            self.total_drops += n;
+            *self.kernel_only.entry(c.as_str()).or_default() += add;
+            *self.causes.entry(c.as_str()).or_default() += add;
+            self.total_drops += add;
         }
         self
+    }
+
+    /// Drops the kernel counted for `c` beyond what was classified that may be
+    /// among the `other` drops (in no total).
+    pub fn maybe_among_other(&self, c: Cause) -> u64 {
+        self.maybe_among_other.get(c.as_str()).copied().unwrap_or(0)
     }
 
     /// Drops of `c` counted by the kernel only (included in [`Summary::cause`]).
@@ -330,11 +363,27 @@ mod tests {
         assert_eq!(s.total_drops, 10);
     }
 
+    fn only(
+        beyond: &[(Cause, u64)],
+        maybe: &[(Cause, u64)],
+        placed: &[(Cause, u64)],
+    ) -> KernelOnly {
+        KernelOnly {
+            beyond_seen: beyond.iter().copied().collect(),
+            maybe_among_other: maybe.iter().copied().collect(),
+            placed: placed.iter().copied().collect(),
+        }
+    }
+
     #[test]
     fn kernel_only_drops_are_in_every_total() {
         let c = counts(&[(40, 2)], &[], [0, 0, 0, 3, 0]);
-        let only = BTreeMap::from([(Cause::AcceptQueueFull, 10), (Cause::RpFilter, 0)]);
-        let s = Summary::from_counts(&c, &naming(true)).with_kernel_only(&only);
+        let ko = only(
+            &[(Cause::AcceptQueueFull, 10), (Cause::RpFilter, 0)],
+            &[],
+            &[(Cause::AcceptQueueFull, 5)],
+        );
+        let s = Summary::from_counts(&c, &naming(true)).with_kernel_only(&ko);
         assert_eq!(s.cause(Cause::AcceptQueueFull), 15);
         assert_eq!(s.kernel_only(Cause::AcceptQueueFull), 10);
         assert_eq!(s.total_drops, 15);
@@ -345,6 +394,61 @@ mod tests {
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["kernel_only"]["accept_queue_full"], 10);
         assert_eq!(json["causes"]["accept_queue_full"], 15);
+        assert!(json.get("maybe_among_other").is_none(), "{json}");
+        // Once only.
+        assert_eq!(s.clone().with_kernel_only(&ko), s);
+    }
+
+    #[test]
+    fn kernel_only_leaves_out_what_the_summary_counted_but_the_diagnosis_never_placed() {
+        // 5 accept-queue drops counted, 2 of their events held back: the
+        // diagnosis placed 3, and its 10 beyond them may hold those 2.
+        let c = counts(&[(40, 2)], &[], [0, 0, 0, 3, 0]);
+        let ko = only(
+            &[(Cause::AcceptQueueFull, 10)],
+            &[],
+            &[(Cause::AcceptQueueFull, 3)],
+        );
+        let s = Summary::from_counts(&c, &naming(true)).with_kernel_only(&ko);
+        assert_eq!(
+            (s.kernel_only(Cause::AcceptQueueFull), s.total_drops),
+            (8, 13)
+        );
+        assert_eq!(s.maybe_among_other(Cause::AcceptQueueFull), 0);
+    }
+
+    #[test]
+    fn rp_filter_kernel_only_is_guarded_by_unplaced_other_drops() {
+        // No drop reasons: 100 drops, all `other`; 60 placed in a namespace,
+        // 40 held back. The diagnosis has 50 rp_filter drops beyond the rp_filter
+        // and `other` drops of their namespaces, and 20 that may be among them.
+        let c = counts(&[(0, 100)], &[], [0; 5]);
+        let ko = only(
+            &[(Cause::RpFilter, 50)],
+            &[(Cause::RpFilter, 20)],
+            &[(Cause::Other, 60)],
+        );
+        let s = Summary::from_counts(&c, &naming(false)).with_kernel_only(&ko);
+        assert_eq!(s.kernel_only(Cause::RpFilter), 10);
+        assert_eq!(s.cause(Cause::RpFilter), 10);
+        assert_eq!(s.cause(Cause::Other), 100);
+        assert_eq!(s.total_drops, 110);
+        assert_eq!(s.maybe_among_other(Cause::RpFilter), 60);
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["maybe_among_other"]["rp_filter"], 60, "{json}");
+        // Unplaced rp_filter drops are rp_filter drops: in the totals already,
+        // not among `other`.
+        let c = counts(&[(16, 30)], &[], [0; 5]);
+        let ko = only(&[(Cause::RpFilter, 50)], &[], &[(Cause::RpFilter, 10)]);
+        let s = Summary::from_counts(&c, &naming(true)).with_kernel_only(&ko);
+        assert_eq!(
+            (
+                s.kernel_only(Cause::RpFilter),
+                s.cause(Cause::RpFilter),
+                s.maybe_among_other(Cause::RpFilter)
+            ),
+            (30, 60, 0)
+        );
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! are consumed, not dropped, and where tcp_conn_request cannot be hooked no
 //! hook sees them. The kernel's per-namespace ListenOverflows beyond what the
 //! hooks saw are such drops, attributed to the listeners full when it moved.
+//! And what every fused counter (this one, rp_filter's: [`super::rp_fusion`])
+//! gives the totals: [`KernelOnly`].
 
 use std::collections::BTreeMap;
 
@@ -97,13 +99,95 @@ impl Diagnosis {
         (by_key, unattributed)
     }
 
-    /// Drops known only from the kernel's counters, per cause: today the
-    /// accept queue's ListenOverflows no hook saw (what the report shows as
-    /// `counted_by_kernel_only`). The session adds them to the summary
-    /// (`Summary::with_kernel_only`) so every output gives the same totals.
-    pub fn kernel_only(&self) -> BTreeMap<Cause, u64> {
+    /// What the kernel's counters show beyond the drops the hooks saw, per
+    /// cause, with what the summary needs to add it without counting a drop
+    /// twice ([`KernelOnly`], `Summary::with_kernel_only`): the accept queue's
+    /// ListenOverflows, and the rp_filter drops of IPReversePathFilter beyond
+    /// both the rp_filter and the unclassified (`other`) drops seen in the
+    /// same namespace.
+    pub fn kernel_only(&self) -> KernelOnly {
         let (by_key, unattributed) = self.exact_unseen();
-        let n = by_key.values().sum::<u64>() + unattributed.values().sum::<u64>();
-        BTreeMap::from([(Cause::AcceptQueueFull, n)])
+        let accept = by_key.values().sum::<u64>() + unattributed.values().sum::<u64>();
+        let rp = self.rp_unseen();
+        let known = |id: &NetnsId| id.inode != 0;
+        let accept_placed = self
+            .accept_seen
+            .iter()
+            .filter(|(id, _)| known(id))
+            .map(|(_, n)| n)
+            .sum();
+        let rp_placed = self
+            .rp
+            .iter()
+            .filter(|((id, _), _)| known(id))
+            .map(|(_, g)| g.drops)
+            .sum();
+        KernelOnly {
+            beyond_seen: BTreeMap::from([
+                (Cause::AcceptQueueFull, accept),
+                (Cause::RpFilter, rp.values().map(|u| u.beyond).sum()),
+            ]),
+            maybe_among_other: BTreeMap::from([(
+                Cause::RpFilter,
+                rp.values().map(|u| u.maybe_among_other).sum(),
+            )]),
+            placed: BTreeMap::from([
+                (Cause::AcceptQueueFull, accept_placed),
+                (Cause::RpFilter, rp_placed),
+                (Cause::Other, self.other_placed),
+            ]),
+        }
+    }
+}
+
+/// Drops known only from the kernel's counters, and what keeps them from being
+/// counted twice. The session adds them to the summary
+/// (`Summary::with_kernel_only`) so every output gives the same totals; the
+/// report shows them as `counted_by_kernel_only`.
+///
+/// The guard against double counting: per namespace, the diagnosis takes off
+/// what the hooks saw there (for rp_filter, the rp_filter drops *and* the
+/// unclassified `other` drops there: on kernels without drop reasons those
+/// may be the same packets). What is left may still hold drops the summary
+/// counted whose namespace the diagnosis never learned (detail events held
+/// back by the event limit, lost in the ring buffer, narrowed away by
+/// `--port`/`--addr`): the summary takes those off too, from its exact
+/// counts minus what the diagnosis [placed](KernelOnly::placed).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KernelOnly {
+    /// Per cause, what the kernel counted beyond what the hooks saw in the
+    /// same namespace (rp_filter: beyond the rp_filter and `other` drops there).
+    pub beyond_seen: BTreeMap<Cause, u64>,
+    /// Per cause, what the kernel counted beyond the drops of that cause seen
+    /// that may be among the `other` drops seen in the same namespace: in no
+    /// total.
+    pub maybe_among_other: BTreeMap<Cause, u64>,
+    /// Per cause, the drops the diagnosis took in with a known namespace.
+    pub placed: BTreeMap<Cause, u64>,
+}
+
+impl KernelOnly {
+    pub fn beyond_seen(&self, c: Cause) -> u64 {
+        self.beyond_seen.get(&c).copied().unwrap_or(0)
+    }
+
+    pub fn maybe_among_other(&self, c: Cause) -> u64 {
+        self.maybe_among_other.get(&c).copied().unwrap_or(0)
+    }
+
+    pub fn placed(&self, c: Cause) -> u64 {
+        self.placed.get(&c).copied().unwrap_or(0)
+    }
+
+    /// The causes whose drops, counted but not placed in a namespace, may be
+    /// kernel-only drops of `c` (so are taken off them).
+    pub fn guards(c: Cause) -> &'static [Cause] {
+        match c {
+            Cause::RpFilter => &[Cause::RpFilter, Cause::Other],
+            Cause::AcceptQueueFull => &[Cause::AcceptQueueFull],
+            Cause::NeighQueueFull => &[Cause::NeighQueueFull],
+            Cause::NeighTableOverflow => &[Cause::NeighTableOverflow],
+            Cause::Other => &[Cause::Other],
+        }
     }
 }

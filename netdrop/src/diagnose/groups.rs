@@ -5,11 +5,12 @@
 use std::collections::BTreeMap;
 
 use super::{
-    AcceptGroup, Diagnosis, ListenerKey, listener_knobs, listener_vals, live_listener, neigh_knobs,
-    neigh_vals,
+    AcceptGroup, Diagnosis, ListenerKey, RpGroup, listener_knobs, listener_vals, live_listener,
+    neigh_knobs, neigh_vals,
     report::ChangeReport,
     report::Group,
     report::ns_label,
+    rp_fusion::{UNKNOWN_DEV, unknown_dev_advice},
     rp_knobs, rp_vals, table_knobs,
     values::{Knob, Scope, Segments, Vals, listener_name},
 };
@@ -280,39 +281,77 @@ pub(super) fn tables(d: &Diagnosis) -> (Vec<Group>, Vec<Advice>) {
     (groups, adv)
 }
 
-pub(super) fn devices(d: &Diagnosis) -> (Vec<Group>, Vec<Advice>) {
-    let mut rp: Vec<_> = d.rp.iter().collect();
-    rp.sort_by_key(|(_, g)| std::cmp::Reverse(g.drops));
+/// The devices of rp_filter drops: those the hooks saw, and those the kernel
+/// counted in a namespace beyond them (`kernel_only`: what the summary added
+/// as counted by the kernel only, split by [`Diagnosis::rp_kernel_only`]).
+pub(super) fn devices(d: &Diagnosis, kernel_only: u64) -> (Vec<Group>, Vec<Advice>) {
+    // (netns, dev) → (seen, counted by the kernel only, maybe among other).
+    let mut keys: BTreeMap<(NetnsId, String), (Option<&RpGroup>, u64, u64)> = BTreeMap::new();
+    for (k, g) in &d.rp {
+        keys.insert(k.clone(), (Some(g), 0, 0));
+    }
+    for (k, (only, maybe)) in d.rp_kernel_only(kernel_only) {
+        let e = keys.entry(k).or_default();
+        (e.1, e.2) = (only, maybe);
+    }
+    let mut rp: Vec<_> = keys.into_iter().collect();
+    rp.sort_by_key(|(_, (g, only, maybe))| {
+        std::cmp::Reverse(g.map_or(0, |g| g.drops) + only + maybe)
+    });
     let (mut groups, mut adv) = (Vec::new(), Vec::new());
-    for ((netns, dev), g) in rp.into_iter().take(MAX_GROUPS) {
-        let vals = in_force(&g.segments, rp_vals(d.latest_ns.get(netns), dev));
+    for ((netns, dev), (g, only, maybe)) in rp.into_iter().take(MAX_GROUPS) {
+        let ns = d.latest_ns.get(&netns);
+        let label = ns_label(netns, &name_of(d, netns));
+        let seen = g.map_or(0, |g| g.drops);
+        let now = rp_vals(ns, &dev);
+        let vals = g.map_or(now, |g| in_force(&g.segments, now));
         let (all, devv) = (vals[0], vals[1]);
-        let mut ch = changes(d, Some(*netns), &rp_knobs(dev), &g.segments);
+        // Kernel-only drops have no time: no drops before or after a change.
+        let mut ch = match g {
+            Some(g) => changes(d, Some(netns), &rp_knobs(&dev), &g.segments),
+            None => Vec::new(),
+        };
         let facts = advice::RpFilterFacts {
             dev: dev.clone(),
-            netns: ns_label(*netns, &name_of(d, *netns)),
+            netns: label.clone(),
             all: to_u64(all),
             dev_value: to_u64(devv),
-            drops: g.drops,
-            sources: g.sources.iter().copied().collect(),
+            drops: seen + only + maybe,
+            sources: g
+                .map(|g| g.sources.iter().copied().collect())
+                .unwrap_or_default(),
             changes: for_advice(&ch),
         };
         let effective = facts.effective().map(|v| v as i64);
-        let a = advice::advise_rp_filter(&facts);
+        let a = if dev == UNKNOWN_DEV {
+            unknown_dev_advice(&label, ns, only + maybe)
+        } else {
+            let mut a = advice::advise_rp_filter(&facts);
+            if seen == 0 {
+                a.reason = format!(
+                    "counted by the kernel (TcpExt:IPReversePathFilter), not classified by a hook; {dev} is the only device filtering in netns {label}: {}",
+                    a.reason
+                );
+            }
+            a
+        };
         mark_stopped(&mut ch, &a);
         adv.push(a);
         groups.push(Group::Device {
             netns: netns.inode.into(),
             netns_cookie: netns.cookie,
-            netns_name: name_of(d, *netns),
-            dev: dev.clone(),
+            netns_name: name_of(d, netns),
+            dev,
             rp_filter_all: all,
             rp_filter_dev: devv,
             effective,
-            drops: g.drops,
+            drops: seen + only,
+            drops_seen: seen,
+            drops_counted_only: only,
+            maybe_among_other: maybe,
             sources: facts.sources,
             changes: ch,
-            gone: d.gone(*netns),
+            gone: d.gone(netns),
         });
     }
     (groups, adv)

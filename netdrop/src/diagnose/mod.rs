@@ -11,6 +11,7 @@ mod fusion;
 mod groups;
 mod render;
 pub mod report;
+mod rp_fusion;
 pub mod snapshot;
 pub mod values;
 
@@ -19,6 +20,7 @@ use std::{
     net::IpAddr,
 };
 
+pub use fusion::KernelOnly;
 pub use report::Report;
 pub use snapshot::Snapshot;
 
@@ -92,6 +94,12 @@ pub struct Diagnosis {
     pub accept: BTreeMap<ListenerKey, AcceptGroup>,
     /// Accept-queue drops the hooks saw per namespace.
     accept_seen: BTreeMap<NetnsId, u64>,
+    /// Drops the hooks could not classify (`other`) per namespace: kernel
+    /// counted drops beyond the classified ones may be among them.
+    other_seen: BTreeMap<NetnsId, u64>,
+    /// All `other` drops taken in with a known namespace (kept when a
+    /// namespace's entry above is forgotten).
+    other_placed: u64,
     /// (netns, dev, neighbour) → drops.
     pub neigh_queue: BTreeMap<(NetnsId, String, IpAddr), NeighGroup>,
     /// [ipv4, ipv6].
@@ -298,7 +306,12 @@ impl Diagnosis {
                 }
                 self.counters.on_drop(netns, RP_FILTER_DROPS, at);
             }
-            Cause::Other => {}
+            Cause::Other => {
+                if netns.inode != 0 {
+                    *self.other_seen.entry(netns).or_default() += 1;
+                    self.other_placed += 1;
+                }
+            }
         }
     }
 
@@ -350,6 +363,8 @@ impl Diagnosis {
             self.take_ns(snap.at_s, ns.clone(), is_first);
         }
         for id in self.counters.prune(&snap) {
+            // It counted nothing: its unclassified drops guard no count.
+            self.other_seen.remove(&id);
             // A group's namespace keeps its last read (name, values) while the
             // group is reported, gone or not.
             if self.has_group_in(id) {

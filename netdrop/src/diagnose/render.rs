@@ -40,6 +40,23 @@ impl Report {
                 );
             }
             let _ = writeln!(o, "\n   {}", c.meaning);
+            if c.maybe_among_other > 0 {
+                let _ = writeln!(
+                    o,
+                    "   the kernel counted {} more than netdrop classified as {}; they may be among the `other` drops, so no total includes them",
+                    c.maybe_among_other,
+                    c.cause.as_str()
+                );
+            }
+            if let Some(k) = &c.kernel_counter {
+                let _ = writeln!(
+                    o,
+                    "   kernel: {} +{} during the observation, netdrop {} (the kernel's count is not added to any total)",
+                    Safe(k.name),
+                    k.delta,
+                    k.netdrop
+                );
+            }
             // A group's line holds names (namespace, device, knob): each line is
             // escaped whole, so no field of it can be left out.
             for g in &c.groups {
@@ -153,18 +170,25 @@ fn group_line(g: &Group) -> String {
             gone,
             ..
         } => {
-            let queue = match queue {
-                Some(q) if !closed => {
-                    format!("accept queue {q}/{} (peak {})", opt(limit), opt(peak_queue))
+            // Now only while it exists; once closed, the values at its drops;
+            // a group of no listener (counted, none full) has neither.
+            let queue = match (queue, closed) {
+                (Some(q), false) => {
+                    format!(
+                        "accept queue {q}/{} (peak {}), ",
+                        opt(limit),
+                        opt(peak_queue)
+                    )
                 }
-                _ => format!(
-                    "closed; accept queue limit {} at the drops (peak {})",
+                (_, true) => format!(
+                    "closed; accept queue limit {} at the drops (peak {}), ",
                     opt(limit),
                     opt(peak_queue)
                 ),
+                (None, false) => String::new(),
             };
             format!(
-                "listener {listener} {}: {queue}, net.core.somaxconn {}, {drops} drops",
+                "listener {listener} {}: {queue}net.core.somaxconn {}, {drops} drops",
                 netns_part(*netns, netns_name, *gone),
                 opt(somaxconn)
             )
@@ -212,21 +236,34 @@ fn group_line(g: &Group) -> String {
             rp_filter_dev,
             effective,
             drops,
+            drops_counted_only,
+            maybe_among_other,
             sources,
             gone,
             ..
-        } => format!(
-            "dev {dev} {}: rp_filter all {} / {dev} {} → effective {}, {drops} drops, from {}",
-            netns_part(*netns, netns_name, *gone),
-            opt(rp_filter_all),
-            opt(rp_filter_dev),
-            opt(effective),
-            sources
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        } => {
+            let mut line = format!(
+                "dev {dev} {}: rp_filter all {} / {dev} {} → effective {}, {drops} drops",
+                netns_part(*netns, netns_name, *gone),
+                opt(rp_filter_all),
+                opt(rp_filter_dev),
+                opt(effective),
+            );
+            if *drops_counted_only > 0 {
+                let _ = write!(line, " ({drops_counted_only} counted by the kernel only)");
+            }
+            if *maybe_among_other > 0 {
+                let _ = write!(
+                    line,
+                    ", {maybe_among_other} more counted by the kernel that may be among the `other` drops there"
+                );
+            }
+            if !sources.is_empty() {
+                let list: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
+                let _ = write!(line, ", from {}", list.join(", "));
+            }
+            line
+        }
     }
 }
 
@@ -262,6 +299,9 @@ mod tests {
             rp_filter_dev: Some(1),
             effective: Some(1),
             drops: 3,
+            drops_seen: 3,
+            drops_counted_only: 0,
+            maybe_among_other: 0,
             sources: vec!["198.18.0.1".parse().unwrap()],
             changes: vec![change],
             gone: false,
@@ -292,6 +332,8 @@ mod tests {
                 drops: 4,
                 seen_by_hooks: 4,
                 counted_by_kernel_only: 0,
+                maybe_among_other: 0,
+                kernel_counter: None,
                 groups: vec![device, neighbour],
                 advice: vec![Advice {
                     cause: Cause::RpFilter,

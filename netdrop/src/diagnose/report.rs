@@ -11,6 +11,7 @@ use super::{Diagnosis, counters, groups};
 use crate::{
     advice::Advice,
     classify::{Cause, cause_of},
+    context::ArpCacheStats,
     sink::Session,
     summary::Summary,
 };
@@ -28,7 +29,8 @@ pub struct Report {
     pub duration_s: f64,
     pub kernel: String,
     pub hooks: Hooks,
-    /// The four causes with drops, most drops first.
+    /// The four causes with drops (or with drops the kernel counted that may
+    /// be among `other`), most drops first.
     pub causes: Vec<CauseReport>,
     /// Everything else, by kernel reason, most first.
     pub other_reasons: Vec<(String, u64)>,
@@ -46,6 +48,14 @@ pub struct CauseReport {
     /// Drops the kernel's counters show that no hook saw (e.g. SYNs refused by a
     /// full accept queue where tcp_conn_request cannot be hooked).
     pub counted_by_kernel_only: u64,
+    /// Drops the kernel's counter shows beyond what netdrop classified as this
+    /// cause that may be among the `other` drops (rp_filter on a kernel
+    /// without drop reasons): in no total, not in `drops`.
+    pub maybe_among_other: u64,
+    /// The kernel's own global counter of the cause beside netdrop's count
+    /// (the neighbour tables' statistics cover every namespace: never added
+    /// to a total).
+    pub kernel_counter: Option<KernelCounter>,
     pub groups: Vec<Group>,
     pub advice: Vec<Advice>,
 }
@@ -107,7 +117,14 @@ pub enum Group {
         rp_filter_all: Option<i64>,
         rp_filter_dev: Option<i64>,
         effective: Option<i64>,
+        /// drops_seen + drops_counted_only.
         drops: u64,
+        drops_seen: u64,
+        /// IPReversePathFilter of its namespace beyond what the hooks saw there.
+        drops_counted_only: u64,
+        /// IPReversePathFilter of its namespace beyond the rp_filter drops seen
+        /// there that may be among the `other` drops seen there (in no total).
+        maybe_among_other: u64,
         sources: Vec<IpAddr>,
         changes: Vec<ChangeReport>,
         gone: bool,
@@ -128,6 +145,16 @@ pub struct ChangeReport {
     pub drops_after: u64,
     /// The advice credits it with stopping the drops.
     pub stopped: bool,
+}
+
+/// A global kernel counter of a cause over the observation (first to last
+/// full snapshot), beside what netdrop counted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KernelCounter {
+    pub name: &'static str,
+    pub delta: u64,
+    /// What netdrop counted that the counter counts too.
+    pub netdrop: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -156,28 +183,40 @@ pub fn build(d: &Diagnosis, summary: &Summary, session: &Session, hooks: Hooks) 
     // Drops known only from the kernel's counters: already in the summary when
     // the session added them (Summary::with_kernel_only), else added here, so
     // the totals are the same either way.
-    let ours = d.kernel_only();
-    let count = |c: Cause| -> (u64, u64) {
-        let in_summary = summary.kernel_only(c);
-        let mine = ours.get(&c).copied().unwrap_or(0);
-        if in_summary > 0 || mine == 0 {
-            (summary.cause(c), in_summary)
-        } else {
-            (summary.cause(c) + mine, mine)
-        }
+    let totals = if summary.kernel_only_applied {
+        summary.clone()
+    } else {
+        summary.clone().with_kernel_only(&d.kernel_only())
     };
+    let t = &totals;
+    let count = |c: Cause| -> (u64, u64) { (t.cause(c), t.kernel_only(c)) };
+    let neigh = neigh_counters(d, t);
     let mut causes = Vec::new();
     let (g, a) = groups::accept(d);
-    push_cause(&mut causes, Cause::AcceptQueueFull, count, g, a);
+    push_cause(&mut causes, Cause::AcceptQueueFull, t, None, g, a);
     let (g, a) = groups::neigh_queue(d);
-    push_cause(&mut causes, Cause::NeighQueueFull, count, g, a);
+    push_cause(
+        &mut causes,
+        Cause::NeighQueueFull,
+        t,
+        neigh[0].clone(),
+        g,
+        a,
+    );
     let (g, a) = groups::tables(d);
-    push_cause(&mut causes, Cause::NeighTableOverflow, count, g, a);
-    let (g, a) = groups::devices(d);
-    push_cause(&mut causes, Cause::RpFilter, count, g, a);
+    push_cause(
+        &mut causes,
+        Cause::NeighTableOverflow,
+        t,
+        neigh[1].clone(),
+        g,
+        a,
+    );
+    let (g, a) = groups::devices(d, t.kernel_only(Cause::RpFilter));
+    push_cause(&mut causes, Cause::RpFilter, t, None, g, a);
     causes.sort_by_key(|c| std::cmp::Reverse(c.drops));
 
-    let mut other_reasons: Vec<(String, u64)> = summary
+    let mut other_reasons: Vec<(String, u64)> = t
         .reasons
         .iter()
         .filter(|(r, _)| cause_of(r) == Cause::Other)
@@ -192,20 +231,24 @@ pub fn build(d: &Diagnosis, summary: &Summary, session: &Session, hooks: Hooks) 
         hooks,
         causes,
         other_reasons,
-        kernel_counters: counter_rows(d, summary, count),
-        totals: summary.clone(),
+        kernel_counters: counter_rows(d, t, count),
+        totals,
     }
 }
 
+/// A cause with drops, or with drops the kernel counted that may be among
+/// `other` (shown so the difference is not hidden).
 fn push_cause(
     out: &mut Vec<CauseReport>,
     cause: Cause,
-    count: impl Fn(Cause) -> (u64, u64),
+    totals: &Summary,
+    kernel_counter: Option<KernelCounter>,
     groups: Vec<Group>,
     advice: Vec<Advice>,
 ) {
-    let (drops, kernel_only) = count(cause);
-    if drops == 0 {
+    let (drops, kernel_only) = (totals.cause(cause), totals.kernel_only(cause));
+    let maybe_among_other = totals.maybe_among_other(cause);
+    if drops == 0 && maybe_among_other == 0 {
         return;
     }
     out.push(CauseReport {
@@ -214,9 +257,41 @@ fn push_cause(
         drops,
         seen_by_hooks: drops.saturating_sub(kernel_only),
         counted_by_kernel_only: kernel_only,
+        maybe_among_other,
+        kernel_counter,
         groups,
         advice,
     });
+}
+
+/// The neighbour tables' statistics over the observation, summed over the
+/// families read in both the first and the last full snapshot (None: neither).
+fn table_delta(d: &Diagnosis, f: fn(&ArpCacheStats) -> u64) -> Option<u64> {
+    let (a, b) = (d.first.as_ref()?, d.last.as_ref()?);
+    let per = [(&a.arp, &b.arp), (&a.ndisc, &b.ndisc)]
+        .into_iter()
+        .filter_map(|(x, y)| Some(f(y.as_ref()?).saturating_sub(f(x.as_ref()?))));
+    per.reduce(|x, y| x + y)
+}
+
+const UNRESOLVED_DISCARDS: &str = "arp_cache+ndisc_cache unresolved_discards";
+const TABLE_FULLS: &str = "arp_cache+ndisc_cache table_fulls";
+
+/// [neigh_queue_full, neigh_table_overflow]: the global counters beside what
+/// netdrop counted (all namespaces): packets dropped on a full unresolved
+/// queue, and refused neighbour creates.
+fn neigh_counters(d: &Diagnosis, t: &Summary) -> [Option<KernelCounter>; 2] {
+    let queue = table_delta(d, |c| c.unresolved_discards).map(|delta| KernelCounter {
+        name: "arp_cache+ndisc_cache unresolved_discards (all namespaces)",
+        delta,
+        netdrop: t.cause(Cause::NeighQueueFull),
+    });
+    let table = table_delta(d, |c| c.table_fulls).map(|delta| KernelCounter {
+        name: "arp_cache+ndisc_cache table_fulls (all namespaces)",
+        delta,
+        netdrop: t.neigh_create_failures,
+    });
+    [queue, table]
 }
 
 fn counter_rows(
@@ -238,14 +313,6 @@ fn counter_rows(
             incomplete,
         }
     };
-    // The neighbour tables are global: first and last full snapshots.
-    let arp = |f: fn(&crate::context::ArpCacheStats) -> u64| -> Option<u64> {
-        let (a, b) = (d.first.as_ref()?, d.last.as_ref()?);
-        let get = |s: &super::Snapshot| {
-            s.arp.as_ref().map(f).unwrap_or(0) + s.ndisc.as_ref().map(f).unwrap_or(0)
-        };
-        b.arp.as_ref().map(|_| get(b).saturating_sub(get(a)))
-    };
     vec![
         ns_row(
             Cause::AcceptQueueFull,
@@ -259,15 +326,15 @@ fn counter_rows(
         ),
         CounterRow {
             cause: Cause::NeighQueueFull,
-            counter: "arp_cache+ndisc_cache unresolved_discards",
-            kernel: arp(|c| c.unresolved_discards),
+            counter: UNRESOLVED_DISCARDS,
+            kernel: table_delta(d, |c| c.unresolved_discards),
             netdrop_seen: seen(Cause::NeighQueueFull),
             incomplete: false,
         },
         CounterRow {
             cause: Cause::NeighTableOverflow,
-            counter: "arp_cache+ndisc_cache table_fulls",
-            kernel: arp(|c| c.table_fulls),
+            counter: TABLE_FULLS,
+            kernel: table_delta(d, |c| c.table_fulls),
             netdrop_seen: s.neigh_create_failures,
             incomplete: false,
         },

@@ -297,3 +297,4 @@ fn table_overflow() -> DropRecord {
 
 mod counts;
 mod field;
+mod fusion;

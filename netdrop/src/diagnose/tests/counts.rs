@@ -128,7 +128,7 @@ fn short_lived_accept_overflow() -> Diagnosis {
 #[test]
 fn kernel_only_is_what_the_report_counts_by_the_kernel_only() {
     let d = short_lived_accept_overflow();
-    assert_eq!(d.kernel_only()[&Cause::AcceptQueueFull], 6);
+    assert_eq!(d.kernel_only().beyond_seen(Cause::AcceptQueueFull), 6);
     // The summary as the session gives it (kernel-only included)...
     let r = report(&d, &[(Cause::AcceptQueueFull, 2)]);
     let c = &r.causes[0];
@@ -138,7 +138,7 @@ fn kernel_only_is_what_the_report_counts_by_the_kernel_only() {
     );
     assert_eq!(
         c.counted_by_kernel_only,
-        d.kernel_only()[&Cause::AcceptQueueFull]
+        d.kernel_only().beyond_seen(Cause::AcceptQueueFull)
     );
     assert_eq!(r.totals.cause(Cause::AcceptQueueFull), c.drops);
     // ... or without them: the same report.
