@@ -64,6 +64,11 @@ pub const NO_SOCKET_LISTEN_FULL: &str = "NO_SOCKET(listener full)";
 
 /// The cause of a drop with this kernel reason name.
 pub fn cause_of(reason_name: &str) -> Cause {
+    // Kernels without reasons: the reason a newer kernel gives, inferred from
+    // where the drop was freed (kernel/locations.rs).
+    let reason_name = reason_name
+        .strip_suffix(crate::kernel::locations::BY_LOCATION)
+        .unwrap_or(reason_name);
     match reason_name {
         "NEIGH_CREATEFAIL" => Cause::NeighTableOverflow,
         "NEIGH_QUEUEFULL" => Cause::NeighQueueFull,

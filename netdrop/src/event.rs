@@ -86,11 +86,12 @@ pub struct Classifier {
 
 impl Classifier {
     pub fn drop_view<'a>(&mut self, rec: &'a DropRecord) -> DropView<'a> {
-        let reason = self.naming.reason_name(rec.reason);
+        let location = self.syms.resolve(rec.location);
+        let reason = self.naming.drop_reason_name(rec.reason, &location);
         DropView {
             cause: classify(&reason, rec.accept_queue),
             reason,
-            location: self.syms.resolve(rec.location),
+            location,
             ts: self.clock.wall(rec.ts_ns),
             owner: self.owners.lookup(rec.owner_ino, rec.owner_tgid),
             netns_name: self.namespaces.name(rec.netns_id()),

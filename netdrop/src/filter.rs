@@ -337,13 +337,7 @@ pub fn reason_slots(causes: &[Cause], reasons: &ReasonTable, has_reason_field: b
     let wanted: BTreeSet<Cause> = causes.iter().copied().collect();
     (0..MAX_REASONS)
         .filter(|&slot| {
-            let name = if !has_reason_field {
-                "UNKNOWN".to_string()
-            } else if slot == netdrop_common::LISTEN_FULL_NO_SOCKET_SLOT {
-                crate::classify::NO_SOCKET_LISTEN_FULL.to_string()
-            } else {
-                reasons.name(slot)
-            };
+            let name = crate::summary::slot_name(reasons, has_reason_field, slot);
             wanted.contains(&cause_of(&name))
         })
         .collect()

@@ -249,7 +249,7 @@ impl State {
     fn feed(&mut self, entry: Entry, sink: &mut dyn Sink) -> io::Result<()> {
         match entry {
             Entry::Drop(d) => {
-                let reason = self.naming.reason_name(d.rec.reason);
+                let reason = self.naming.drop_reason_name(d.rec.reason, &d.location);
                 let view = DropView {
                     rec: &d.rec,
                     cause: classify(&reason, d.rec.accept_queue),

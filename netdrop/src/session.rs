@@ -89,8 +89,16 @@ fn announce(facts: &KernelFacts, loaded: &Loaded) -> Hooks {
         unavailable.push(format!("{slot} hook: {}", fallback_note(slot)));
     }
     if !facts.has_reason_field {
+        let how = if facts.by_location.is_empty() {
+            "drops are shown as UNKNOWN (no function of the location table in kallsyms)".to_string()
+        } else {
+            format!(
+                "rp_filter and neighbour drops are classified by the function that freed them ({}), the rest are UNKNOWN",
+                facts.by_location.join(", ")
+            )
+        };
         eprintln!(
-            "netdrop: notice: this kernel's skb:kfree_skb has no drop reasons (before 5.17): drops are shown as UNKNOWN"
+            "netdrop: notice: this kernel's kfree_skb gives no drop reasons (before 5.17): {how}"
         );
     }
     eprintln!(

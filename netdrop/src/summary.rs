@@ -43,6 +43,19 @@ impl Counts {
     }
 }
 
+/// The name of a counter slot: a kernel reason, or one of netdrop's own slots.
+pub fn slot_name(reasons: &ReasonTable, has_reason_field: bool, slot: u32) -> String {
+    if !has_reason_field {
+        crate::kernel::locations::slot_name(slot).unwrap_or_else(|| "UNKNOWN".into())
+    } else if slot == LISTEN_FULL_NO_SOCKET_SLOT {
+        crate::classify::NO_SOCKET_LISTEN_FULL.into()
+    } else if slot == REASON_OVERFLOW_SLOT {
+        format!("UNKNOWN_GE_{REASON_OVERFLOW_SLOT}")
+    } else {
+        reasons.name(slot)
+    }
+}
+
 /// How the agent names reason slots on this kernel.
 #[derive(Debug, Clone)]
 pub struct Naming {
@@ -53,15 +66,7 @@ pub struct Naming {
 
 impl Naming {
     pub fn slot_name(&self, slot: u32) -> String {
-        if !self.has_reason_field {
-            "UNKNOWN".into()
-        } else if slot == LISTEN_FULL_NO_SOCKET_SLOT {
-            crate::classify::NO_SOCKET_LISTEN_FULL.into()
-        } else if slot == REASON_OVERFLOW_SLOT {
-            format!("UNKNOWN_GE_{REASON_OVERFLOW_SLOT}")
-        } else {
-            self.reasons.name(slot)
-        }
+        slot_name(&self.reasons, self.has_reason_field, slot)
     }
 
     pub fn reason_name(&self, reason: u32) -> String {
@@ -69,6 +74,16 @@ impl Naming {
             self.reasons.name(reason)
         } else {
             "UNKNOWN".into()
+        }
+    }
+
+    /// A drop's reason name; on kernels without reasons, inferred from where
+    /// it was freed (`location`: `symbol+0xoff`) where the table knows it.
+    pub fn drop_reason_name(&self, reason: u32, location: &str) -> String {
+        if self.has_reason_field {
+            self.reasons.name(reason)
+        } else {
+            crate::kernel::locations::reason_at(location).unwrap_or_else(|| "UNKNOWN".into())
         }
     }
 }

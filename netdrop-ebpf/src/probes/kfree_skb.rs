@@ -10,7 +10,7 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use netdrop_common::{
-    ABSENT, Config, LISTEN_FULL_NO_SOCKET_SLOT, MAX_REASONS, REASON_OVERFLOW_SLOT, RawDropEvent,
+    ABSENT, Config, LISTEN_FULL_NO_SOCKET_SLOT, MAX_LOCATIONS, MAX_REASONS, REASON_OVERFLOW_SLOT, RawDropEvent,
     filter, kind,
 };
 
@@ -83,6 +83,12 @@ pub fn on_drop<S: DropSource>(src: &S) -> Option<u32> {
         if rx_sk != 0 && listener_full(rx_sk, &cfg.structs) {
             slot = LISTEN_FULL_NO_SOCKET_SLOT;
         }
+    }
+    // No reason on this kernel (before 5.17): where the skb was freed says
+    // what dropped it, for the functions only one cause frees in.
+    if cfg.n_locations != 0 {
+        let at = src.location(cfg);
+        slot = by_location(cfg, at, slot);
     }
     if !reason_allowed(cfg, slot) {
         return Some(0);
@@ -158,4 +164,20 @@ pub fn on_drop<S: DropSource>(src: &S) -> Option<u32> {
     entry.submit(0);
     bump(&EVENT_COUNTS, slot);
     Some(0)
+}
+
+/// The slot of the location range containing `at`, else `slot`.
+#[inline(always)]
+fn by_location(cfg: &Config, at: u64, slot: u32) -> u32 {
+    let n = cfg.n_locations as usize;
+    for i in 0..MAX_LOCATIONS {
+        if i >= n {
+            break;
+        }
+        let r = &cfg.locations[i];
+        if at >= r.start && at < r.end {
+            return r.slot;
+        }
+    }
+    slot
 }

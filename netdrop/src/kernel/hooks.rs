@@ -102,7 +102,7 @@ pub struct Hook {
 /// storm on 6.18: 79 ns/drop and 97.3 % of the untraced drop rate with the raw
 /// tracepoint, 122 ns/drop and 94.0 % with the tracepoint).
 pub const RAW_TRACEPOINT_COST: &str =
-    "each drop costs more (about 1.5x per drop on 6.18, BENCHMARKS.md)";
+    "each drop costs more (about 1.8x per drop on 6.18, BENCHMARKS.md)";
 
 pub const HOOKS: &[Hook] = &[
     Hook {
@@ -314,7 +314,7 @@ pub const MAX_WHY: usize = 200;
 /// that attached (`None`: the slot has none). E.g. `netdrop: notice:
 /// raw_tracepoint:kfree_skb refused by the kernel (verifier: invalid read
 /// from stack R10 off=-184 size=8); using skb:kfree_skb: each drop costs more
-/// (about 1.5x per drop on 6.18, BENCHMARKS.md)`.
+/// (about 1.8x per drop on 6.18, BENCHMARKS.md)`.
 pub fn notice(not_used: &NotUsed, instead: Option<&Hook>) -> String {
     let hook = &not_used.hook;
     let what = match not_used.stage {

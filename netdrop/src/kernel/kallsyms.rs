@@ -31,6 +31,14 @@ impl Kallsyms {
         Kallsyms { syms }
     }
 
+    /// Every function as (start, end, name): it ends where the next symbol starts.
+    pub fn functions(&self) -> impl Iterator<Item = (u64, u64, &str)> {
+        self.syms
+            .windows(2)
+            .map(|w| (w[0].0, w[1].0, &*w[0].1))
+            .filter(|(s, e, _)| e > s)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.syms.is_empty()
     }

@@ -5,6 +5,7 @@
 pub mod btf;
 pub mod hooks;
 pub mod kallsyms;
+pub mod locations;
 pub mod reasons;
 pub mod tracefs;
 
@@ -44,6 +45,9 @@ pub struct KernelFacts {
     pub missing_on_request: Vec<(Hook, String)>,
     pub config: Config,
     pub has_reason_field: bool,
+    /// Kernels without reasons: the functions whose drops the probe
+    /// classifies by location (empty when kallsyms shows none of them).
+    pub by_location: Vec<String>,
 }
 
 impl KernelFacts {
@@ -79,7 +83,17 @@ impl KernelFacts {
         if has_reason_field && let Some(v) = reasons.value("NO_SOCKET") {
             config.reason_no_socket = v;
         }
+        let mut by_location = Vec::new();
+        if !has_reason_field {
+            // No reasons: classify by the freeing function (kernel/locations.rs).
+            let syms = kallsyms::Kallsyms::load("/proc/kallsyms".as_ref()).unwrap_or_default();
+            let (ranges, names) = locations::ranges(&syms);
+            config.n_locations = ranges.len() as u32;
+            config.locations[..ranges.len()].copy_from_slice(&ranges);
+            by_location = names;
+        }
         Ok(KernelFacts {
+            by_location,
             tracefs,
             reasons,
             usable,

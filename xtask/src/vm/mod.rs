@@ -107,7 +107,7 @@ pub const MATRIX: &[MatrixTest] = &[
     MatrixTest {
         name: "syn_cookies_default",
         binary: "syncookies",
-        test: "cookie_burst_is_counted_with_kernel_defaults",
+        test: "accept_queue_with_syncookies_default_matches_listen_overflows",
         env: &[],
         needs_function_hooks: false,
     },

@@ -123,7 +123,7 @@ fn a_refused_hook_is_one_line_naming_it_the_reason_and_the_cost() {
     assert_eq!(
         notice(&raw, by_label("skb:kfree_skb")),
         "netdrop: notice: raw_tracepoint:kfree_skb refused by the kernel (verifier: invalid read \
-         from stack R10 off=-184 size=8); using skb:kfree_skb: each drop costs more (about 1.5x \
+         from stack R10 off=-184 size=8); using skb:kfree_skb: each drop costs more (about 1.8x \
          per drop on 6.18, BENCHMARKS.md)"
     );
     // --no-fentry's case where the kernel decides.
@@ -159,7 +159,7 @@ fn a_refused_hook_is_one_line_naming_it_the_reason_and_the_cost() {
     assert_eq!(
         notice(&skipped, by_label("skb:kfree_skb")),
         "netdrop: notice: raw_tracepoint:kfree_skb not usable on this kernel (no prototype for \
-         kfree_skb in the kernel's BTF); using skb:kfree_skb: each drop costs more (about 1.5x \
+         kfree_skb in the kernel's BTF); using skb:kfree_skb: each drop costs more (about 1.8x \
          per drop on 6.18, BENCHMARKS.md)"
     );
     let neigh = not_used(
