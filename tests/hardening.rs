@@ -346,7 +346,7 @@ fn least_privilege() {
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .filter(|v: &serde_json::Value| v["type"] == "summary")
-        .last()
+        .next_back()
         .expect("a summary");
     let kernel = delta(&before, &after, "TcpExt:IPReversePathFilter");
     eprintln!(
