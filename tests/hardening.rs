@@ -345,8 +345,7 @@ fn least_privilege() {
     let summary: serde_json::Value = stdout
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
-        .filter(|v: &serde_json::Value| v["type"] == "summary")
-        .next_back()
+        .rfind(|v: &serde_json::Value| v["type"] == "summary")
         .expect("a summary");
     let kernel = delta(&before, &after, "TcpExt:IPReversePathFilter");
     eprintln!(
