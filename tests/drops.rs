@@ -213,16 +213,31 @@ fn accept_queue_full() {
         overflows >= (run.clients - run.accepted) as u64,
         "each refused client overflows at least once: {overflows}, {run:?}"
     );
+    // Kernels before TCP_LISTEN_OVERFLOW (6.1, 5.10) free these ACKs in
+    // tcp_v4_rcv without a reason: ListenOverflows says how many of those
+    // unclassified drops were overflows (counter fusion, `from_other`).
+    let by_reason = out.reason("TCP_LISTEN_OVERFLOW");
+    let by_fusion = out.summary()["from_other"]["accept_queue_full"]
+        .as_u64()
+        .unwrap_or(0);
     assert_eq!(
-        out.reason("TCP_LISTEN_OVERFLOW"),
+        by_reason + by_fusion,
         overflows,
-        "reasons.TCP_LISTEN_OVERFLOW"
+        "reasons.TCP_LISTEN_OVERFLOW ({by_reason}) + from_other ({by_fusion})"
     );
     assert_eq!(
         out.cause("accept_queue_full"),
         overflows,
         "causes.accept_queue_full"
     );
+    out.assert_one_truth();
+    if by_fusion > 0 {
+        eprintln!(
+            "accept_queue_full: this kernel gives refused ACKs no reason; {by_fusion} classified by ListenOverflows"
+        );
+        assert_eq!(by_reason, 0, "a kernel gives the reason or not");
+        return;
+    }
     assert_cause_lines(
         &out,
         "accept_queue_full",

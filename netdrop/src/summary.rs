@@ -117,6 +117,12 @@ pub struct Summary {
     /// drop reasons): in no total, shown so the difference is not hidden.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub maybe_among_other: BTreeMap<&'static str, u64>,
+    /// Drops seen without a reason of their own (`other`) that the kernel's
+    /// counters show to be of a cause (ACKs refused by a full accept queue on
+    /// kernels before TCP_LISTEN_OVERFLOW): moved from `other` to that cause
+    /// in `causes`; the total is unchanged.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub from_other: BTreeMap<&'static str, u64>,
     pub total_drops: u64,
     /// `kernel_only` was added ([`Summary::with_kernel_only`]): once only.
     #[serde(skip)]
@@ -209,9 +215,34 @@ impl Summary {
             return self;
         }
         self.kernel_only_applied = true;
+        // First what moves from `other` (seen, but given no reason): then the
+        // rest is checked against what is left.
+        let mut other_moved = 0;
+        let mut moved = BTreeMap::new();
         for c in Cause::ALL {
-            let n = ko.beyond_seen(c);
-            let unplaced = |g: Cause| self.cause(g).saturating_sub(ko.placed(g));
+            let m = ko.from_other(c).min(self.cause(Cause::Other) - other_moved);
+            if m > 0 {
+                other_moved += m;
+                moved.insert(c, m);
+                *self.causes.entry(c.as_str()).or_default() += m;
+                *self.from_other.entry(c.as_str()).or_default() += m;
+            }
+        }
+        if other_moved > 0 {
+            *self.causes.entry(Cause::Other.as_str()).or_default() -= other_moved;
+        }
+        for c in Cause::ALL {
+            let n = ko.beyond_seen(c) - moved.get(&c).copied().unwrap_or(0).min(ko.beyond_seen(c));
+            let placed = |g: Cause| {
+                let p = ko.placed(g);
+                if g == Cause::Other {
+                    p.saturating_sub(other_moved)
+                } else {
+                    // Moved drops were placed (as `other`) in their namespace.
+                    p + moved.get(&g).copied().unwrap_or(0)
+                }
+            };
+            let unplaced = |g: Cause| self.cause(g).saturating_sub(placed(g));
             let own = unplaced(c);
             let others: u64 = KernelOnly::guards(c)
                 .iter()
@@ -386,8 +417,37 @@ mod tests {
         KernelOnly {
             beyond_seen: beyond.iter().copied().collect(),
             maybe_among_other: maybe.iter().copied().collect(),
+            from_other: BTreeMap::new(),
             placed: placed.iter().copied().collect(),
         }
+    }
+
+    #[test]
+    fn overflows_seen_without_a_reason_move_from_other() {
+        // 6.1: 91 drops NOT_SPECIFIED (reason 2), 60 of them ACKs refused by a
+        // full accept queue (ListenOverflows 60, no SYN seen by the hook).
+        let c = counts(&[(2, 91)], &[], [0; 5]);
+        let mut ko = only(
+            &[(Cause::AcceptQueueFull, 60)],
+            &[],
+            &[(Cause::Other, 91)],
+        );
+        ko.from_other.insert(Cause::AcceptQueueFull, 60);
+        let s = Summary::from_counts(&c, &naming(true)).with_kernel_only(&ko);
+        assert_eq!(s.cause(Cause::AcceptQueueFull), 60);
+        assert_eq!(s.cause(Cause::Other), 31);
+        assert_eq!(s.total_drops, 91, "moved, not added");
+        assert_eq!(s.kernel_only(Cause::AcceptQueueFull), 0);
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["from_other"]["accept_queue_full"], 60, "{json}");
+        // The counter moved beyond the candidates: the rest is kernel-only.
+        let mut ko = only(&[(Cause::AcceptQueueFull, 70)], &[], &[(Cause::Other, 91)]);
+        ko.from_other.insert(Cause::AcceptQueueFull, 60);
+        let s = Summary::from_counts(&c, &naming(true)).with_kernel_only(&ko);
+        assert_eq!(
+            (s.cause(Cause::AcceptQueueFull), s.cause(Cause::Other), s.total_drops),
+            (70, 31, 101)
+        );
     }
 
     #[test]

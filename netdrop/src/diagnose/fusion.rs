@@ -107,6 +107,16 @@ impl Diagnosis {
     /// same namespace.
     pub fn kernel_only(&self) -> KernelOnly {
         let (by_key, unattributed) = self.exact_unseen();
+        // Where ListenOverflows moved beyond what the hooks saw and TCP freed
+        // that many drops without a reason in the same namespace, those drops
+        // are the overflows: moved from `other`, not added.
+        let mut from_other = 0;
+        for (netns, delta) in self.counters.deltas(LISTEN_OVERFLOWS) {
+            let seen = self.accept_seen.get(&netns).copied().unwrap_or(0);
+            let unseen = delta.saturating_sub(seen);
+            let candidates = self.tcp_rcv_unreasoned.get(&netns).copied().unwrap_or(0);
+            from_other += unseen.min(candidates);
+        }
         let accept = by_key.values().sum::<u64>() + unattributed.values().sum::<u64>();
         let rp = self.rp_unseen();
         let known = |id: &NetnsId| id.inode != 0;
@@ -131,6 +141,7 @@ impl Diagnosis {
                 Cause::RpFilter,
                 rp.values().map(|u| u.maybe_among_other).sum(),
             )]),
+            from_other: BTreeMap::from([(Cause::AcceptQueueFull, from_other)]),
             placed: BTreeMap::from([
                 (Cause::AcceptQueueFull, accept_placed),
                 (Cause::RpFilter, rp_placed),
@@ -162,6 +173,11 @@ pub struct KernelOnly {
     /// that may be among the `other` drops seen in the same namespace: in no
     /// total.
     pub maybe_among_other: BTreeMap<Cause, u64>,
+    /// Per cause, the part of `beyond_seen` that the hooks did see, as
+    /// `other` drops the kernel gave no reason (an ACK refused by a full
+    /// accept queue before TCP_LISTEN_OVERFLOW): moved from `other` to the
+    /// cause, not added.
+    pub from_other: BTreeMap<Cause, u64>,
     /// Per cause, the drops the diagnosis took in with a known namespace.
     pub placed: BTreeMap<Cause, u64>,
 }
@@ -173,6 +189,10 @@ impl KernelOnly {
 
     pub fn maybe_among_other(&self, c: Cause) -> u64 {
         self.maybe_among_other.get(&c).copied().unwrap_or(0)
+    }
+
+    pub fn from_other(&self, c: Cause) -> u64 {
+        self.from_other.get(&c).copied().unwrap_or(0)
     }
 
     pub fn placed(&self, c: Cause) -> u64 {

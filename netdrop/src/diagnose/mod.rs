@@ -97,6 +97,14 @@ pub struct Diagnosis {
     /// Drops the hooks could not classify (`other`) per namespace: kernel
     /// counted drops beyond the classified ones may be among them.
     other_seen: BTreeMap<NetnsId, u64>,
+    /// Of those, the ones freed in TCP's receive path without a reason
+    /// (`tcp_v4_rcv`, `tcp_v4_do_rcv` for a cookie ACK, and v6; NOT_SPECIFIED
+    /// or no reasons at all): where
+    /// the kernel has no reason for an ACK refused by a full accept queue
+    /// (before TCP_LISTEN_OVERFLOW), that is how such ACKs are freed. The
+    /// namespace's ListenOverflows beyond what the hooks saw are taken from
+    /// them (fusion.rs).
+    tcp_rcv_unreasoned: BTreeMap<NetnsId, u64>,
     /// All `other` drops taken in with a known namespace (kept when a
     /// namespace's entry above is forgotten).
     other_placed: u64,
@@ -310,6 +318,9 @@ impl Diagnosis {
                 if netns.inode != 0 {
                     *self.other_seen.entry(netns).or_default() += 1;
                     self.other_placed += 1;
+                    if unreasoned_tcp_rcv(&ev.reason, &ev.location) {
+                        *self.tcp_rcv_unreasoned.entry(netns).or_default() += 1;
+                    }
                 }
             }
         }
@@ -365,6 +376,7 @@ impl Diagnosis {
         for id in self.counters.prune(&snap) {
             // It counted nothing: its unclassified drops guard no count.
             self.other_seen.remove(&id);
+            self.tcp_rcv_unreasoned.remove(&id);
             // A group's namespace keeps its last read (name, values) while the
             // group is reported, gone or not.
             if self.has_group_in(id) {
@@ -508,3 +520,25 @@ impl Diagnosis {
 
 #[cfg(test)]
 mod tests;
+
+/// A drop freed in TCP's receive path with no reason of its own: on kernels
+/// before TCP_LISTEN_OVERFLOW, an ACK refused by a full accept queue is one.
+pub(crate) fn unreasoned_tcp_rcv(reason: &str, location: &str) -> bool {
+    let sym = location.split('+').next().unwrap_or_default();
+    let sym = sym.split('.').next().unwrap_or_default();
+    matches!(reason, "NOT_SPECIFIED" | "UNKNOWN") && matches!(sym, "tcp_v4_rcv" | "tcp_v6_rcv" | "tcp_v4_do_rcv" | "tcp_v6_do_rcv")
+}
+
+#[cfg(test)]
+mod unreasoned_tests {
+    #[test]
+    fn only_tcp_receive_drops_without_a_reason_are_overflow_candidates() {
+        use super::unreasoned_tcp_rcv as u;
+        assert!(u("NOT_SPECIFIED", "tcp_v4_rcv+0x9c2"));
+        assert!(u("UNKNOWN", "tcp_v6_rcv+0x10"));
+        assert!(!u("NO_SOCKET", "tcp_v4_rcv+0x9c2"));
+        assert!(u("NOT_SPECIFIED", "tcp_v4_do_rcv+0x40"));
+        assert!(!u("NOT_SPECIFIED", "tcp_rcv_established+0x40"));
+        assert!(!u("NOT_SPECIFIED", ""));
+    }
+}

@@ -100,7 +100,9 @@ pub fn run_guest(
     Ok(col)
 }
 
-fn boot(kernel: &Kernel, initrd: &Path, share: &Path, console: &Path, limit: Duration) -> Result<()> {
+/// Boots `kernel` with `initrd` and `share` (9p) until it powers off; fails
+/// on a timeout, a QEMU error or a guest that did not reach VM-END.
+pub(super) fn boot(kernel: &Kernel, initrd: &Path, share: &Path, console: &Path, limit: Duration) -> Result<()> {
     let log = fs::File::create(console)?;
     let mut child = Command::new("qemu-system-x86_64")
         // TCG only: /dev/kvm on these machines does not run guests.

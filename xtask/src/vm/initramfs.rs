@@ -40,6 +40,7 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("/usr/sbin/tc", "usr/sbin/tc"),
     ("/usr/sbin/bpftool", "usr/sbin/bpftool"),
     ("/usr/bin/ping", "usr/bin/ping"),
+    ("/usr/bin/setpriv", "usr/bin/setpriv"),
 ];
 
 const BUSYBOX: &str = "/bin/busybox";

@@ -11,6 +11,7 @@
 mod guest;
 mod initramfs;
 mod kernels;
+mod synbench;
 
 use std::{
     collections::BTreeMap,
@@ -39,6 +40,10 @@ pub struct VmArgs {
     /// Seconds one test may take inside a guest.
     #[arg(long, default_value_t = 600)]
     pub test_timeout: u64,
+    /// Instead of the matrix: the SYN hook's cost in ONE guest (--kernel, default
+    /// 6.12), written into BENCHMARKS.md (see synbench.rs).
+    #[arg(long)]
+    pub syn_bench: bool,
 }
 
 /// One row of the matrix: a test of the integration suite, by test binary and
@@ -248,6 +253,9 @@ pub struct Column {
 }
 
 pub fn run(args: &VmArgs) -> Result<()> {
+    if args.syn_bench {
+        return synbench::run(args);
+    }
     let mut wanted: Vec<String> = Vec::new();
     for k in &args.kernels {
         if k == "all" {
