@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use netdrop_tests::accept::AcceptOverflow;
 use netdrop_tests::neigh::{self, NeighQueueFull};
-use netdrop_tests::netdrop::{assert_drop_line_shape, run_netdrop};
+use netdrop_tests::netdrop::{assert_drop_line_shape, reason_of, run_netdrop};
 use netdrop_tests::peer::Peer;
 use netdrop_tests::{
     Netdrop, NetdropOutput, arp_cache, delta, lock, require_root, settle, skip_loudly,
@@ -32,7 +32,7 @@ fn queue_full_lines(out: &NetdropOutput) -> Vec<&Value> {
     let lines: Vec<&Value> = out
         .drops()
         .into_iter()
-        .filter(|l| l["reason"] == QUEUEFULL)
+        .filter(|l| reason_of(l) == QUEUEFULL)
         .collect();
     assert!(
         !lines.is_empty(),

@@ -61,12 +61,14 @@ fn storm_counts_are_exact_and_held_back_events_are_counted() {
     }
     let seconds = 3.0;
     let (report, out) = storm_with_netdrop(seconds, &["--interval", "1"]);
+    // Far beyond the event limit (1000/s): most drops are held back. (A host
+    // makes ~1.5 M here, a TCG guest of the kernel matrix ~80 k.)
     assert!(
-        report.kernel_drops > 100_000,
+        report.kernel_drops > 10 * 1000 * seconds as u64,
         "the storm made only {} drops",
         report.kernel_drops
     );
-    let counted = out.reason("NO_SOCKET");
+    let counted = out.reason(out.no_socket_reason());
     assert_eq!(
         counted, report.kernel_drops,
         "netdrop's NO_SOCKET count against the kernel's Udp NoPorts"
@@ -119,7 +121,7 @@ fn a_tiny_ring_buffer_counts_every_lost_event() {
     }
     let (report, out) =
         storm_with_netdrop(1.0, &["--ring-buffer-kib", "4", "--events-per-sec", "0"]);
-    let counted = out.reason("NO_SOCKET");
+    let counted = out.reason(out.no_socket_reason());
     assert_eq!(counted, report.kernel_drops);
     let lines = out.drops().len() as u64;
     let lost = field(&out, "lost_events");
@@ -180,7 +182,7 @@ fn both_drop_hooks_count_exactly_and_describe_alike() {
         if !args.is_empty() {
             assert_eq!(hook, "tracepoint", "--no-raw-tracepoint");
         }
-        assert_eq!(out.reason("NO_SOCKET"), report.kernel_drops, "{hook}");
+        assert_eq!(out.reason(out.no_socket_reason()), report.kernel_drops, "{hook}");
         let first = out.drops()[0].clone();
         for key in [
             "reason", "dev", "protocol", "saddr", "daddr", "dport", "l4", "netns",

@@ -322,14 +322,36 @@ impl NetdropOutput {
             .unwrap_or_else(|| panic!("summary.causes.{cause} missing: {s}"))
     }
 
-    /// summary.reasons[reason], 0 when absent (only nonzero reasons are listed).
-    pub fn reason(&self, reason: &str) -> u64 {
-        let v = &self.summary()["reasons"][reason];
-        if v.is_null() {
-            return 0;
+    /// The kernel gives no drop reasons (5.10–5.16): netdrop said so.
+    pub fn without_reasons(&self) -> bool {
+        self.stderr.contains("gives no drop reasons")
+    }
+
+    /// The reason of a UDP datagram to a closed port on this kernel:
+    /// NO_SOCKET, or UNKNOWN where the kernel gives no reasons.
+    pub fn no_socket_reason(&self) -> &'static str {
+        if self.without_reasons() {
+            "UNKNOWN"
+        } else {
+            "NO_SOCKET"
         }
-        v.as_u64()
-            .unwrap_or_else(|| panic!("summary.reasons.{reason} not a count: {v}"))
+    }
+
+    /// summary.reasons[reason], 0 when absent (only nonzero reasons are
+    /// listed); on kernels without drop reasons the same drops classified by
+    /// where they were freed (`REASON(by location)`) count too.
+    pub fn reason(&self, reason: &str) -> u64 {
+        [reason.to_string(), format!("{reason}{BY_LOCATION}")]
+            .iter()
+            .map(|name| {
+                let v = &self.summary()["reasons"][name.as_str()];
+                if v.is_null() {
+                    return 0;
+                }
+                v.as_u64()
+                    .unwrap_or_else(|| panic!("summary.reasons.{name} not a count: {v}"))
+            })
+            .sum()
     }
 
     pub fn neigh_create_failures(&self) -> u64 {
@@ -425,6 +447,17 @@ impl NetdropOutput {
             self.diagnosis()
         );
     }
+}
+
+/// How netdrop marks a reason inferred from where a drop was freed, on
+/// kernels without drop reasons (5.10–5.16).
+pub const BY_LOCATION: &str = "(by location)";
+
+/// A drop line's reason, without the [`BY_LOCATION`] mark: the reason a
+/// kernel with drop reasons gives the same drop.
+pub fn reason_of(line: &Value) -> &str {
+    let r = line["reason"].as_str().unwrap_or_default();
+    r.strip_suffix(BY_LOCATION).unwrap_or(r)
 }
 
 /// Asserts the field types the JSON contract gives a drop line.
