@@ -26,6 +26,7 @@ pub mod netns;
 pub mod peer;
 pub mod rpfilter;
 pub mod storm;
+pub mod synbench;
 pub mod sysctl;
 pub mod traffic;
 

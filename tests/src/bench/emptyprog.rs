@@ -14,6 +14,8 @@
 //!   bpf(BPF_RAW_TRACEPOINT_OPEN, name "kfree_skb"); the program is called with
 //!   the tracepoint's arguments, no record built.
 //!
+//! And the SYN hook's floor, an empty `fentry:tcp_conn_request` ([`fentry`]).
+//!
 //! Closing the descriptors (Drop) detaches and unloads it.
 
 use std::ffi::CString;
@@ -23,6 +25,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use super::parse::{self, Hook};
+
+mod fentry;
+pub use fentry::{EmptyFentry, FUNCTION as FENTRY_FUNCTION, NAME_FENTRY, btf_func_id};
 
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_RAW_TRACEPOINT_OPEN: libc::c_long = 17;
