@@ -32,7 +32,8 @@ enum Task {
         args: Vec<String>,
     },
     /// The whole test suite: unit tests, the kernel integration tests one at a time (root),
-    /// then the fuzz targets for NETDROP_FUZZ_SECONDS (default 60; 0 skips).
+    /// the kernel matrix in QEMU guests (NETDROP_VM_KERNELS, default all), then the fuzz
+    /// targets for NETDROP_FUZZ_SECONDS (default 60; 0 skips).
     Test {
         /// Only the unit tests (no root, no kernel state touched).
         #[arg(long)]
@@ -156,6 +157,15 @@ fn run(cli: Cli) -> Result<()> {
                     .args(&filter);
                 c.env("NETDROP_BIN", root().join("target/debug/netdrop"));
                 status(c)?;
+            }
+            // The kernel matrix: the tests that matter on every kernel, in guests.
+            if is_root() && filter.is_empty() {
+                vm::run(&vm::VmArgs::from_env()?)?;
+            } else {
+                eprintln!(
+                    "xtask: kernel matrix skipped ({}): run `cargo xtask vm-test`",
+                    if filter.is_empty() { "not root" } else { "a test filter was given" }
+                );
             }
             // Fuzzing last: needs no root, and its first build takes minutes.
             if fuzz_seconds == 0 {

@@ -46,6 +46,33 @@ pub struct VmArgs {
     pub syn_bench: bool,
 }
 
+/// Which kernels `cargo xtask test` runs the matrix on.
+pub const KERNELS_ENV: &str = "NETDROP_VM_KERNELS";
+
+impl VmArgs {
+    /// The matrix as `cargo xtask test` runs it: $NETDROP_VM_KERNELS
+    /// (comma-separated, default `all`).
+    pub fn from_env() -> Result<VmArgs> {
+        let kernels = std::env::var(KERNELS_ENV).unwrap_or_else(|_| "all".into());
+        let kernels: Vec<String> = kernels
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(str::to_string)
+            .collect();
+        if kernels.is_empty() {
+            bail!("{KERNELS_ENV} names no kernel (5.10, 6.1, 6.12, 7.2, host, all)");
+        }
+        Ok(VmArgs {
+            kernels,
+            only: Vec::new(),
+            refresh: false,
+            test_timeout: 600,
+            syn_bench: false,
+        })
+    }
+}
+
 /// One row of the matrix: a test of the integration suite, by test binary and
 /// name, with the environment that selects a hook.
 #[derive(Debug, Clone, Copy)]
