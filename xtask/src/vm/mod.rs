@@ -17,6 +17,7 @@ use std::{
     collections::BTreeMap,
     fs,
     path::{Path, PathBuf},
+    process::Command,
     time::Instant,
 };
 
@@ -37,6 +38,10 @@ pub struct VmArgs {
     /// Resolve the kernels in the archive again (a newer one may be there).
     #[arg(long)]
     pub refresh: bool,
+    /// Write the table into README.md (between its matrix markers) when every
+    /// test passed.
+    #[arg(long)]
+    pub readme: bool,
     /// Seconds one test may take inside a guest.
     #[arg(long, default_value_t = 600)]
     pub test_timeout: u64,
@@ -67,6 +72,7 @@ impl VmArgs {
             kernels,
             only: Vec::new(),
             refresh: false,
+            readme: false,
             test_timeout: 600,
             syn_bench: false,
         })
@@ -140,6 +146,20 @@ pub const MATRIX: &[MatrixTest] = &[
         name: "syn_cookies_default",
         binary: "syncookies",
         test: "accept_queue_with_syncookies_default_matches_listen_overflows",
+        env: &[],
+        needs_function_hooks: false,
+    },
+    MatrixTest {
+        name: "diagnose_refused_syns",
+        binary: "diagnosis",
+        test: "accept_queue_syn_drops_are_all_counted",
+        env: &[],
+        needs_function_hooks: false,
+    },
+    MatrixTest {
+        name: "diagnose_rp_filter",
+        binary: "diagnosis",
+        test: "rp_filter_effective_value_and_loose_mode",
         env: &[],
         needs_function_hooks: false,
     },
@@ -364,7 +384,60 @@ pub fn run(args: &VmArgs) -> Result<()> {
     if !failed.is_empty() {
         bail!("kernel matrix failed:\n  {}", failed.join("\n  "));
     }
+    if args.readme {
+        let path = root().join("README.md");
+        let text = fs::read_to_string(&path)?;
+        let when = Command::new("date")
+            .args(["-u", "+%Y-%m-%d"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        let section = format!(
+            "{README_BEGIN}\nLast full run ({when}, `cargo xtask vm-test --readme`; seconds are TCG guest time):\n\n{}{README_END}",
+            table
+        );
+        fs::write(&path, replace_between(&text, &section)?)?;
+        eprintln!("xtask: vm: README.md's matrix table updated");
+    }
     Ok(())
+}
+
+const README_BEGIN: &str = "<!-- matrix:begin -->";
+const README_END: &str = "<!-- matrix:end -->";
+
+/// `text` with the part between the matrix markers (markers included)
+/// replaced by `section`.
+fn replace_between(text: &str, section: &str) -> Result<String> {
+    match (text.find(README_BEGIN), text.find(README_END)) {
+        (Some(b), Some(e)) if b < e => Ok(format!(
+            "{}{section}{}",
+            &text[..b],
+            &text[e + README_END.len()..]
+        )),
+        _ => bail!("README.md has no {README_BEGIN} ... {README_END} section"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_readme_section_is_replaced_between_its_markers() {
+        let doc = format!("a\n{README_BEGIN}\nold\n{README_END}\nb\n");
+        let new = replace_between(&doc, &format!("{README_BEGIN}\nnew\n{README_END}")).unwrap();
+        assert_eq!(new, format!("a\n{README_BEGIN}\nnew\n{README_END}\nb\n"));
+        assert!(replace_between("no markers", "x").is_err());
+    }
+
+    #[test]
+    fn every_test_of_the_matrix_is_a_distinct_row() {
+        let mut names: Vec<_> = MATRIX.iter().map(|t| t.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), MATRIX.len());
+        assert!(MATRIX.iter().any(|t| t.env.iter().any(|e| e.contains("--no-fentry"))));
+    }
 }
 
 /// Tests a column does not run, by design: the fentry/kprobe rows on the host
