@@ -123,10 +123,16 @@ fn neigh_table_overflow() {
     let out = nd.stop().expect("stopping netdrop");
     out.assert_clean_exit();
 
-    assert_eq!(run.sent, sc.targets.len(), "datagrams sent");
+    // Every datagram went out or was refused: 5.10 returns the failed
+    // create's EINVAL to sendto, newer kernels do not.
+    assert!(run.sent <= sc.targets.len(), "datagrams sent: {run:?}");
     let fulls = delta(&before, &after, "table_fulls");
     assert!(fulls > 0, "no table overflow provoked: {run:?}");
-    assert!(fulls <= run.sent as u64, "{fulls} table_fulls for {run:?}");
+    assert!(
+        fulls <= sc.targets.len() as u64,
+        "{fulls} table_fulls for {} datagrams: {run:?}",
+        sc.targets.len()
+    );
     // Every failed allocation counts table_fulls once and fires neigh_create
     // with created = 0. Here only A's output path creates entries, and
     // ip_finish_output2 frees the packet with NEIGH_CREATEFAIL each time, so
@@ -220,14 +226,17 @@ fn accept_queue_full() {
     // Kernels before TCP_LISTEN_OVERFLOW (6.1, 5.10) free these ACKs in
     // tcp_v4_rcv without a reason: ListenOverflows says how many of those
     // unclassified drops were overflows (counter fusion, `from_other`).
-    let by_reason = out.reason("TCP_LISTEN_OVERFLOW");
+    // 6.12/6.13 have rx_sk but not the reason: NOT_SPECIFIED at the full
+    // listener, counted in a slot of netdrop's own.
+    let listener_full = out.reason("NOT_SPECIFIED(listener full)");
+    let by_reason = out.reason("TCP_LISTEN_OVERFLOW") + listener_full;
     let by_fusion = out.summary()["from_other"]["accept_queue_full"]
         .as_u64()
         .unwrap_or(0);
     assert_eq!(
         by_reason + by_fusion,
         overflows,
-        "reasons.TCP_LISTEN_OVERFLOW ({by_reason}) + from_other ({by_fusion})"
+        "reasons.TCP_LISTEN_OVERFLOW or NOT_SPECIFIED(listener full) ({by_reason}) + from_other ({by_fusion})"
     );
     assert_eq!(
         out.cause("accept_queue_full"),
@@ -246,7 +255,14 @@ fn accept_queue_full() {
         &out,
         "accept_queue_full",
         &[
-            ("reason", json!("TCP_LISTEN_OVERFLOW")),
+            (
+                "reason",
+                json!(if listener_full > 0 {
+                    "NOT_SPECIFIED"
+                } else {
+                    "TCP_LISTEN_OVERFLOW"
+                }),
+            ),
             ("netns", json!(sc.s.inode())),
             ("dev", json!(AcceptOverflow::DEV_S)),
             ("daddr", json!(AcceptOverflow::SERVER.to_string())),
