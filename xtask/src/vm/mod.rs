@@ -418,27 +418,6 @@ fn replace_between(text: &str, section: &str) -> Result<String> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_readme_section_is_replaced_between_its_markers() {
-        let doc = format!("a\n{README_BEGIN}\nold\n{README_END}\nb\n");
-        let new = replace_between(&doc, &format!("{README_BEGIN}\nnew\n{README_END}")).unwrap();
-        assert_eq!(new, format!("a\n{README_BEGIN}\nnew\n{README_END}\nb\n"));
-        assert!(replace_between("no markers", "x").is_err());
-    }
-
-    #[test]
-    fn every_test_of_the_matrix_is_a_distinct_row() {
-        let mut names: Vec<_> = MATRIX.iter().map(|t| t.name).collect();
-        names.sort_unstable();
-        names.dedup();
-        assert_eq!(names.len(), MATRIX.len());
-        assert!(MATRIX.iter().any(|t| t.env.iter().any(|e| e.contains("--no-fentry"))));
-    }
-}
 
 /// Tests a column does not run, by design: the fentry/kprobe rows on the host
 /// (its kernel refuses both hooks).
@@ -505,4 +484,26 @@ fn place(from: &Path, to: &Path) -> Result<()> {
         fs::copy(from, to).with_context(|| format!("copying {}", from.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_readme_section_is_replaced_between_its_markers() {
+        let doc = format!("a\n{README_BEGIN}\nold\n{README_END}\nb\n");
+        let new = replace_between(&doc, &format!("{README_BEGIN}\nnew\n{README_END}")).unwrap();
+        assert_eq!(new, format!("a\n{README_BEGIN}\nnew\n{README_END}\nb\n"));
+        assert!(replace_between("no markers", "x").is_err());
+    }
+
+    #[test]
+    fn every_test_of_the_matrix_is_a_distinct_row() {
+        let mut names: Vec<_> = MATRIX.iter().map(|t| t.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), MATRIX.len());
+        assert!(MATRIX.iter().any(|t| t.env.iter().any(|e| e.contains("--no-fentry"))));
+    }
 }
