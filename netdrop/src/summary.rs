@@ -212,8 +212,15 @@ impl Summary {
                 .entry(Cause::AcceptQueueFull.as_str())
                 .or_default() += syn_lost;
         }
-        // Without drop reasons the refused creates are the only sign of a full table.
-        if !naming.has_reason_field {
+        // Without drop reasons, and no drop freed where a failed create frees
+        // it (kernel/locations.rs: functions not found, or none of them freed
+        // anything), the refused creates are the only sign of a full table.
+        let by_location = counts
+            .drops
+            .get(netdrop_common::location_slot::NEIGH_TABLE_FULL as usize)
+            .copied()
+            .unwrap_or(0);
+        if !naming.has_reason_field && by_location == 0 {
             *s.causes
                 .entry(Cause::NeighTableOverflow.as_str())
                 .or_default() += s.neigh_create_failures;
@@ -468,6 +475,22 @@ mod tests {
             crate::classify::cause_of("NOT_SPECIFIED(listener full)"),
             Cause::AcceptQueueFull
         );
+    }
+
+    #[test]
+    fn without_reasons_table_drops_by_location_are_not_counted_twice() {
+        let slot = netdrop_common::location_slot::NEIGH_TABLE_FULL;
+        // 5.10 with ip_finish_output2 found: 24 drops there, 24 refused creates.
+        let c = counts(&[(slot, 24)], &[], [24, 0, 0, 0, 0]);
+        let s = Summary::from_counts(&c, &naming(false));
+        assert_eq!(s.cause(Cause::NeighTableOverflow), 24);
+        assert_eq!(s.neigh_create_failures, 24);
+        assert_eq!(s.reasons.get("NEIGH_CREATEFAIL(by location)"), Some(&24));
+        // No location classified: the refused creates are the only sign.
+        let c = counts(&[(0, 24)], &[], [24, 0, 0, 0, 0]);
+        let s = Summary::from_counts(&c, &naming(false));
+        assert_eq!(s.cause(Cause::NeighTableOverflow), 24);
+        assert_eq!(s.cause(Cause::Other), 24);
     }
 
     #[test]
