@@ -226,17 +226,14 @@ fn accept_queue_full() {
     // Kernels before TCP_LISTEN_OVERFLOW (6.1, 5.10) free these ACKs in
     // tcp_v4_rcv without a reason: ListenOverflows says how many of those
     // unclassified drops were overflows (counter fusion, `from_other`).
-    // 6.12/6.13 have rx_sk but not the reason: NOT_SPECIFIED at the full
-    // listener, counted in a slot of netdrop's own.
-    let listener_full = out.reason("NOT_SPECIFIED(listener full)");
-    let by_reason = out.reason("TCP_LISTEN_OVERFLOW") + listener_full;
+    let by_reason = out.reason("TCP_LISTEN_OVERFLOW");
     let by_fusion = out.summary()["from_other"]["accept_queue_full"]
         .as_u64()
         .unwrap_or(0);
     assert_eq!(
         by_reason + by_fusion,
         overflows,
-        "reasons.TCP_LISTEN_OVERFLOW or NOT_SPECIFIED(listener full) ({by_reason}) + from_other ({by_fusion})"
+        "reasons.TCP_LISTEN_OVERFLOW ({by_reason}) + from_other ({by_fusion})"
     );
     assert_eq!(
         out.cause("accept_queue_full"),
@@ -255,14 +252,7 @@ fn accept_queue_full() {
         &out,
         "accept_queue_full",
         &[
-            (
-                "reason",
-                json!(if listener_full > 0 {
-                    "NOT_SPECIFIED"
-                } else {
-                    "TCP_LISTEN_OVERFLOW"
-                }),
-            ),
+            ("reason", json!("TCP_LISTEN_OVERFLOW")),
             ("netns", json!(sc.s.inode())),
             ("dev", json!(AcceptOverflow::DEV_S)),
             ("daddr", json!(AcceptOverflow::SERVER.to_string())),

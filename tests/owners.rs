@@ -179,14 +179,13 @@ fn accept_overflow_names_the_listener_process() {
     let lines: Vec<&Value> = out
         .drops()
         .into_iter()
-        // TCP_LISTEN_OVERFLOW; NOT_SPECIFIED at the full listener on 6.12/6.13.
-        .filter(|l| l["cause"] == "accept_queue_full")
+        .filter(|l| l["reason"] == "TCP_LISTEN_OVERFLOW")
         .collect();
     let by_fusion = out.summary()["from_other"]["accept_queue_full"]
         .as_u64()
         .unwrap_or(0);
     if lines.is_empty() && by_fusion > 0 {
-        // 6.11 and older: no TCP_LISTEN_OVERFLOW reason nor rx_sk, so no line is an
+        // 6.13 and older: no TCP_LISTEN_OVERFLOW reason, so no line is an
         // overflow of its own; ListenOverflows classifies them in the totals.
         eprintln!(
             "SKIP accept_overflow_names_the_listener_process: this kernel frees refused ACKs without a reason \
@@ -194,10 +193,10 @@ fn accept_overflow_names_the_listener_process() {
         );
         return;
     }
-    assert!(!lines.is_empty(), "no accept_queue_full line: {run:?}");
+    assert!(!lines.is_empty(), "no TCP_LISTEN_OVERFLOW line: {run:?}");
     let (foreign, tasks) = foreign_tasks(&lines);
     eprintln!(
-        "{foreign} of {} accept_queue_full lines ran outside this process ({me}); tasks: {tasks:?}",
+        "{foreign} of {} TCP_LISTEN_OVERFLOW lines ran outside this process ({me}); tasks: {tasks:?}",
         lines.len()
     );
     for l in &lines {

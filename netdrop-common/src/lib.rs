@@ -44,11 +44,6 @@ pub const REASON_OVERFLOW_SLOT: u32 = MAX_REASONS - 1;
 /// counted by the kernel in ListenOverflows. Its events carry the kernel's
 /// real reason value.
 pub const LISTEN_FULL_NO_SOCKET_SLOT: u32 = MAX_REASONS - 2;
-/// A slot of netdrop's own, not a kernel reason: `NOT_SPECIFIED` drops whose
-/// receiving socket is a listener with a full accept queue, on kernels that
-/// give rx_sk but not yet TCP_LISTEN_OVERFLOW (6.12, 6.13): the ACK of a
-/// handshake the full accept queue refused. Below the [`location_slot`]s.
-pub const LISTEN_FULL_NOT_SPECIFIED_SLOT: u32 = MAX_REASONS - 6;
 
 /// Indexes into the `STATS` per-CPU array.
 pub mod stat {
@@ -330,12 +325,6 @@ pub struct Config {
     /// if unknown: such drops at a full listener go to
     /// [`LISTEN_FULL_NO_SOCKET_SLOT`].
     pub reason_no_socket: u32,
-    /// This kernel's `SKB_DROP_REASON_NOT_SPECIFIED` where the kernel has
-    /// rx_sk but no TCP_LISTEN_OVERFLOW (6.12, 6.13), else [`ABSENT`]: such
-    /// drops at a full listener (an ACK refused by its full accept queue) go to
-    /// [`LISTEN_FULL_NOT_SPECIFIED_SLOT`].
-    pub reason_not_specified: u32,
-    pub _pad: u32,
     /// How many of `locations` are in use (0 on kernels with drop reasons).
     pub n_locations: u32,
     /// Kernels without drop reasons (before 5.17): drops freed inside these
@@ -441,8 +430,6 @@ impl Config {
             emit_neigh_states: 0,
             event_limit: 0,
             reason_no_socket: ABSENT,
-            reason_not_specified: ABSENT,
-            _pad: 0,
             n_locations: 0,
             locations: [LocationRange::NONE; MAX_LOCATIONS],
         }

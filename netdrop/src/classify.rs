@@ -62,11 +62,6 @@ impl Cause {
 /// overflow of a syncookie ACK.
 pub const NO_SOCKET_LISTEN_FULL: &str = "NO_SOCKET(listener full)";
 
-/// How the summary names netdrop's slot for NOT_SPECIFIED drops at a full
-/// listener (`netdrop_common::LISTEN_FULL_NOT_SPECIFIED_SLOT`, 6.12/6.13): an
-/// ACK the full accept queue refused, before TCP_LISTEN_OVERFLOW existed.
-pub const NOT_SPECIFIED_LISTEN_FULL: &str = "NOT_SPECIFIED(listener full)";
-
 /// The cause of a drop with this kernel reason name.
 pub fn cause_of(reason_name: &str) -> Cause {
     // Kernels without reasons: the reason a newer kernel gives, inferred from
@@ -77,9 +72,7 @@ pub fn cause_of(reason_name: &str) -> Cause {
     match reason_name {
         "NEIGH_CREATEFAIL" => Cause::NeighTableOverflow,
         "NEIGH_QUEUEFULL" => Cause::NeighQueueFull,
-        "TCP_LISTEN_OVERFLOW" | NO_SOCKET_LISTEN_FULL | NOT_SPECIFIED_LISTEN_FULL => {
-            Cause::AcceptQueueFull
-        }
+        "TCP_LISTEN_OVERFLOW" | NO_SOCKET_LISTEN_FULL => Cause::AcceptQueueFull,
         "IP_RPFILTER" => Cause::RpFilter,
         _ => Cause::Other,
     }

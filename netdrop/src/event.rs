@@ -1,7 +1,7 @@
 //! A classified drop, ready for any sink: the record plus what the agent knows about it.
 
 use crate::{
-    classify::Cause,
+    classify::{Cause, classify},
     decode::DropRecord,
     kernel::kallsyms::Kallsyms,
     namespaces::Namespaces,
@@ -89,7 +89,7 @@ impl Classifier {
         let location = self.syms.resolve(rec.location);
         let reason = self.naming.drop_reason_name(rec.reason, &location);
         DropView {
-            cause: self.naming.classify(&reason, rec.accept_queue),
+            cause: classify(&reason, rec.accept_queue),
             reason,
             location,
             ts: self.clock.wall(rec.ts_ns),

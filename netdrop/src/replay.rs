@@ -14,6 +14,7 @@ use std::{
 use anyhow::Result;
 
 use crate::{
+    classify::classify,
     diagnose::{Diagnosis, Report},
     event::{Clock, DropView},
     hist::HistConfig,
@@ -251,7 +252,7 @@ impl State {
                 let reason = self.naming.drop_reason_name(d.rec.reason, &d.location);
                 let view = DropView {
                     rec: &d.rec,
-                    cause: self.naming.classify(&reason, d.rec.accept_queue),
+                    cause: classify(&reason, d.rec.accept_queue),
                     reason,
                     location: d.location,
                     ts: self.clock.wall(d.rec.ts_ns),

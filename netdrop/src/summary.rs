@@ -49,8 +49,6 @@ pub fn slot_name(reasons: &ReasonTable, has_reason_field: bool, slot: u32) -> St
         crate::kernel::locations::slot_name(slot).unwrap_or_else(|| "UNKNOWN".into())
     } else if slot == LISTEN_FULL_NO_SOCKET_SLOT {
         crate::classify::NO_SOCKET_LISTEN_FULL.into()
-    } else if slot == netdrop_common::LISTEN_FULL_NOT_SPECIFIED_SLOT {
-        crate::classify::NOT_SPECIFIED_LISTEN_FULL.into()
     } else if slot == REASON_OVERFLOW_SLOT {
         format!("UNKNOWN_GE_{REASON_OVERFLOW_SLOT}")
     } else {
@@ -76,25 +74,6 @@ impl Naming {
             self.reasons.name(reason)
         } else {
             "UNKNOWN".into()
-        }
-    }
-
-    /// A drop's cause from its reason name and the listener queue it hit
-    /// ([`crate::classify::classify`]); on kernels with rx_sk but no
-    /// TCP_LISTEN_OVERFLOW (6.12, 6.13), a NOT_SPECIFIED drop at a full
-    /// listener is an ACK refused by the full accept queue, as the kernel side
-    /// counts it (`LISTEN_FULL_NOT_SPECIFIED_SLOT`).
-    pub fn classify(&self, reason_name: &str, accept_queue: Option<(u32, u32)>) -> Cause {
-        match accept_queue {
-            Some((len, limit))
-                if len > limit
-                    && reason_name == "NOT_SPECIFIED"
-                    && self.has_reason_field
-                    && self.reasons.value("TCP_LISTEN_OVERFLOW").is_none() =>
-            {
-                Cause::AcceptQueueFull
-            }
-            _ => crate::classify::classify(reason_name, accept_queue),
         }
     }
 
@@ -448,33 +427,6 @@ mod tests {
             from_other: BTreeMap::new(),
             placed: placed.iter().copied().collect(),
         }
-    }
-
-    #[test]
-    fn not_specified_at_a_full_listener_is_an_overflow_only_before_its_reason() {
-        let with = naming(true);
-        // This kernel has TCP_LISTEN_OVERFLOW: NOT_SPECIFIED stays other.
-        assert_eq!(with.classify("NOT_SPECIFIED", Some((2, 1))), Cause::Other);
-        // 6.12/6.13: no TCP_LISTEN_OVERFLOW; at a full listener it is one.
-        let older = Naming {
-            reasons: ReasonTable::from_pairs(
-                [("NOT_SPECIFIED", 2), ("NO_SOCKET", 3)]
-                    .map(|(n, v)| (format!("SKB_DROP_REASON_{n}"), v)),
-            ),
-            has_reason_field: true,
-        };
-        assert_eq!(older.classify("NOT_SPECIFIED", Some((2, 1))), Cause::AcceptQueueFull);
-        assert_eq!(older.classify("NOT_SPECIFIED", Some((1, 1))), Cause::Other);
-        assert_eq!(older.classify("NOT_SPECIFIED", None), Cause::Other);
-        assert_eq!(older.classify("NO_SOCKET", Some((2, 1))), Cause::AcceptQueueFull);
-        assert_eq!(
-            older.slot_name(netdrop_common::LISTEN_FULL_NOT_SPECIFIED_SLOT),
-            "NOT_SPECIFIED(listener full)"
-        );
-        assert_eq!(
-            crate::classify::cause_of("NOT_SPECIFIED(listener full)"),
-            Cause::AcceptQueueFull
-        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use netdrop_common::{
-    ABSENT, Config, LISTEN_FULL_NOT_SPECIFIED_SLOT, LISTEN_FULL_NO_SOCKET_SLOT, MAX_LOCATIONS, MAX_REASONS, REASON_OVERFLOW_SLOT, RawDropEvent,
+    ABSENT, Config, LISTEN_FULL_NO_SOCKET_SLOT, MAX_LOCATIONS, MAX_REASONS, REASON_OVERFLOW_SLOT, RawDropEvent,
     filter, kind,
 };
 
@@ -82,12 +82,6 @@ pub fn on_drop<S: DropSource>(src: &S) -> Option<u32> {
     if reason == cfg.reason_no_socket && cfg.reason_no_socket != ABSENT {
         if rx_sk != 0 && listener_full(rx_sk, &cfg.structs) {
             slot = LISTEN_FULL_NO_SOCKET_SLOT;
-        }
-    } else if reason == cfg.reason_not_specified && cfg.reason_not_specified != ABSENT {
-        // 6.12/6.13: an ACK refused by a full accept queue has no reason of
-        // its own yet, but rx_sk names the full listener.
-        if rx_sk != 0 && listener_full(rx_sk, &cfg.structs) {
-            slot = LISTEN_FULL_NOT_SPECIFIED_SLOT;
         }
     }
     // No reason on this kernel (before 5.17): where the skb was freed says

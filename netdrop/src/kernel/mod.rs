@@ -83,17 +83,6 @@ impl KernelFacts {
         if has_reason_field && let Some(v) = reasons.value("NO_SOCKET") {
             config.reason_no_socket = v;
         }
-        // rx_sk but no TCP_LISTEN_OVERFLOW yet (6.12, 6.13): refused ACKs are
-        // NOT_SPECIFIED at a full listener.
-        let has_rx_sk =
-            config.kfree_skb.rx_sk != ABSENT || config.kfree_skb_args.rx_sk != ABSENT;
-        if has_reason_field
-            && has_rx_sk
-            && reasons.value("TCP_LISTEN_OVERFLOW").is_none()
-            && let Some(v) = reasons.value("NOT_SPECIFIED")
-        {
-            config.reason_not_specified = v;
-        }
         let mut by_location = Vec::new();
         if !has_reason_field {
             // No reasons: classify by the freeing function (kernel/locations.rs).
