@@ -22,10 +22,10 @@ const RUN_SH: &str = include_str!("../../vm/synbench.sh");
 pub const BEGIN: &str = "<!-- synbench:begin -->";
 pub const END: &str = "<!-- synbench:end -->";
 pub const HEADING: &str = "## The SYN hook's cost (guest, QEMU/TCG)";
-/// nd-synbench's arguments: 3 s floods, 7 rounds over the 4 rows, one sender
+/// nd-synbench's arguments: 3 s floods, 9 rounds over the 4 rows, one sender
 /// thread (one busy vCPU of two: less exposed to the host's other load).
 const SECONDS: u32 = 3;
-const ROUNDS: u32 = 7;
+const ROUNDS: u32 = 9;
 const THREADS: u32 = 1;
 
 pub fn run(args: &VmArgs) -> Result<()> {
