@@ -182,7 +182,11 @@ fn both_drop_hooks_count_exactly_and_describe_alike() {
         if !args.is_empty() {
             assert_eq!(hook, "tracepoint", "--no-raw-tracepoint");
         }
-        assert_eq!(out.reason(out.no_socket_reason()), report.kernel_drops, "{hook}");
+        assert_eq!(
+            out.reason(out.no_socket_reason()),
+            report.kernel_drops,
+            "{hook}"
+        );
         let first = out.drops()[0].clone();
         for key in [
             "reason", "dev", "protocol", "saddr", "daddr", "dport", "l4", "netns",

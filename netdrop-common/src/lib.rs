@@ -8,6 +8,9 @@
 //! the running kernel's BTF.
 #![no_std]
 
+mod location;
+pub use location::{LocationRange, MAX_LOCATIONS, location_slot};
+
 /// Names of the maps and programs, shared so both sides spell them the same.
 pub mod names {
     pub const EVENTS: &str = "EVENTS";
@@ -332,43 +335,6 @@ pub struct Config {
     pub locations: [LocationRange; MAX_LOCATIONS],
 }
 
-/// How many kernel functions the probe can classify drops by.
-pub const MAX_LOCATIONS: usize = 8;
-
-/// A kernel function's addresses `[start, end)` and the counter slot its
-/// drops go to, on kernels whose kfree_skb gives no reason.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LocationRange {
-    pub start: u64,
-    pub end: u64,
-    pub slot: u32,
-    pub _pad: u32,
-}
-
-impl LocationRange {
-    pub const NONE: LocationRange = LocationRange {
-        start: 0,
-        end: 0,
-        slot: 0,
-        _pad: 0,
-    };
-}
-
-/// Slots of netdrop's own for drops a kernel without drop reasons (5.10–5.16)
-/// freed in a function that only that cause drops in (the table is in the
-/// agent: `kernel/locations.rs`). Below [`LISTEN_FULL_NO_SOCKET_SLOT`].
-pub mod location_slot {
-    use super::MAX_REASONS;
-    /// `ip_rcv_finish_core`: the reverse-path filter (IPReversePathFilter).
-    pub const RP_FILTER: u32 = MAX_REASONS - 3;
-    /// `__neigh_event_send`: the unresolved-neighbour queue was full.
-    pub const NEIGH_QUEUE_FULL: u32 = MAX_REASONS - 4;
-    /// `ip_finish_output2` / `ip6_finish_output2`: no neighbour entry (table full).
-    pub const NEIGH_TABLE_FULL: u32 = MAX_REASONS - 5;
-    pub const ALL: [u32; 3] = [RP_FILTER, NEIGH_QUEUE_FULL, NEIGH_TABLE_FULL];
-}
-
 impl Config {
     /// A config where nothing is known: the programs count and read nothing else.
     pub const fn unknown() -> Self {
@@ -624,6 +590,7 @@ const _: () = assert!(core::mem::size_of::<Config>().is_multiple_of(4));
 // No implicit padding before the location table (the config's bytes are copied as they are).
 const _: () = assert!(core::mem::offset_of!(Config, locations).is_multiple_of(8));
 const _: () = assert!(
-    core::mem::offset_of!(Config, locations) + core::mem::size_of::<[LocationRange; MAX_LOCATIONS]>()
+    core::mem::offset_of!(Config, locations)
+        + core::mem::size_of::<[LocationRange; MAX_LOCATIONS]>()
         == core::mem::size_of::<Config>()
 );

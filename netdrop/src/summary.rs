@@ -450,11 +450,7 @@ mod tests {
         // 6.1: 91 drops NOT_SPECIFIED (reason 2), 60 of them ACKs refused by a
         // full accept queue (ListenOverflows 60, no SYN seen by the hook).
         let c = counts(&[(2, 91)], &[], [0; 5]);
-        let mut ko = only(
-            &[(Cause::AcceptQueueFull, 60)],
-            &[],
-            &[(Cause::Other, 91)],
-        );
+        let mut ko = only(&[(Cause::AcceptQueueFull, 60)], &[], &[(Cause::Other, 91)]);
         ko.from_other.insert(Cause::AcceptQueueFull, 60);
         let s = Summary::from_counts(&c, &naming(true)).with_kernel_only(&ko);
         assert_eq!(s.cause(Cause::AcceptQueueFull), 60);
@@ -468,7 +464,11 @@ mod tests {
         ko.from_other.insert(Cause::AcceptQueueFull, 60);
         let s = Summary::from_counts(&c, &naming(true)).with_kernel_only(&ko);
         assert_eq!(
-            (s.cause(Cause::AcceptQueueFull), s.cause(Cause::Other), s.total_drops),
+            (
+                s.cause(Cause::AcceptQueueFull),
+                s.cause(Cause::Other),
+                s.total_drops
+            ),
             (70, 31, 101)
         );
     }

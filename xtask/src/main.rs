@@ -164,7 +164,11 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 eprintln!(
                     "xtask: kernel matrix skipped ({}): run `cargo xtask vm-test`",
-                    if filter.is_empty() { "not root" } else { "a test filter was given" }
+                    if filter.is_empty() {
+                        "not root"
+                    } else {
+                        "a test filter was given"
+                    }
                 );
             }
             // Fuzzing last: needs no root, and its first build takes minutes.

@@ -10,8 +10,8 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use netdrop_common::{
-    ABSENT, Config, LISTEN_FULL_NO_SOCKET_SLOT, MAX_LOCATIONS, MAX_REASONS, REASON_OVERFLOW_SLOT, RawDropEvent,
-    filter, kind,
+    ABSENT, Config, LISTEN_FULL_NO_SOCKET_SLOT, MAX_LOCATIONS, MAX_REASONS, REASON_OVERFLOW_SLOT,
+    RawDropEvent, filter, kind,
 };
 
 use crate::{

@@ -526,7 +526,11 @@ mod tests;
 pub(crate) fn unreasoned_tcp_rcv(reason: &str, location: &str) -> bool {
     let sym = location.split('+').next().unwrap_or_default();
     let sym = sym.split('.').next().unwrap_or_default();
-    matches!(reason, "NOT_SPECIFIED" | "UNKNOWN") && matches!(sym, "tcp_v4_rcv" | "tcp_v6_rcv" | "tcp_v4_do_rcv" | "tcp_v6_do_rcv")
+    matches!(reason, "NOT_SPECIFIED" | "UNKNOWN")
+        && matches!(
+            sym,
+            "tcp_v4_rcv" | "tcp_v6_rcv" | "tcp_v4_do_rcv" | "tcp_v6_do_rcv"
+        )
 }
 
 #[cfg(test)]

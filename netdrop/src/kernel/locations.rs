@@ -135,12 +135,18 @@ ffffffff81d00040 t other_cold
                 "ip_rcv_finish_core.cold"
             ]
         );
-        assert_eq!((r[0].start, r[0].end), (0xffffffff81900000, 0xffffffff81900400));
+        assert_eq!(
+            (r[0].start, r[0].end),
+            (0xffffffff81900000, 0xffffffff81900400)
+        );
         assert_eq!(r[0].slot, location_slot::RP_FILTER);
         assert_eq!(r[1].slot, location_slot::NEIGH_QUEUE_FULL);
         assert_eq!(r[2].slot, location_slot::NEIGH_TABLE_FULL);
         assert_eq!(r[3].slot, location_slot::NEIGH_TABLE_FULL);
-        assert_eq!((r[4].start, r[4].end), (0xffffffff81d00000, 0xffffffff81d00040));
+        assert_eq!(
+            (r[4].start, r[4].end),
+            (0xffffffff81d00000, 0xffffffff81d00040)
+        );
     }
 
     #[test]
@@ -158,8 +164,15 @@ ffffffff81d00040 t other_cold
         assert_eq!(reason_at(""), None);
         for e in TABLE {
             let n = slot_name(e.slot).unwrap();
-            assert_eq!(reason_at(&format!("{}+0x1", e.functions[0])), Some(n.clone()));
-            assert_ne!(crate::classify::cause_of(&n), crate::classify::Cause::Other, "{n}");
+            assert_eq!(
+                reason_at(&format!("{}+0x1", e.functions[0])),
+                Some(n.clone())
+            );
+            assert_ne!(
+                crate::classify::cause_of(&n),
+                crate::classify::Cause::Other,
+                "{n}"
+            );
         }
         assert_eq!(slot_name(0), None);
     }
@@ -168,7 +181,10 @@ ffffffff81d00040 t other_cold
     fn no_more_ranges_than_the_probe_reads() {
         let mut text = String::new();
         for i in 0..20u64 {
-            text.push_str(&format!("{:x} t __neigh_event_send.part.{i}\n", 0xffffffff81000000u64 + i * 0x100));
+            text.push_str(&format!(
+                "{:x} t __neigh_event_send.part.{i}\n",
+                0xffffffff81000000u64 + i * 0x100
+            ));
         }
         let (r, _) = ranges(&Kallsyms::parse(&text));
         assert_eq!(r.len(), MAX_LOCATIONS);

@@ -182,21 +182,31 @@ fn load(prog_type: u32, name: &str) -> Result<OwnedFd> {
     };
     let n = name.len().min(15);
     attr.prog_name[..n].copy_from_slice(&name.as_bytes()[..n]);
+    prog_load(
+        &mut attr,
+        &log,
+        &format!("empty program of type {prog_type}"),
+    )
+}
+
+/// BPF_PROG_LOAD with `attr` (a `bpf_attr` prefix whose log buffer is `log`):
+/// the program's descriptor, or the error with the verifier's log.
+pub(crate) fn prog_load<A>(attr: &mut A, log: &[u8], what: &str) -> Result<OwnedFd> {
     // SAFETY: attr points at valid instruction, license and log buffers that
     // outlive the call; the size is that of the struct passed.
     let fd = unsafe {
         libc::syscall(
             libc::SYS_bpf,
             BPF_PROG_LOAD,
-            &raw mut attr,
-            std::mem::size_of::<ProgLoadAttr>() as u32,
+            std::ptr::from_mut(attr),
+            std::mem::size_of::<A>() as u32,
         )
     };
     if fd < 0 {
         let e = std::io::Error::last_os_error();
-        let log = String::from_utf8_lossy(&log);
+        let log = String::from_utf8_lossy(log);
         bail!(
-            "BPF_PROG_LOAD (empty program of type {prog_type}): {e}; verifier: {}",
+            "BPF_PROG_LOAD ({what}): {e}; verifier: {}",
             log.trim_end_matches('\0').trim()
         );
     }

@@ -102,13 +102,31 @@ pub fn run_guest(
 
 /// Boots `kernel` with `initrd` and `share` (9p) until it powers off; fails
 /// on a timeout, a QEMU error or a guest that did not reach VM-END.
-pub(super) fn boot(kernel: &Kernel, initrd: &Path, share: &Path, console: &Path, limit: Duration) -> Result<()> {
+pub(super) fn boot(
+    kernel: &Kernel,
+    initrd: &Path,
+    share: &Path,
+    console: &Path,
+    limit: Duration,
+) -> Result<()> {
     let log = fs::File::create(console)?;
     let mut child = Command::new("qemu-system-x86_64")
         // TCG only: /dev/kvm on these machines does not run guests.
         .args(["-accel", "tcg,thread=multi", "-cpu", "max"])
-        .args(["-smp", &GUEST_CPUS.to_string(), "-m", &GUEST_MEM_MB.to_string()])
-        .args(["-nographic", "-no-reboot", "-nic", "none", "-serial", "stdio"])
+        .args([
+            "-smp",
+            &GUEST_CPUS.to_string(),
+            "-m",
+            &GUEST_MEM_MB.to_string(),
+        ])
+        .args([
+            "-nographic",
+            "-no-reboot",
+            "-nic",
+            "none",
+            "-serial",
+            "stdio",
+        ])
         .args(["-monitor", "none"])
         .arg("-kernel")
         .arg(&kernel.vmlinuz)
@@ -170,7 +188,12 @@ pub(super) fn boot(kernel: &Kernel, initrd: &Path, share: &Path, console: &Path,
 }
 
 /// Runs the matrix tests on this machine's kernel, one at a time.
-pub fn run_host(work: &Path, bins: &Binaries, tests: &[MatrixTest], timeout: u64) -> Result<Column> {
+pub fn run_host(
+    work: &Path,
+    bins: &Binaries,
+    tests: &[MatrixTest],
+    timeout: u64,
+) -> Result<Column> {
     let res = work.join("host/res");
     let _ = fs::remove_dir_all(&res);
     fs::create_dir_all(&res)?;

@@ -203,7 +203,10 @@ pub fn ensure(cache: &Path, line: KernelLine, refresh: bool) -> Result<Kernel> {
     let pinned = dir.join("packages");
     if refresh || !pinned.exists() || find(&dir, line).is_err() {
         let apt = Apt::new(cache, &line)?;
-        eprintln!("xtask: vm: resolving the {} kernel ({})", line.id, line.debian);
+        eprintln!(
+            "xtask: vm: resolving the {} kernel ({})",
+            line.id, line.debian
+        );
         apt.output("apt-get", &["-q", "update"])?;
         let pkgs = resolve(&apt)?;
         let debs = dir.join("debs");
@@ -241,11 +244,7 @@ fn find(dir: &Path, line: KernelLine) -> Result<Kernel> {
         }
     }
     let modules = modules.context("no lib/modules in the kernel packages")?;
-    let release = modules
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
+    let release = modules.file_name().unwrap().to_string_lossy().into_owned();
     let vmlinuz = [
         root.join(format!("boot/vmlinuz-{release}")),
         modules.join("vmlinuz"),

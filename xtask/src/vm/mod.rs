@@ -229,7 +229,15 @@ fn build_static() -> Result<Binaries> {
     let flags = "-C target-feature=+crt-static";
     let mut c = crate::cargo();
     c.env("RUSTFLAGS", flags).args([
-        "build", "--release", "--target", TRIPLE, "-p", "netdrop", "-p", "netdrop-tests", "--bins",
+        "build",
+        "--release",
+        "--target",
+        TRIPLE,
+        "-p",
+        "netdrop",
+        "-p",
+        "netdrop-tests",
+        "--bins",
     ]);
     crate::status(c)?;
     let mut c = crate::cargo();
@@ -341,7 +349,10 @@ pub fn run(args: &VmArgs) -> Result<()> {
         let col = if id == "host" {
             guest::run_host(&work, &bins, &tests, args.test_timeout)?
         } else {
-            let k = guests.iter().find(|k| k.line.id == id).expect("ensured above");
+            let k = guests
+                .iter()
+                .find(|k| k.line.id == id)
+                .expect("ensured above");
             guest::run_guest(&work, k, &bins, &tests, args.test_timeout)?
         };
         let col = Column {
@@ -417,7 +428,6 @@ fn replace_between(text: &str, section: &str) -> Result<String> {
         _ => bail!("README.md has no {README_BEGIN} ... {README_END} section"),
     }
 }
-
 
 /// Tests a column does not run, by design: the fentry/kprobe rows on the host
 /// (its kernel refuses both hooks).
@@ -504,6 +514,10 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), MATRIX.len());
-        assert!(MATRIX.iter().any(|t| t.env.iter().any(|e| e.contains("--no-fentry"))));
+        assert!(
+            MATRIX
+                .iter()
+                .any(|t| t.env.iter().any(|e| e.contains("--no-fentry")))
+        );
     }
 }

@@ -13,7 +13,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use anyhow::{Context, Result, bail};
 
-use super::{BPF_PROG_LOAD, BPF_RAW_TRACEPOINT_OPEN, RawTpOpenAttr};
+use super::{BPF_RAW_TRACEPOINT_OPEN, RawTpOpenAttr};
 
 const BPF_PROG_TYPE_TRACING: u32 = 26;
 const BPF_TRACE_FENTRY: u32 = 24;
@@ -116,26 +116,11 @@ fn load(attach_btf_id: u32) -> Result<OwnedFd> {
         ..Default::default()
     };
     attr.prog_name[..NAME_FENTRY.len()].copy_from_slice(NAME_FENTRY.as_bytes());
-    // SAFETY: attr points at instruction, license and log buffers that outlive
-    // the call; the size is that of the struct passed.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_LOAD,
-            &raw mut attr,
-            std::mem::size_of::<TracingLoadAttr>() as u32,
-        )
-    };
-    if fd < 0 {
-        let e = std::io::Error::last_os_error();
-        let log = String::from_utf8_lossy(&log);
-        bail!(
-            "BPF_PROG_LOAD (empty fentry program, BTF id {attach_btf_id}): {e}; verifier: {}",
-            log.trim_end_matches('\0').trim()
-        );
-    }
-    // SAFETY: a fresh descriptor nobody else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    super::prog_load(
+        &mut attr,
+        &log,
+        &format!("empty fentry program, BTF id {attach_btf_id}"),
+    )
 }
 
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
