@@ -1,6 +1,9 @@
-//! Reason → cause. Pure; the reason *names* come from the running kernel's BTF.
+//! Reason → cause, from the cause registry (`causes/`). Pure; the reason
+//! *names* come from the running kernel's BTF.
 
 use serde::{Deserialize, Serialize};
+
+use crate::causes;
 
 /// What netdrop blames a drop on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -19,6 +22,7 @@ pub enum Cause {
 }
 
 impl Cause {
+    /// Every cause, in the registry's (report) order.
     pub const ALL: [Cause; 5] = [
         Cause::NeighTableOverflow,
         Cause::NeighQueueFull,
@@ -27,33 +31,29 @@ impl Cause {
         Cause::Other,
     ];
 
+    /// Its name in JSON, `--cause` and recordings (from the registry).
     pub fn as_str(self) -> &'static str {
-        match self {
-            Cause::NeighTableOverflow => "neigh_table_overflow",
-            Cause::NeighQueueFull => "neigh_queue_full",
-            Cause::AcceptQueueFull => "accept_queue_full",
-            Cause::RpFilter => "rp_filter",
-            Cause::Other => "other",
-        }
+        causes::spec(self).name
     }
 
     pub fn parse(s: &str) -> Option<Cause> {
-        Cause::ALL.into_iter().find(|c| c.as_str() == s)
+        causes::by_name(s).map(|spec| spec.cause)
     }
 
     /// One line on what it means, for the human view.
     pub fn meaning(self) -> &'static str {
-        match self {
-            Cause::NeighTableOverflow => "neighbour table full (net.ipv4.neigh.default.gc_thresh3)",
-            Cause::NeighQueueFull => {
-                "queue of packets waiting for ARP/ND resolution full (unres_qlen_bytes)"
-            }
-            Cause::AcceptQueueFull => {
-                "listener accept queue full (listen backlog / net.core.somaxconn)"
-            }
-            Cause::RpFilter => "reverse-path filter (rp_filter) rejected the source",
-            Cause::Other => "other kernel drop reasons",
-        }
+        causes::spec(self).meaning
+    }
+}
+
+/// `--cause NAME`: the registry's names, each with its meaning as help.
+impl clap::ValueEnum for Cause {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Cause::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.as_str()).help(self.meaning()))
     }
 }
 
@@ -69,13 +69,7 @@ pub fn cause_of(reason_name: &str) -> Cause {
     let reason_name = reason_name
         .strip_suffix(crate::kernel::locations::BY_LOCATION)
         .unwrap_or(reason_name);
-    match reason_name {
-        "NEIGH_CREATEFAIL" => Cause::NeighTableOverflow,
-        "NEIGH_QUEUEFULL" => Cause::NeighQueueFull,
-        "TCP_LISTEN_OVERFLOW" | NO_SOCKET_LISTEN_FULL => Cause::AcceptQueueFull,
-        "IP_RPFILTER" => Cause::RpFilter,
-        _ => Cause::Other,
-    }
+    causes::by_reason_name(reason_name).map_or(Cause::Other, |spec| spec.cause)
 }
 
 /// The cause of a drop, from its reason and, where the reason is ambiguous,

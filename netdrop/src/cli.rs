@@ -155,7 +155,7 @@ pub struct FilterArgs {
     pub dev: Option<String>,
     /// Only these causes (repeat for several).
     #[arg(long, value_enum, value_name = "CAUSE")]
-    pub cause: Vec<CauseArg>,
+    pub cause: Vec<crate::classify::Cause>,
     /// Only packets from or to this port.
     #[arg(long, value_name = "PORT")]
     pub port: Option<u16>,
@@ -164,28 +164,6 @@ pub struct FilterArgs {
     pub addr: Option<std::net::IpAddr>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-#[value(rename_all = "snake_case")]
-pub enum CauseArg {
-    NeighTableOverflow,
-    NeighQueueFull,
-    AcceptQueueFull,
-    RpFilter,
-    Other,
-}
-
-impl CauseArg {
-    pub fn cause(self) -> crate::classify::Cause {
-        use crate::classify::Cause;
-        match self {
-            CauseArg::NeighTableOverflow => Cause::NeighTableOverflow,
-            CauseArg::NeighQueueFull => Cause::NeighQueueFull,
-            CauseArg::AcceptQueueFull => Cause::AcceptQueueFull,
-            CauseArg::RpFilter => Cause::RpFilter,
-            CauseArg::Other => Cause::Other,
-        }
-    }
-}
 
 impl FilterArgs {
     pub fn spec(&self) -> crate::filter::FilterSpec {
@@ -193,7 +171,7 @@ impl FilterArgs {
             pid: self.pid,
             netns: self.netns.clone(),
             dev: self.dev.clone(),
-            causes: self.cause.iter().map(|c| c.cause()).collect(),
+            causes: self.cause.clone(),
             port: self.port,
             addr: self.addr,
         }

@@ -5,6 +5,7 @@
 //! `classify`/`event` → `sink`s, with `counters`/`summary` giving exact totals.
 
 pub mod advice;
+pub mod causes;
 pub mod classify;
 pub mod cli;
 pub mod context;

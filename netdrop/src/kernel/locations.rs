@@ -1,10 +1,11 @@
 //! Kernels without drop reasons (5.10–5.16): the function that freed a
 //! dropped skb says what dropped it, for the functions only one of the causes
-//! frees packets in. The one table of them, used alike by the probe (address
-//! ranges from kallsyms, so counts stay exact at any rate) and by the agent
-//! (an event's resolved location, live or replayed).
+//! frees packets in. Each cause declares its functions in the cause registry
+//! (`causes/<cause>.rs`: `freed_in`, `location_slot`); this module turns them
+//! into address ranges from kallsyms for the probe (so counts stay exact at any
+//! rate) and names events by their resolved location, live or replayed.
 //!
-//! What each entry rests on (5.10 sources, checked in the 5.10 guest of
+//! What the entries rest on (5.10 sources, checked in the 5.10 guest of
 //! `cargo xtask vm-test`):
 //! - `ip_rcv_finish_core`: its `drop_error` path frees the packets
 //!   `fib_validate_source` refused (-EXDEV, IPReversePathFilter); its other
@@ -20,12 +21,12 @@
 //! tcp_conn_request hook, and the ACKs freed in `tcp_v4_rcv`/`tcp_v4_do_rcv`
 //! (where other TCP drops are freed too) from ListenOverflows (diagnose/fusion).
 
-use netdrop_common::{LocationRange, MAX_LOCATIONS, location_slot};
+use netdrop_common::{LocationRange, MAX_LOCATIONS};
 
 use super::kallsyms::Kallsyms;
 
-/// Drops freed in `functions` are counted in `slot` and named `reason`
-/// + [`BY_LOCATION`].
+/// A cause's entry: drops freed in `functions` are counted in `slot` and
+/// named `reason` + [`BY_LOCATION`] (from the cause registry, `causes/`).
 #[derive(Debug, Clone, Copy)]
 pub struct ByLocation {
     pub functions: &'static [&'static str],
@@ -34,23 +35,16 @@ pub struct ByLocation {
     pub reason: &'static str,
 }
 
-pub const TABLE: &[ByLocation] = &[
-    ByLocation {
-        functions: &["ip_rcv_finish_core"],
-        slot: location_slot::RP_FILTER,
-        reason: "IP_RPFILTER",
-    },
-    ByLocation {
-        functions: &["__neigh_event_send"],
-        slot: location_slot::NEIGH_QUEUE_FULL,
-        reason: "NEIGH_QUEUEFULL",
-    },
-    ByLocation {
-        functions: &["ip_finish_output2", "ip6_finish_output2"],
-        slot: location_slot::NEIGH_TABLE_FULL,
-        reason: "NEIGH_CREATEFAIL",
-    },
-];
+/// The table: every registered cause that declares freeing functions.
+pub fn table() -> impl Iterator<Item = ByLocation> {
+    crate::causes::REGISTRY.iter().filter_map(|spec| {
+        Some(ByLocation {
+            functions: spec.freed_in,
+            slot: spec.location_slot?,
+            reason: spec.reasons.first()?.name,
+        })
+    })
+}
 
 /// Marks a reason inferred from the drop's location, not given by the kernel.
 pub const BY_LOCATION: &str = "(by location)";
@@ -60,15 +54,14 @@ fn base(name: &str) -> &str {
     name.split('.').next().unwrap_or(name)
 }
 
-fn entry_of_function(name: &str) -> Option<&'static ByLocation> {
+fn entry_of_function(name: &str) -> Option<ByLocation> {
     let b = base(name);
-    TABLE.iter().find(|e| e.functions.contains(&b))
+    table().find(|e| e.functions.contains(&b))
 }
 
 /// The name of a location slot (`IP_RPFILTER(by location)`), if it is one.
 pub fn slot_name(slot: u32) -> Option<String> {
-    TABLE
-        .iter()
+    table()
         .find(|e| e.slot == slot)
         .map(|e| format!("{}{BY_LOCATION}", e.reason))
 }
@@ -105,6 +98,8 @@ pub fn ranges(syms: &Kallsyms) -> (Vec<LocationRange>, Vec<String>) {
 
 #[cfg(test)]
 mod tests {
+    use netdrop_common::location_slot;
+
     use super::*;
 
     const TEXT: &str = "\
@@ -162,7 +157,7 @@ ffffffff81d00040 t other_cold
         assert_eq!(reason_at("tcp_v4_rcv+0x90"), None);
         assert_eq!(reason_at("0xffffffff81000000"), None);
         assert_eq!(reason_at(""), None);
-        for e in TABLE {
+        for e in table() {
             let n = slot_name(e.slot).unwrap();
             assert_eq!(
                 reason_at(&format!("{}+0x1", e.functions[0])),

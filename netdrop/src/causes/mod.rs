@@ -1,0 +1,126 @@
+//! The cause registry: every cause netdrop knows, each in a module of its own
+//! that declares, as data, what makes a drop that cause — the kernel's drop
+//! reasons (with the kernel that introduced them), netdrop's own counter slots,
+//! the functions that free only its drops on kernels without reasons, the
+//! kernel counters that count it and the settings that govern it. Naming,
+//! classification (`classify::cause_of`), `--cause`, the summary and the
+//! location table of kernels without reasons read it from here.
+//!
+//! Registry order is report order. Adding a cause: a module here, one line in
+//! [`REGISTRY`], one variant of [`Cause`] (its id).
+
+mod accept_queue_full;
+mod neigh_queue_full;
+mod neigh_table_overflow;
+mod other;
+mod rp_filter;
+
+use crate::classify::Cause;
+
+/// A kernel drop reason (its name without `SKB_DROP_REASON_`), with the
+/// kernels of the matrix (`cargo xtask vm-test`) that give it: which number
+/// it has is read from each kernel's BTF, never from here.
+#[derive(Debug, Clone, Copy)]
+pub struct Reason {
+    pub name: &'static str,
+    pub seen: &'static str,
+}
+
+/// Everything a cause declares.
+#[derive(Debug)]
+pub struct CauseSpec {
+    pub cause: Cause,
+    /// Its name in JSON, `--cause` and recordings.
+    pub name: &'static str,
+    /// One line on what it means, for the human view.
+    pub meaning: &'static str,
+    /// Kernel reasons that are this cause whatever else is known.
+    pub reasons: &'static [Reason],
+    /// Names of netdrop's own counter slots that are this cause (a reason
+    /// made unambiguous by what the drop hit, e.g. `NO_SOCKET(listener full)`).
+    pub own_slots: &'static [&'static str],
+    /// Kernels without drop reasons (5.10–5.16): the functions that free only
+    /// this cause's drops, and the counter slot the probe counts them in
+    /// (`netdrop_common::location_slot`).
+    pub freed_in: &'static [&'static str],
+    pub location_slot: Option<u32>,
+    /// The kernel's own counters of it (shown beside netdrop's count).
+    pub counters: &'static [&'static str],
+    /// The settings that govern it.
+    pub knobs: &'static [&'static str],
+}
+
+/// Every cause, in report order; `other` last.
+pub static REGISTRY: &[&CauseSpec] = &[
+    &neigh_table_overflow::SPEC,
+    &neigh_queue_full::SPEC,
+    &accept_queue_full::SPEC,
+    &rp_filter::SPEC,
+    &other::SPEC,
+];
+
+/// The spec of `c`.
+pub fn spec(c: Cause) -> &'static CauseSpec {
+    REGISTRY
+        .iter()
+        .find(|s| s.cause == c)
+        .expect("every Cause is registered (registry test)")
+}
+
+/// The cause whose reasons or own slots include `name`, if any.
+pub fn by_reason_name(name: &str) -> Option<&'static CauseSpec> {
+    REGISTRY.iter().copied().find(|s| {
+        s.reasons.iter().any(|r| r.name == name) || s.own_slots.contains(&name)
+    })
+}
+
+/// The cause of a name given on the command line or read from a recording.
+pub fn by_name(name: &str) -> Option<&'static CauseSpec> {
+    REGISTRY.iter().copied().find(|s| s.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_cause_is_registered_once_and_declares_what_it_needs() {
+        for c in Cause::ALL {
+            assert_eq!(REGISTRY.iter().filter(|s| s.cause == c).count(), 1, "{c:?}");
+        }
+        assert_eq!(REGISTRY.len(), Cause::ALL.len());
+        let mut names: Vec<_> = REGISTRY.iter().map(|s| s.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), REGISTRY.len(), "names are unique");
+        for s in REGISTRY {
+            assert!(!s.meaning.is_empty(), "{}", s.name);
+            if s.cause == Cause::Other {
+                assert!(s.reasons.is_empty() && s.freed_in.is_empty());
+                continue;
+            }
+            assert!(!s.reasons.is_empty(), "{}: a kernel reason", s.name);
+            assert!(!s.counters.is_empty(), "{}: a kernel counter", s.name);
+            assert!(!s.knobs.is_empty(), "{}: a knob", s.name);
+            assert_eq!(
+                s.freed_in.is_empty(),
+                s.location_slot.is_none(),
+                "{}: functions and their slot go together",
+                s.name
+            );
+        }
+        assert_eq!(REGISTRY.last().unwrap().cause, Cause::Other);
+    }
+
+    #[test]
+    fn a_reason_belongs_to_one_cause() {
+        let mut all: Vec<&str> = REGISTRY
+            .iter()
+            .flat_map(|s| s.reasons.iter().map(|r| r.name).chain(s.own_slots.iter().copied()))
+            .collect();
+        let n = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), n);
+    }
+}

@@ -1,0 +1,24 @@
+//! Strict reverse-path filtering: the source is not reachable back through
+//! the interface the packet came in on (asymmetric routing, LVS, tunnels).
+
+use netdrop_common::location_slot;
+
+use super::{CauseSpec, Reason};
+use crate::classify::Cause;
+
+pub static SPEC: CauseSpec = CauseSpec {
+    cause: Cause::RpFilter,
+    name: "rp_filter",
+    meaning: "reverse-path filter (rp_filter) rejected the source",
+    reasons: &[Reason {
+        name: "IP_RPFILTER",
+        seen: "6.1, 6.12, 6.18, 7.2 (not 5.10: no reasons)",
+    }],
+    own_slots: &[],
+    // ip_rcv_finish_core's drop_error path frees what fib_validate_source
+    // refused (-EXDEV, IPReversePathFilter).
+    freed_in: &["ip_rcv_finish_core"],
+    location_slot: Some(location_slot::RP_FILTER),
+    counters: &["TcpExt IPReversePathFilter (per namespace)"],
+    knobs: &["net.ipv4.conf.{all,<dev>}.rp_filter"],
+};
