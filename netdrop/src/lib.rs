@@ -12,6 +12,7 @@ pub mod context;
 pub mod counters;
 pub mod decode;
 pub mod diagnose;
+pub mod dispatch;
 pub mod event;
 pub mod filter;
 pub mod hist;

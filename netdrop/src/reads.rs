@@ -226,8 +226,7 @@ impl DropReads {
             Some(mut snap) if same(&snap) => {
                 snap.cookie = id.cookie;
                 snap.name = ns.name(id).or(snap.name);
-                sink.on_netns_snapshot(at, &snap)?;
-                diagnosis.on_netns_snapshot(at, snap);
+                crate::dispatch::Dispatch { diagnosis, sink }.netns_snapshot(at, snap)?;
             }
             _ => ns.mark_gone(id),
         }

@@ -16,6 +16,7 @@ use anyhow::Result;
 use crate::{
     classify::classify,
     diagnose::{Diagnosis, Report},
+    dispatch::Dispatch,
     event::{Clock, DropView},
     hist::HistConfig,
     record::{self, Damage, Entry, Header, Tee},
@@ -246,6 +247,14 @@ impl State {
         }
     }
 
+    /// Where replayed records go: the same dispatch as a live session's.
+    fn dispatch<'a>(&'a mut self, sink: &'a mut dyn Sink) -> Dispatch<'a> {
+        Dispatch {
+            diagnosis: &mut self.diagnosis,
+            sink,
+        }
+    }
+
     fn feed(&mut self, entry: Entry, sink: &mut dyn Sink) -> io::Result<()> {
         match entry {
             Entry::Drop(d) => {
@@ -259,18 +268,21 @@ impl State {
                     owner: d.owner,
                     netns_name: d.netns_name,
                 };
-                self.diagnosis.on_drop(&view);
-                sink.on_drop(&view)?;
+                self.dispatch(sink).drop(&view)?;
             }
             Entry::NeighFail(r) => {
-                self.diagnosis.on_neigh_fail(&r);
-                sink.on_neigh_fail(&r, self.clock.wall(r.ts_ns))?;
+                let ts = self.clock.wall(r.ts_ns);
+                self.dispatch(sink).neigh_fail(&r, ts)?;
             }
             Entry::ListenDrop(l) => {
-                self.diagnosis.on_listen_drop(&l.rec);
-                sink.on_listen_drop(&l.rec, l.owner.as_ref(), self.clock.wall(l.rec.ts_ns))?;
+                let ts = self.clock.wall(l.rec.ts_ns);
+                self.dispatch(sink)
+                    .listen_drop(&l.rec, l.owner.as_ref(), ts)?;
             }
-            Entry::NeighState(r) => sink.on_neigh_state(&r, self.clock.wall(r.ts_ns))?,
+            Entry::NeighState(r) => {
+                let ts = self.clock.wall(r.ts_ns);
+                self.dispatch(sink).neigh_state(&r, ts)?;
+            }
             Entry::Counters(c) => {
                 let counts = c.counts();
                 self.session = c.session.into();
@@ -289,14 +301,8 @@ impl State {
                 }
                 self.counts = Some(counts);
             }
-            Entry::Snapshot(s) => {
-                sink.on_snapshot(&s)?;
-                self.diagnosis.on_snapshot(*s);
-            }
-            Entry::Netns(n) => {
-                sink.on_netns_snapshot(n.at_s, &n.ns)?;
-                self.diagnosis.on_netns_snapshot(n.at_s, n.ns);
-            }
+            Entry::Snapshot(s) => self.dispatch(sink).snapshot(*s)?,
+            Entry::Netns(n) => self.dispatch(sink).netns_snapshot(n.at_s, n.ns)?,
             Entry::Lost(l) => {
                 self.lost.drops += l.drops;
                 self.lost.others += l.others;

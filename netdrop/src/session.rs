@@ -18,6 +18,7 @@ use crate::{
     counters::CounterMaps,
     decode::{Record, decode},
     diagnose::{Diagnosis, Report, Snapshot, report::Hooks},
+    dispatch::Dispatch,
     event::{Classifier, Clock},
     filter::{self, FilterSpec, Filters},
     kernel::{
@@ -304,8 +305,7 @@ fn take_snapshot(
 ) -> Result<()> {
     classifier.namespaces.identify_snapshot(&mut snap);
     reads.on_snapshot(&snap);
-    sink.on_snapshot(&snap)?;
-    diagnosis.on_snapshot(snap);
+    Dispatch { diagnosis, sink }.snapshot(snap)?;
     Ok(())
 }
 
@@ -416,16 +416,14 @@ fn drain(
                 if view.cause == crate::classify::Cause::NeighTableOverflow {
                     reads.on_table_drop(&mut classifier.namespaces, diagnosis, sink)?;
                 }
-                diagnosis.on_drop(&view);
-                sink.on_drop(&view)?;
+                Dispatch { diagnosis, sink }.drop(&view)?;
             }
             Ok(Record::NeighCreateFail(rec)) => {
                 if filters.port.is_some() || filters.addr.is_some_and(|a| rec.addr != Some(a)) {
                     continue;
                 }
                 reads.on_table_drop(&mut classifier.namespaces, diagnosis, sink)?;
-                diagnosis.on_neigh_fail(&rec);
-                sink.on_neigh_fail(&rec, classifier.clock.wall(rec.ts_ns))?;
+                Dispatch { diagnosis, sink }.neigh_fail(&rec, classifier.clock.wall(rec.ts_ns))?;
             }
             Ok(Record::ListenSynDrop(mut rec)) => {
                 if filters.port.is_some_and(|p| p != rec.port)
@@ -436,15 +434,15 @@ fn drain(
                 let id = classifier.namespaces.identify(rec.netns, rec.netns_cookie);
                 rec.netns_cookie = id.cookie;
                 reads.on_drop(id, &mut classifier.namespaces, diagnosis, sink)?;
-                diagnosis.on_listen_drop(&rec);
                 let owner = classifier.owners.lookup(rec.owner_ino, 0);
-                sink.on_listen_drop(&rec, owner.as_ref(), classifier.clock.wall(rec.ts_ns))?;
+                let ts = classifier.clock.wall(rec.ts_ns);
+                Dispatch { diagnosis, sink }.listen_drop(&rec, owner.as_ref(), ts)?;
             }
             Ok(Record::NeighState(rec)) => {
                 if filters.port.is_some() || filters.addr.is_some_and(|a| rec.addr != Some(a)) {
                     continue;
                 }
-                sink.on_neigh_state(&rec, classifier.clock.wall(rec.ts_ns))?;
+                Dispatch { diagnosis, sink }.neigh_state(&rec, classifier.clock.wall(rec.ts_ns))?;
             }
             Err(e) => {
                 session.undecodable += 1;
