@@ -1,66 +1,11 @@
 //! Reason → cause, from the cause registry (`causes/`). Pure; the reason
 //! *names* come from the running kernel's BTF.
 
-use serde::{Deserialize, Serialize};
-
 use crate::causes;
 
-/// What netdrop blames a drop on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Cause {
-    /// The neighbour (ARP/NDISC) table is full: gc_thresh3.
-    NeighTableOverflow,
-    /// Too many packets queued while a neighbour resolves: unres_qlen_bytes.
-    NeighQueueFull,
-    /// A listener's accept queue is full: listen() backlog / somaxconn.
-    AcceptQueueFull,
-    /// Strict reverse-path filtering: rp_filter.
-    RpFilter,
-    /// Anything else, still named by its kernel reason.
-    Other,
-}
+pub use crate::causes::Cause;
 
-impl Cause {
-    /// Every cause, in the registry's (report) order.
-    pub const ALL: [Cause; 5] = [
-        Cause::NeighTableOverflow,
-        Cause::NeighQueueFull,
-        Cause::AcceptQueueFull,
-        Cause::RpFilter,
-        Cause::Other,
-    ];
-
-    /// Its name in JSON, `--cause` and recordings (from the registry).
-    pub fn as_str(self) -> &'static str {
-        causes::spec(self).name
-    }
-
-    pub fn parse(s: &str) -> Option<Cause> {
-        causes::by_name(s).map(|spec| spec.cause)
-    }
-
-    /// One line on what it means, for the human view.
-    pub fn meaning(self) -> &'static str {
-        causes::spec(self).meaning
-    }
-}
-
-/// `--cause NAME`: the registry's names, each with its meaning as help.
-impl clap::ValueEnum for Cause {
-    fn value_variants<'a>() -> &'a [Self] {
-        &Cause::ALL
-    }
-
-    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
-        Some(clap::builder::PossibleValue::new(self.as_str()).help(self.meaning()))
-    }
-}
-
-/// How the summary names netdrop's own counter slot for NO_SOCKET drops at a
-/// full listener (`netdrop_common::LISTEN_FULL_NO_SOCKET_SLOT`): an accept-queue
-/// overflow of a syncookie ACK.
-pub const NO_SOCKET_LISTEN_FULL: &str = "NO_SOCKET(listener full)";
+pub use crate::causes::NO_SOCKET_LISTEN_FULL;
 
 /// The cause of a drop with this kernel reason name.
 pub fn cause_of(reason_name: &str) -> Cause {

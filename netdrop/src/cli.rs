@@ -164,7 +164,6 @@ pub struct FilterArgs {
     pub addr: Option<std::net::IpAddr>,
 }
 
-
 impl FilterArgs {
     pub fn spec(&self) -> crate::filter::FilterSpec {
         crate::filter::FilterSpec {

@@ -168,29 +168,7 @@ fn announcement(path: &Path, h: &Header) -> String {
         safe(&h.netdrop_version),
         safe(&h.hostname),
         safe(&h.kernel_release),
-        utc(h.start_unix),
-    )
-}
-
-/// `2026-11-22 10:00:00 UTC` without a date crate.
-pub fn utc(unix: f64) -> String {
-    let secs = unix.max(0.0) as i64;
-    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
+        crate::text::utc(h.start_unix),
     )
 }
 
@@ -366,8 +344,9 @@ mod tests {
 
     #[test]
     fn utc_dates() {
-        assert_eq!(super::utc(0.0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(super::utc(1_795_000_000.0), "2026-11-18 11:06:40 UTC");
-        assert_eq!(super::utc(951_782_400.0), "2000-02-29 00:00:00 UTC");
+        use crate::text::utc;
+        assert_eq!(utc(0.0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(1_795_000_000.0), "2026-11-18 11:06:40 UTC");
+        assert_eq!(utc(951_782_400.0), "2000-02-29 00:00:00 UTC");
     }
 }

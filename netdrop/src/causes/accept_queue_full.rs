@@ -3,8 +3,12 @@
 //! refused (TCP_LISTEN_OVERFLOW; NO_SOCKET at the full listener for syncookie
 //! ACKs; before 6.14 without a reason, from ListenOverflows by fusion).
 
-use super::{CauseSpec, Reason};
-use crate::classify::{Cause, NO_SOCKET_LISTEN_FULL};
+use super::{Cause, CauseSpec, Reason};
+
+/// How the summary names netdrop's own counter slot for NO_SOCKET drops at a
+/// full listener (`netdrop_common::LISTEN_FULL_NO_SOCKET_SLOT`): an accept-queue
+/// overflow of a syncookie ACK.
+pub const NO_SOCKET_LISTEN_FULL: &str = "NO_SOCKET(listener full)";
 
 pub static SPEC: CauseSpec = CauseSpec {
     cause: Cause::AcceptQueueFull,

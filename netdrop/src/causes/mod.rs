@@ -15,7 +15,61 @@ mod neigh_table_overflow;
 mod other;
 mod rp_filter;
 
-use crate::classify::Cause;
+use serde::{Deserialize, Serialize};
+
+pub use accept_queue_full::NO_SOCKET_LISTEN_FULL;
+
+/// What netdrop blames a drop on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    /// The neighbour (ARP/NDISC) table is full: gc_thresh3.
+    NeighTableOverflow,
+    /// Too many packets queued while a neighbour resolves: unres_qlen_bytes.
+    NeighQueueFull,
+    /// A listener's accept queue is full: listen() backlog / somaxconn.
+    AcceptQueueFull,
+    /// Strict reverse-path filtering: rp_filter.
+    RpFilter,
+    /// Anything else, still named by its kernel reason.
+    Other,
+}
+
+impl Cause {
+    /// Every cause, in the registry's (report) order.
+    pub const ALL: [Cause; 5] = [
+        Cause::NeighTableOverflow,
+        Cause::NeighQueueFull,
+        Cause::AcceptQueueFull,
+        Cause::RpFilter,
+        Cause::Other,
+    ];
+
+    /// Its name in JSON, `--cause` and recordings (from the registry).
+    pub fn as_str(self) -> &'static str {
+        spec(self).name
+    }
+
+    pub fn parse(s: &str) -> Option<Cause> {
+        by_name(s).map(|spec| spec.cause)
+    }
+
+    /// One line on what it means, for the human view.
+    pub fn meaning(self) -> &'static str {
+        spec(self).meaning
+    }
+}
+
+/// `--cause NAME`: the registry's names, each with its meaning as help.
+impl clap::ValueEnum for Cause {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Cause::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.as_str()).help(self.meaning()))
+    }
+}
 
 /// A kernel drop reason (its name without `SKB_DROP_REASON_`), with the
 /// kernels of the matrix (`cargo xtask vm-test`) that give it: which number
@@ -69,9 +123,10 @@ pub fn spec(c: Cause) -> &'static CauseSpec {
 
 /// The cause whose reasons or own slots include `name`, if any.
 pub fn by_reason_name(name: &str) -> Option<&'static CauseSpec> {
-    REGISTRY.iter().copied().find(|s| {
-        s.reasons.iter().any(|r| r.name == name) || s.own_slots.contains(&name)
-    })
+    REGISTRY
+        .iter()
+        .copied()
+        .find(|s| s.reasons.iter().any(|r| r.name == name) || s.own_slots.contains(&name))
 }
 
 /// The cause of a name given on the command line or read from a recording.
@@ -116,7 +171,12 @@ mod tests {
     fn a_reason_belongs_to_one_cause() {
         let mut all: Vec<&str> = REGISTRY
             .iter()
-            .flat_map(|s| s.reasons.iter().map(|r| r.name).chain(s.own_slots.iter().copied()))
+            .flat_map(|s| {
+                s.reasons
+                    .iter()
+                    .map(|r| r.name)
+                    .chain(s.own_slots.iter().copied())
+            })
             .collect();
         let n = all.len();
         all.sort_unstable();

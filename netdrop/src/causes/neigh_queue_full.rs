@@ -3,8 +3,7 @@
 
 use netdrop_common::location_slot;
 
-use super::{CauseSpec, Reason};
-use crate::classify::Cause;
+use super::{Cause, CauseSpec, Reason};
 
 pub static SPEC: CauseSpec = CauseSpec {
     cause: Cause::NeighQueueFull,

@@ -3,8 +3,7 @@
 
 use netdrop_common::location_slot;
 
-use super::{CauseSpec, Reason};
-use crate::classify::Cause;
+use super::{Cause, CauseSpec, Reason};
 
 pub static SPEC: CauseSpec = CauseSpec {
     cause: Cause::NeighTableOverflow,
@@ -19,5 +18,8 @@ pub static SPEC: CauseSpec = CauseSpec {
     freed_in: &["ip_finish_output2", "ip6_finish_output2"],
     location_slot: Some(location_slot::NEIGH_TABLE_FULL),
     counters: &["arp_cache/ndisc_cache table_fulls (all namespaces)"],
-    knobs: &["net.ipv4.neigh.default.gc_thresh3", "net.ipv6.neigh.default.gc_thresh3"],
+    knobs: &[
+        "net.ipv4.neigh.default.gc_thresh3",
+        "net.ipv6.neigh.default.gc_thresh3",
+    ],
 };

@@ -1,7 +1,6 @@
 //! Every drop no other cause claims, still named by its kernel reason.
 
-use super::CauseSpec;
-use crate::classify::Cause;
+use super::{Cause, CauseSpec};
 
 pub static SPEC: CauseSpec = CauseSpec {
     cause: Cause::Other,

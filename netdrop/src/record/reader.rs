@@ -360,7 +360,7 @@ impl<R: Read> Reader<R> {
                 "netdrop {} on {}, started {}",
                 crate::text::safe(&h.netdrop_version),
                 crate::text::safe(&h.hostname),
-                crate::replay::utc(h.start_unix)
+                crate::text::utc(h.start_unix)
             ),
             Err(why) => why.to_string(),
         };
