@@ -10,7 +10,10 @@ use std::time::Instant;
 use netdrop::{
     decode::{DropRecord, Packet},
     owner::Owner,
-    record::{DropEntryRef, EndEntry, Recorder, format::kind},
+    record::{
+        EndEntry, Recorder,
+        format::{DropEntryRef, kind},
+    },
 };
 
 fn main() -> anyhow::Result<()> {

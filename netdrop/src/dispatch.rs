@@ -8,10 +8,11 @@ use std::io;
 
 use crate::{
     decode::{ListenRecord, NeighRecord, NeighStateRecord},
-    diagnose::{Diagnosis, Snapshot, snapshot::NetnsSnapshot},
+    diagnose::Diagnosis,
     event::DropView,
     owner::Owner,
     sink::Sink,
+    snapshot::{NetnsSnapshot, Snapshot},
 };
 
 /// Where every record goes: the diagnosis and the sink.

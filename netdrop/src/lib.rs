@@ -28,6 +28,7 @@ pub mod record;
 pub mod replay;
 pub mod session;
 pub mod sink;
+pub mod snapshot;
 pub mod summary;
 pub mod text;
 pub mod watch;

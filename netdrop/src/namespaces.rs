@@ -151,7 +151,7 @@ impl Namespaces {
         self.insert(
             id,
             Known {
-                name: display_name(&handle),
+                name: crate::snapshot::display_name(&handle),
                 path: Some(handle.path.clone()),
                 gone: false,
                 young: true,
@@ -237,7 +237,7 @@ impl Namespaces {
 
     /// Gives a full snapshot's namespaces their identities (cookies or
     /// generations) and learns their names and which are gone.
-    pub fn identify_snapshot(&mut self, snap: &mut crate::diagnose::Snapshot) {
+    pub fn identify_snapshot(&mut self, snap: &mut crate::snapshot::Snapshot) {
         let listed: Vec<Listing> = snap
             .netns
             .iter()
@@ -320,16 +320,6 @@ impl Budget {
             false
         }
     }
-}
-
-/// A name people know: the `ip netns` name, else the container of the
-/// process holding it, else none (the inode is shown).
-pub fn display_name(ns: &NetnsHandle) -> Option<String> {
-    ns.name.clone().or_else(|| {
-        // /proc/PID/ns/net: name it after the process's container.
-        let pid: u32 = ns.path.iter().nth(2)?.to_str()?.parse().ok()?;
-        crate::owner::container_of(pid).map(|c| format!("container:{c}"))
-    })
 }
 
 #[cfg(test)]

@@ -24,10 +24,11 @@ use anyhow::Result;
 
 use crate::{
     context::{self, NetnsHandle},
-    diagnose::{Diagnosis, snapshot::NetnsSnapshot},
+    diagnose::Diagnosis,
     namespaces::{Namespaces, Seen},
     netns_id::{self, NetnsId},
     sink::Sink,
+    snapshot::NetnsSnapshot,
 };
 
 pub struct DropReads {
@@ -70,7 +71,7 @@ impl DropReads {
     }
 
     /// A full snapshot read every namespace in it.
-    pub fn on_snapshot(&mut self, snap: &crate::diagnose::Snapshot) {
+    pub fn on_snapshot(&mut self, snap: &crate::snapshot::Snapshot) {
         let now = Instant::now();
         if self.last_read.len() > Self::MAX_TRACKED {
             self.last_read.clear();
@@ -222,7 +223,7 @@ impl DropReads {
         let same = |s: &NetnsSnapshot| {
             s.inode == u64::from(id.inode) && ns.identify(id.inode, s.cookie) == id
         };
-        match crate::diagnose::snapshot::read_netns(&handle) {
+        match crate::snapshot::read_netns(&handle) {
             Some(mut snap) if same(&snap) => {
                 snap.cookie = id.cookie;
                 snap.name = ns.name(id).or(snap.name);

@@ -19,7 +19,8 @@ use crate::{
     dispatch::Dispatch,
     event::{Clock, DropView},
     hist::HistConfig,
-    record::{self, Damage, Entry, Header, Tee},
+    record::{self, Damage, Entry, Header},
+    sink::tee::Tee,
     sink::{
         Session, Sink, hist::HistSink, human::HumanSink, json::JsonSink, null::NullSink,
         pcap::PcapSink,

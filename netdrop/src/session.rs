@@ -17,7 +17,7 @@ use tokio::{
 use crate::{
     counters::CounterMaps,
     decode::{Record, decode},
-    diagnose::{Diagnosis, Report, Snapshot, report::Hooks},
+    diagnose::{Diagnosis, Report, report::Hooks},
     dispatch::Dispatch,
     event::{Classifier, Clock},
     filter::{self, FilterSpec, Filters},
@@ -33,6 +33,7 @@ use crate::{
     reads::DropReads,
     record::Header,
     sink::{Session, Sink},
+    snapshot::Snapshot,
     summary::{Naming, Summary},
 };
 

@@ -6,9 +6,9 @@ use anyhow::Result;
 
 use crate::{
     hist::HistConfig,
-    record::{RecordSink, Tee},
     session::{SessionOptions, observe},
     sink::{Sink, hist::HistSink, human::HumanSink, json::JsonSink, null::NullSink},
+    sink::{record::RecordSink, tee::Tee},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,7 +12,9 @@ mod groups;
 mod render;
 pub mod report;
 mod rp_fusion;
-pub mod snapshot;
+/// The kernel's own view (a module of its own: the session, sinks and
+/// recordings read it too).
+pub use crate::snapshot;
 pub mod values;
 
 use std::{
@@ -20,7 +22,6 @@ use std::{
     net::IpAddr,
 };
 
-pub use fusion::KernelOnly;
 pub use report::Report;
 pub use snapshot::Snapshot;
 
@@ -30,8 +31,7 @@ use crate::{
     decode::{ListenRecord, NeighRecord},
     event::DropView,
     netns_id::NetnsId,
-    sink::Session,
-    summary::Summary,
+    summary::{Session, Summary},
 };
 use counters::{LISTEN_OVERFLOWS, RP_FILTER_DROPS};
 use snapshot::NetnsSnapshot;

@@ -12,8 +12,7 @@ use crate::{
     advice::Advice,
     classify::{Cause, cause_of},
     context::ArpCacheStats,
-    sink::Session,
-    summary::Summary,
+    summary::{Session, Summary},
 };
 
 /// Which hooks ran, for the report header.

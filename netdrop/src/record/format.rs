@@ -18,11 +18,11 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::{
     decode::{DropRecord, ListenRecord, NeighRecord, NeighStateRecord},
-    diagnose::{Snapshot, report::Hooks, snapshot::NetnsSnapshot},
+    diagnose::report::Hooks,
     kernel::reasons::ReasonTable,
     owner::Owner,
-    sink::Session,
-    summary::{Counts, Naming},
+    snapshot::{NetnsSnapshot, Snapshot},
+    summary::{Counts, Naming, Session},
 };
 
 pub const MAGIC: [u8; 8] = *b"NDREC\r\n\x1a";
@@ -463,4 +463,20 @@ impl From<SessionEntry> for Session {
             undecodable: s.undecodable,
         }
     }
+}
+
+/// Serializes exactly like [`DropEntry`], without copying the record.
+#[derive(Serialize)]
+pub struct DropEntryRef<'a> {
+    pub rec: &'a DropRecord,
+    pub location: &'a str,
+    pub owner: Option<&'a Owner>,
+    pub netns_name: Option<&'a str>,
+}
+
+/// Serializes exactly like [`ListenEntry`].
+#[derive(Serialize)]
+pub struct ListenEntryRef<'a> {
+    pub rec: &'a ListenRecord,
+    pub owner: Option<&'a Owner>,
 }

@@ -7,7 +7,7 @@ use bytes::BytesMut;
 
 use super::format::{self, *};
 use super::reader::{Damage, open};
-use crate::{decode::tests_support::drop_record, diagnose::Snapshot, summary::Counts};
+use crate::{decode::tests_support::drop_record, snapshot::Snapshot, summary::Counts};
 
 fn header() -> Header {
     Header {
@@ -330,7 +330,7 @@ fn crafted_overlapping_frames_stay_bounded() {
 /// before them (kinds 2, 4, 7) still read, with cookie 0.
 #[test]
 fn namespace_cookies_round_trip_and_old_kinds_still_read() {
-    use crate::diagnose::snapshot::NetnsSnapshot;
+    use crate::snapshot::NetnsSnapshot;
     let decode_one = |buf: &BytesMut| -> (u8, Entry) {
         let kind = buf[8];
         let payload = &buf[FRAME_HEAD..buf.len() - FRAME_TAIL];

@@ -5,6 +5,8 @@ pub mod human;
 pub mod json;
 pub mod null;
 pub mod pcap;
+pub mod record;
+pub mod tee;
 
 use std::io;
 
@@ -15,15 +17,9 @@ use crate::{
     summary::Summary,
 };
 
-/// Totals the sinks print beside the kernel's counters.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Session {
-    pub duration_s: f64,
-    /// Detail events read from the ring buffer.
-    pub events_read: u64,
-    /// Ring buffer records that could not be decoded.
-    pub undecodable: u64,
-}
+/// Totals the sinks print beside the kernel's counters (in summary.rs, which
+/// the diagnosis and recordings read too).
+pub use crate::summary::Session;
 
 pub trait Sink {
     fn on_drop(&mut self, ev: &DropView<'_>) -> io::Result<()>;
@@ -71,7 +67,7 @@ pub trait Sink {
         Ok(())
     }
     /// Every snapshot of the kernel's own view (the baseline first, the final last).
-    fn on_snapshot(&mut self, _snap: &crate::diagnose::Snapshot) -> io::Result<()> {
+    fn on_snapshot(&mut self, _snap: &crate::snapshot::Snapshot) -> io::Result<()> {
         Ok(())
     }
     /// One namespace read at once because drops were seen in it (or again
@@ -79,7 +75,7 @@ pub trait Sink {
     fn on_netns_snapshot(
         &mut self,
         _at_s: f64,
-        _ns: &crate::diagnose::snapshot::NetnsSnapshot,
+        _ns: &crate::snapshot::NetnsSnapshot,
     ) -> io::Result<()> {
         Ok(())
     }

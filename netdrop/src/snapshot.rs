@@ -100,7 +100,7 @@ impl Snapshot {
 
 /// Reads one namespace, in it.
 pub fn read_netns(ns: &NetnsHandle) -> Option<NetnsSnapshot> {
-    let (inode, name) = (ns.inode, crate::namespaces::display_name(ns));
+    let (inode, name) = (ns.inode, display_name(ns));
     let path = Some(ns.path.clone());
     in_netns(&ns.path, move || {
         let netstat = context::read_netstat().unwrap_or_default();
@@ -146,4 +146,14 @@ pub fn deltas(
         })
         .filter(|(_, d)| *d > 0)
         .collect()
+}
+
+/// A name people know: the `ip netns` name, else the container of the
+/// process holding it, else none (the inode is shown).
+pub fn display_name(ns: &NetnsHandle) -> Option<String> {
+    ns.name.clone().or_else(|| {
+        // /proc/PID/ns/net: name it after the process's container.
+        let pid: u32 = ns.path.iter().nth(2)?.to_str()?.parse().ok()?;
+        crate::owner::container_of(pid).map(|c| format!("container:{c}"))
+    })
 }
