@@ -6,10 +6,8 @@ use std::collections::BTreeMap;
 
 use super::{
     AcceptGroup, Diagnosis, ListenerKey, RpGroup, listener_knobs, listener_vals, live_listener,
+    model::{ChangeReport, Group, ns_label},
     neigh_knobs, neigh_vals,
-    report::ChangeReport,
-    report::Group,
-    report::ns_label,
     rp_fusion::{UNKNOWN_DEV, unknown_dev_advice},
     rp_knobs, rp_vals, table_knobs,
     values::{Knob, Scope, Segments, Vals, listener_name},

@@ -9,6 +9,7 @@
 pub mod counters;
 mod fusion;
 mod groups;
+pub mod model;
 mod render;
 pub mod report;
 mod rp_fusion;

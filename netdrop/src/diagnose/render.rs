@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::report::{ChangeReport, CounterRow, Group, Report, ns_label};
+use super::model::{ChangeReport, CounterRow, Group, Report, ns_label};
 use crate::{
     advice::{clock, short_knob},
     text::{Safe, safe},
