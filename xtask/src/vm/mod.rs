@@ -322,7 +322,9 @@ pub fn run(args: &VmArgs) -> Result<()> {
             wanted.push(kernels::line(k)?.id.to_string());
         }
     }
-    wanted.dedup();
+    // `--kernel 6.1,all` names 6.1 twice: each kernel once, first place kept.
+    let mut seen = std::collections::BTreeSet::new();
+    wanted.retain(|k| seen.insert(k.clone()));
     if !crate::is_root() {
         bail!("vm-test needs root (the host column and 9p share permissions): run it as root");
     }
