@@ -215,8 +215,9 @@ fn accept_queue_full() {
     let out = nd.stop().expect("stopping netdrop");
     out.assert_clean_exit();
 
-    // No SYN ever meets a full queue here (see AcceptOverflow), so every
-    // ListenOverflows increment is a data segment freed with TCP_LISTEN_OVERFLOW.
+    // SYNs are meant never to meet a full queue here (see AcceptOverflow), so
+    // the ListenOverflows increments are data segments freed with
+    // TCP_LISTEN_OVERFLOW (the odd SYN that does is counted apart, below).
     let overflows = delta(&before, &after, "TcpExt:ListenOverflows");
     assert!(overflows > 0, "no accept queue overflow provoked: {run:?}");
     assert!(
@@ -230,10 +231,16 @@ fn accept_queue_full() {
     let by_fusion = out.summary()["from_other"]["accept_queue_full"]
         .as_u64()
         .unwrap_or(0);
+    // A SYN may still meet the full queue now and then: refused in
+    // tcp_conn_request and freed by no one, it is counted by the hook there
+    // (accept_syn_drops) or, where that function cannot be hooked (this CI
+    // host), only by ListenOverflows (kernel-only).
+    let syns = out.summary()["accept_syn_drops"].as_u64().unwrap_or(0)
+        + out.kernel_only("accept_queue_full");
     assert_eq!(
-        by_reason + by_fusion,
+        by_reason + by_fusion + syns,
         overflows,
-        "reasons.TCP_LISTEN_OVERFLOW ({by_reason}) + from_other ({by_fusion})"
+        "reasons ({by_reason}) + from_other ({by_fusion}) + refused SYNs ({syns})"
     );
     assert_eq!(
         out.cause("accept_queue_full"),

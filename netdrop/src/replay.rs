@@ -198,6 +198,7 @@ impl State {
                 let mut d = Diagnosis::for_kernel(&h.kernel_release);
                 d.start_unix = h.start_unix;
                 d.start_mono_ns = Some(h.start_mono_ns);
+                d.acks_have_a_reason = h.naming().reasons.value("TCP_LISTEN_OVERFLOW").is_some();
                 d
             },
             counts: None,

@@ -135,6 +135,7 @@ async fn observe_with(
     // The baseline is read before the hooks attach, so nothing is counted twice.
     let mut diagnosis = Diagnosis::default();
     diagnosis.start_unix = clock.wall(clock.mono_at_start());
+    diagnosis.acks_have_a_reason = facts.reasons.value("TCP_LISTEN_OVERFLOW").is_some();
     diagnosis.start_mono_ns = Some(clock.mono_at_start());
     // Read here, not on a blocking thread: until the hooks are attached this
     // thread may be in a mount namespace of its own (tracefs mounted by

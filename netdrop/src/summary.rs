@@ -66,6 +66,7 @@ impl KernelOnly {
             Cause::AcceptQueueFull => &[Cause::AcceptQueueFull],
             Cause::NeighQueueFull => &[Cause::NeighQueueFull],
             Cause::NeighTableOverflow => &[Cause::NeighTableOverflow],
+            Cause::SocketRcvbuf => &[Cause::SocketRcvbuf],
             Cause::Other => &[Cause::Other],
         }
     }
@@ -458,7 +459,11 @@ mod tests {
         assert_eq!(s.lost_by_cause["neigh_queue_full"], 4);
         assert_eq!(s.lost_by_cause["neigh_table_overflow"], 2);
         assert!(!s.reasons.contains_key("TCP_CSUM"));
-        assert_eq!(s.causes.len(), 5);
+        assert_eq!(
+            s.causes.len(),
+            Cause::ALL.len(),
+            "every registered cause is listed"
+        );
     }
 
     #[test]

@@ -39,21 +39,23 @@ pub use netdrop::{Netdrop, NetdropOutput, netdrop_bin};
 pub use netns::{Netns, in_netns, veth_pair};
 pub use sysctl::SysctlGuard;
 
-/// The four causes netdrop attributes drops to, plus the catch-all.
-pub const CAUSES: [&str; 5] = [
+/// The causes netdrop attributes drops to, plus the catch-all.
+pub const CAUSES: [&str; 6] = [
     "neigh_table_overflow",
     "neigh_queue_full",
     "accept_queue_full",
     "rp_filter",
+    "socket_rcvbuf",
     "other",
 ];
 
-/// The four causes without "other".
-pub const REAL_CAUSES: [&str; 4] = [
+/// The causes without "other".
+pub const REAL_CAUSES: [&str; 5] = [
     "neigh_table_overflow",
     "neigh_queue_full",
     "accept_queue_full",
     "rp_filter",
+    "socket_rcvbuf",
 ];
 
 static SERIAL: Mutex<()> = Mutex::new(());

@@ -25,4 +25,5 @@ pub static SPEC: CauseSpec = CauseSpec {
     location_slot: None,
     counters: &["TcpExt ListenOverflows (per namespace)"],
     knobs: &["listen() backlog", "net.core.somaxconn"],
+    advice: "",
 };

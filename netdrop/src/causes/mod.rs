@@ -14,6 +14,7 @@ mod neigh_queue_full;
 mod neigh_table_overflow;
 mod other;
 mod rp_filter;
+mod socket_rcvbuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -31,17 +32,20 @@ pub enum Cause {
     AcceptQueueFull,
     /// Strict reverse-path filtering: rp_filter.
     RpFilter,
+    /// A socket's receive buffer is full: the application reads too slowly.
+    SocketRcvbuf,
     /// Anything else, still named by its kernel reason.
     Other,
 }
 
 impl Cause {
     /// Every cause, in the registry's (report) order.
-    pub const ALL: [Cause; 5] = [
+    pub const ALL: [Cause; 6] = [
         Cause::NeighTableOverflow,
         Cause::NeighQueueFull,
         Cause::AcceptQueueFull,
         Cause::RpFilter,
+        Cause::SocketRcvbuf,
         Cause::Other,
     ];
 
@@ -102,6 +106,9 @@ pub struct CauseSpec {
     pub counters: &'static [&'static str],
     /// The settings that govern it.
     pub knobs: &'static [&'static str],
+    /// What to do, where the diagnosis has no groups of its own for it yet
+    /// (the four first causes group by listener, neighbour, table, device).
+    pub advice: &'static str,
 }
 
 /// Every cause, in report order; `other` last.
@@ -110,6 +117,7 @@ pub static REGISTRY: &[&CauseSpec] = &[
     &neigh_queue_full::SPEC,
     &accept_queue_full::SPEC,
     &rp_filter::SPEC,
+    &socket_rcvbuf::SPEC,
     &other::SPEC,
 ];
 

@@ -23,4 +23,5 @@ pub static SPEC: CauseSpec = CauseSpec {
         "net.ipv4.neigh.<dev>.unres_qlen_bytes",
         "net.ipv6.neigh.<dev>.unres_qlen_bytes",
     ],
+    advice: "",
 };

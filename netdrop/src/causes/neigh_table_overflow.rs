@@ -22,4 +22,5 @@ pub static SPEC: CauseSpec = CauseSpec {
         "net.ipv4.neigh.default.gc_thresh3",
         "net.ipv6.neigh.default.gc_thresh3",
     ],
+    advice: "",
 };

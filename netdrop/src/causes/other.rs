@@ -12,4 +12,5 @@ pub static SPEC: CauseSpec = CauseSpec {
     location_slot: None,
     counters: &[],
     knobs: &[],
+    advice: "",
 };

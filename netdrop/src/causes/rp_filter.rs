@@ -20,4 +20,5 @@ pub static SPEC: CauseSpec = CauseSpec {
     location_slot: Some(location_slot::RP_FILTER),
     counters: &["TcpExt IPReversePathFilter (per namespace)"],
     knobs: &["net.ipv4.conf.{all,<dev>}.rp_filter"],
+    advice: "",
 };

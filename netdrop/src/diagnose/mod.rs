@@ -125,6 +125,9 @@ pub struct Diagnosis {
     pub latest_ns: BTreeMap<NetnsId, NetnsSnapshot>,
     /// The observed kernel, when it is not the running one (a replay).
     pub kernel_release: Option<String>,
+    /// The kernel gives an ACK refused by a full accept queue a reason of its
+    /// own (TCP_LISTEN_OVERFLOW): no unreasoned drop is taken for one then.
+    pub acks_have_a_reason: bool,
     /// When the observation started, unix seconds (snapshot `at_s` is relative to it).
     pub start_unix: f64,
     /// CLOCK_MONOTONIC at the start, ns: places refused creates and refused SYNs
@@ -315,11 +318,14 @@ impl Diagnosis {
                 }
                 self.counters.on_drop(netns, RP_FILTER_DROPS, at);
             }
+            // Counted in the summary; the report gives the registry's advice
+            // (no groups of its own yet).
+            Cause::SocketRcvbuf => {}
             Cause::Other => {
                 if netns.inode != 0 {
                     *self.other_seen.entry(netns).or_default() += 1;
                     self.other_placed += 1;
-                    if unreasoned_tcp_rcv(&ev.reason, &ev.location) {
+                    if !self.acks_have_a_reason && unreasoned_tcp_rcv(&ev.reason, &ev.location) {
                         *self.tcp_rcv_unreasoned.entry(netns).or_default() += 1;
                     }
                 }

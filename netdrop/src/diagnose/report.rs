@@ -50,6 +50,38 @@ pub fn build(d: &Diagnosis, summary: &Summary, session: &Session, hooks: Hooks) 
     );
     let (g, a) = groups::devices(d, t.kernel_only(Cause::RpFilter));
     push_cause(&mut causes, Cause::RpFilter, t, None, g, a);
+    // Registered causes without groups of their own yet: their count, the
+    // kernel counters and knobs they declare, and their advice.
+    for spec in crate::causes::REGISTRY
+        .iter()
+        .filter(|s| !s.advice.is_empty())
+    {
+        let advice = Advice {
+            cause: spec.cause,
+            subject: spec.counters.join(", "),
+            knobs: spec
+                .knobs
+                .iter()
+                .map(|k| crate::advice::Knob {
+                    name: (*k).to_string(),
+                    current: None,
+                    suggested: None,
+                })
+                .collect(),
+            action: spec.advice.to_string(),
+            reason: format!(
+                "{} drops with reason {}",
+                t.cause(spec.cause),
+                spec.reasons
+                    .iter()
+                    .map(|r| r.name)
+                    .collect::<Vec<_>>()
+                    .join("/")
+            ),
+            stopped_by: None,
+        };
+        push_cause(&mut causes, spec.cause, t, None, Vec::new(), vec![advice]);
+    }
     causes.sort_by_key(|c| std::cmp::Reverse(c.drops));
 
     let mut other_reasons: Vec<(String, u64)> = t
