@@ -10,67 +10,8 @@ use crate::{
     kernel::reasons::ReasonTable,
 };
 
-/// Drops known only from the kernel's counters, and what keeps them from being
-/// counted twice. The session adds them to the summary
-/// (`Summary::with_kernel_only`) so every output gives the same totals; the
-/// report shows them as `counted_by_kernel_only`.
-///
-/// The guard against double counting: per namespace, the diagnosis takes off
-/// what the hooks saw there (for rp_filter, the rp_filter drops *and* the
-/// unclassified `other` drops there: on kernels without drop reasons those
-/// may be the same packets). What is left may still hold drops the summary
-/// counted whose namespace the diagnosis never learned (detail events held
-/// back by the event limit, lost in the ring buffer, narrowed away by
-/// `--port`/`--addr`): the summary takes those off too, from its exact
-/// counts minus what the diagnosis [placed](KernelOnly::placed).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KernelOnly {
-    /// Per cause, what the kernel counted beyond what the hooks saw in the
-    /// same namespace (rp_filter: beyond the rp_filter and `other` drops there).
-    pub beyond_seen: BTreeMap<Cause, u64>,
-    /// Per cause, what the kernel counted beyond the drops of that cause seen
-    /// that may be among the `other` drops seen in the same namespace: in no
-    /// total.
-    pub maybe_among_other: BTreeMap<Cause, u64>,
-    /// Per cause, the part of `beyond_seen` that the hooks did see, as
-    /// `other` drops the kernel gave no reason (an ACK refused by a full
-    /// accept queue before TCP_LISTEN_OVERFLOW): moved from `other` to the
-    /// cause, not added.
-    pub from_other: BTreeMap<Cause, u64>,
-    /// Per cause, the drops the diagnosis took in with a known namespace.
-    pub placed: BTreeMap<Cause, u64>,
-}
-
-impl KernelOnly {
-    pub fn beyond_seen(&self, c: Cause) -> u64 {
-        self.beyond_seen.get(&c).copied().unwrap_or(0)
-    }
-
-    pub fn maybe_among_other(&self, c: Cause) -> u64 {
-        self.maybe_among_other.get(&c).copied().unwrap_or(0)
-    }
-
-    pub fn from_other(&self, c: Cause) -> u64 {
-        self.from_other.get(&c).copied().unwrap_or(0)
-    }
-
-    pub fn placed(&self, c: Cause) -> u64 {
-        self.placed.get(&c).copied().unwrap_or(0)
-    }
-
-    /// The causes whose drops, counted but not placed in a namespace, may be
-    /// kernel-only drops of `c` (so are taken off them).
-    pub fn guards(c: Cause) -> &'static [Cause] {
-        match c {
-            Cause::RpFilter => &[Cause::RpFilter, Cause::Other],
-            Cause::AcceptQueueFull => &[Cause::AcceptQueueFull],
-            Cause::NeighQueueFull => &[Cause::NeighQueueFull],
-            Cause::NeighTableOverflow => &[Cause::NeighTableOverflow],
-            Cause::SocketRcvbuf => &[Cause::SocketRcvbuf],
-            Cause::Other => &[Cause::Other],
-        }
-    }
-}
+mod kernel_only;
+pub use kernel_only::KernelOnly;
 
 /// Totals the sinks print beside the kernel's counters.
 #[derive(Debug, Clone, Copy, Default)]

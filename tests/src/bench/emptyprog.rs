@@ -267,14 +267,23 @@ fn attach_tracepoint(tracefs: &Path, prog: &OwnedFd) -> Result<OwnedFd> {
 
 /// Attaches `prog` to the raw tracepoint kfree_skb; returns the link.
 fn attach_raw_tp(prog: &OwnedFd) -> Result<OwnedFd> {
-    let name = c"kfree_skb";
+    raw_tracepoint_open(prog, Some(c"kfree_skb"), "kfree_skb")
+}
+
+/// BPF_RAW_TRACEPOINT_OPEN: `prog` on the raw tracepoint `name`, or with no
+/// name a tracing program (fentry) on the function it was loaded for; the link.
+pub(crate) fn raw_tracepoint_open(
+    prog: &OwnedFd,
+    name: Option<&std::ffi::CStr>,
+    what: &str,
+) -> Result<OwnedFd> {
     let attr = RawTpOpenAttr {
-        name: name.as_ptr() as u64,
+        name: name.map_or(0, |n| n.as_ptr() as u64),
         prog_fd: prog.as_raw_fd() as u32,
         _pad: 0,
     };
-    // SAFETY: attr points at a NUL-terminated name that outlives the call; the
-    // size is that of the struct passed.
+    // SAFETY: attr points at a NUL-terminated name (or none) that outlives the
+    // call; the size is that of the struct passed.
     let fd = unsafe {
         libc::syscall(
             libc::SYS_bpf,
@@ -285,7 +294,7 @@ fn attach_raw_tp(prog: &OwnedFd) -> Result<OwnedFd> {
     };
     if fd < 0 {
         bail!(
-            "BPF_RAW_TRACEPOINT_OPEN(kfree_skb): {}",
+            "BPF_RAW_TRACEPOINT_OPEN({what}): {}",
             std::io::Error::last_os_error()
         );
     }

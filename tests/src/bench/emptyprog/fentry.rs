@@ -9,11 +9,9 @@
 //! function pays on every SYN. Closing the descriptors (Drop) detaches and
 //! unloads it.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
 use anyhow::{Context, Result, bail};
-
-use super::{BPF_RAW_TRACEPOINT_OPEN, RawTpOpenAttr};
 
 const BPF_PROG_TYPE_TRACING: u32 = 26;
 const BPF_TRACE_FENTRY: u32 = 24;
@@ -69,28 +67,7 @@ impl EmptyFentry {
         let id = btf_func_id(&btf, FUNCTION)?
             .with_context(|| format!("no FUNC {FUNCTION} in the kernel's BTF"))?;
         let prog = load(id)?;
-        let attr = RawTpOpenAttr {
-            name: 0,
-            prog_fd: prog.as_raw_fd() as u32,
-            _pad: 0,
-        };
-        // SAFETY: attr is a valid bpf_attr prefix of the size passed; name NULL.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_RAW_TRACEPOINT_OPEN,
-                &raw const attr,
-                std::mem::size_of::<RawTpOpenAttr>() as u32,
-            )
-        };
-        if fd < 0 {
-            bail!(
-                "BPF_RAW_TRACEPOINT_OPEN (fentry:{FUNCTION}): {}",
-                std::io::Error::last_os_error()
-            );
-        }
-        // SAFETY: a fresh descriptor nobody else owns.
-        let link = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        let link = super::raw_tracepoint_open(&prog, None, &format!("fentry:{FUNCTION}"))?;
         Ok(EmptyFentry {
             _prog: prog,
             _link: link,
