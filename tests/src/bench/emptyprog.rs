@@ -40,8 +40,9 @@ const PERF_EVENT_IOC_SET_BPF: libc::c_ulong = 0x4004_2408;
 const PERF_EVENT_IOC_ENABLE: libc::c_ulong = 0x2400;
 const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 1 << 3;
 
-/// The leading fields of `union bpf_attr` for BPF_PROG_LOAD (the kernel takes
-/// a shorter attr than its own and zero-fills the rest).
+/// `union bpf_attr` for BPF_PROG_LOAD up to `core_relo_cnt`: the tracepoint
+/// programs leave the later fields zero, the fentry one sets `attach_btf_id`
+/// (a kernel older than a field takes it as long as it is zero).
 #[repr(C)]
 #[derive(Default)]
 struct ProgLoadAttr {
@@ -57,6 +58,17 @@ struct ProgLoadAttr {
     prog_name: [u8; 16],
     prog_ifindex: u32,
     expected_attach_type: u32,
+    prog_btf_fd: u32,
+    func_info_rec_size: u32,
+    func_info: u64,
+    func_info_cnt: u32,
+    line_info_rec_size: u32,
+    line_info: u64,
+    line_info_cnt: u32,
+    attach_btf_id: u32,
+    attach_prog_fd: u32,
+    /// core_relo_cnt: 0 (explicit, so that no padding byte is left unset).
+    core_relo_cnt: u32,
 }
 
 /// `union bpf_attr` for BPF_RAW_TRACEPOINT_OPEN, without the later `cookie`

@@ -223,34 +223,27 @@ pub struct Binaries {
 
 const TRIPLE: &str = "x86_64-unknown-linux-gnu";
 
+/// `cargo SUBCOMMAND --release --target x86_64-unknown-linux-gnu` with static
+/// linking: binaries the guests run (their glibc is not the host's).
+pub(super) fn static_cargo(subcommand: &str) -> std::process::Command {
+    let mut c = crate::cargo();
+    c.env("RUSTFLAGS", "-C target-feature=+crt-static").args([
+        subcommand,
+        "--release",
+        "--target",
+        TRIPLE,
+    ]);
+    c
+}
+
 /// Builds netdrop and the integration tests static (the guests have no glibc
 /// of the host's version), in their own target directory.
 fn build_static() -> Result<Binaries> {
-    let flags = "-C target-feature=+crt-static";
-    let mut c = crate::cargo();
-    c.env("RUSTFLAGS", flags).args([
-        "build",
-        "--release",
-        "--target",
-        TRIPLE,
-        "-p",
-        "netdrop",
-        "-p",
-        "netdrop-tests",
-        "--bins",
-    ]);
+    let mut c = static_cargo("build");
+    c.args(["-p", "netdrop", "-p", "netdrop-tests", "--bins"]);
     crate::status(c)?;
-    let mut c = crate::cargo();
-    c.env("RUSTFLAGS", flags).args([
-        "test",
-        "--release",
-        "--target",
-        TRIPLE,
-        "-p",
-        "netdrop-tests",
-        "--no-run",
-        "--message-format=json",
-    ]);
+    let mut c = static_cargo("test");
+    c.args(["-p", "netdrop-tests", "--no-run", "--message-format=json"]);
     eprintln!("xtask: {c:?}");
     let out = c.output().context("building the test binaries")?;
     if !out.status.success() {

@@ -40,12 +40,8 @@ pub fn run(args: &VmArgs) -> Result<()> {
     let cache = cache_dir();
     fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
     let kernel = kernels::ensure(&cache, kernels::line(id)?, args.refresh)?;
-    let mut c = crate::cargo();
-    c.env("RUSTFLAGS", "-C target-feature=+crt-static").args([
-        "build",
-        "--release",
-        "--target",
-        TRIPLE,
+    let mut c = super::static_cargo("build");
+    c.args([
         "-p",
         "netdrop",
         "-p",

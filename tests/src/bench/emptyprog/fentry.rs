@@ -13,6 +13,8 @@ use std::os::fd::OwnedFd;
 
 use anyhow::{Context, Result, bail};
 
+use super::ProgLoadAttr;
+
 const BPF_PROG_TYPE_TRACING: u32 = 26;
 const BPF_TRACE_FENTRY: u32 = 24;
 const BTF_MAGIC: u16 = 0xeb9f;
@@ -22,36 +24,6 @@ const BTF_KIND_FUNC: u32 = 12;
 pub const FUNCTION: &str = "tcp_conn_request";
 /// The program's name in `bpftool prog show`.
 pub const NAME_FENTRY: &str = "nd_bench_fentry";
-
-/// `union bpf_attr` for BPF_PROG_LOAD up to `attach_btf_id` and
-/// `attach_prog_fd` (the rest zero-filled by the kernel).
-#[repr(C)]
-#[derive(Default)]
-struct TracingLoadAttr {
-    prog_type: u32,
-    insn_cnt: u32,
-    insns: u64,
-    license: u64,
-    log_level: u32,
-    log_size: u32,
-    log_buf: u64,
-    kern_version: u32,
-    prog_flags: u32,
-    prog_name: [u8; 16],
-    prog_ifindex: u32,
-    expected_attach_type: u32,
-    prog_btf_fd: u32,
-    func_info_rec_size: u32,
-    func_info: u64,
-    func_info_cnt: u32,
-    line_info_rec_size: u32,
-    line_info: u64,
-    line_info_cnt: u32,
-    attach_btf_id: u32,
-    attach_prog_fd: u32,
-    /// core_relo_cnt: 0 (explicit, so that no padding byte is left unset).
-    core_relo_cnt: u32,
-}
 
 /// An empty fentry program attached to [`FUNCTION`]; detached and unloaded on Drop.
 pub struct EmptyFentry {
@@ -80,7 +52,7 @@ fn load(attach_btf_id: u32) -> Result<OwnedFd> {
     let insns: [u64; 2] = [0xb7, 0x95];
     let license = c"GPL";
     let mut log = vec![0u8; 4096];
-    let mut attr = TracingLoadAttr {
+    let mut attr = ProgLoadAttr {
         prog_type: BPF_PROG_TYPE_TRACING,
         insn_cnt: insns.len() as u32,
         insns: insns.as_ptr() as u64,
