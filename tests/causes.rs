@@ -55,22 +55,49 @@ fn socket_rcvbuf() {
         assert_eq!(l["netns"], serde_json::json!(ns.inode()), "{l}");
         assert_eq!(l["dport"], serde_json::json!(port), "{l}");
     }
-    // The diagnosis names the cause with the registry's counters and advice.
+    // The diagnosis: the socket as its group, the kernel's counter beside
+    // netdrop's count, the advice with the values in force.
     let d = out
         .diagnosed("socket_rcvbuf")
         .expect("socket_rcvbuf in the diagnosis");
+    assert_eq!(d["kernel_counter"]["name"], "Udp:RcvbufErrors", "{d}");
+    assert_eq!(
+        d["kernel_counter"]["delta"],
+        serde_json::json!(kernel),
+        "{d}"
+    );
+    let groups = d["groups"].as_array().expect("groups");
+    assert_eq!(groups.len(), 1, "{d}");
+    let g = &groups[0];
+    assert_eq!(g["kind"], "declared", "{g}");
+    assert_eq!(g["by"], "socket", "{g}");
+    assert_eq!(g["port"], serde_json::json!(port), "{g}");
+    assert_eq!(g["addr"], RX.to_string(), "{g}");
+    assert_eq!(g["netns"], serde_json::json!(ns.inode()), "{g}");
+    assert_eq!(g["drops"], serde_json::json!(kernel), "{g}");
+    assert_eq!(g["counter"], serde_json::json!(kernel), "{g}");
+    let rmem_max = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+        .unwrap()
+        .trim()
+        .parse::<u64>()
+        .unwrap();
+    assert_eq!(
+        g["values"]["net.core.rmem_max"],
+        serde_json::json!(rmem_max),
+        "{g}"
+    );
     let advice = d["advice"].as_array().expect("advice");
     assert_eq!(advice.len(), 1, "{d}");
     let action = advice[0]["action"].as_str().unwrap();
     assert!(
-        action.contains("SO_RCVBUF") && action.contains("rmem_max"),
+        action.contains("SO_RCVBUF") && action.contains(&format!("rmem_max = {rmem_max}")),
         "{action}"
     );
     assert!(
         advice[0]["subject"]
             .as_str()
             .unwrap()
-            .contains("RcvbufErrors"),
+            .contains(&format!("{RX}:{port}")),
         "{d}"
     );
 }

@@ -33,6 +33,18 @@ pub struct NetnsSnapshot {
     pub sysctls: NetnsSysctls,
     pub listeners: Vec<Listener>,
     pub neighbours: Vec<NeighEntry>,
+    /// The per-namespace counters the causes declare (causes/), by name.
+    /// These three are recorded beside the snapshot ([`Declared`]), so
+    /// recordings made before them still read.
+    #[serde(skip)]
+    pub counters: BTreeMap<String, u64>,
+    /// The sysctl knobs the causes declare, by name (per-device ones with
+    /// the device in the name).
+    #[serde(skip)]
+    pub knobs: BTreeMap<String, i64>,
+    /// What else is known per device (its qdisc's kind, limit, drops…).
+    #[serde(skip)]
+    pub dev_details: BTreeMap<String, Vec<(String, String)>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -48,9 +60,38 @@ pub struct Snapshot {
     pub netns: Vec<NetnsSnapshot>,
     /// Namespaces not read because of MAX_NETNS.
     pub netns_skipped: usize,
+    /// The global counters the causes declare (softnet_stat…), by name
+    /// (recorded beside the snapshot, as the namespaces' ones).
+    #[serde(skip)]
+    pub counters: BTreeMap<String, u64>,
+    /// The causes' sysctl knobs as the initial namespace shows them: in force
+    /// where a namespace does not show its own.
+    #[serde(skip)]
+    pub knobs: BTreeMap<String, i64>,
+}
+
+/// What a namespace read holds for the causes' declarations: recorded
+/// beside it (record/format.rs), not in its own serialized form.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Declared {
+    pub counters: BTreeMap<String, u64>,
+    pub knobs: BTreeMap<String, i64>,
+    pub dev_details: BTreeMap<String, Vec<(String, String)>>,
 }
 
 impl NetnsSnapshot {
+    pub fn declared(&self) -> Declared {
+        Declared {
+            counters: self.counters.clone(),
+            knobs: self.knobs.clone(),
+            dev_details: self.dev_details.clone(),
+        }
+    }
+
+    pub fn set_declared(&mut self, d: Declared) {
+        (self.counters, self.knobs, self.dev_details) = (d.counters, d.knobs, d.dev_details);
+    }
+
     pub fn id(&self) -> NetnsId {
         NetnsId::new(self.inode as u32, self.cookie)
     }
@@ -75,6 +116,8 @@ impl Snapshot {
                 context::read_ndisc_cache().ok().flatten(),
                 [1, 2, 3].map(|i| g(&format!("net/ipv4/neigh/default/gc_thresh{i}"))),
                 [1, 2, 3].map(|i| g(&format!("net/ipv6/neigh/default/gc_thresh{i}"))),
+                context::declared::global_counters(),
+                context::declared::ns_knobs(&[]),
             )
         };
         // The tables are only visible from the initial namespace; netdrop normally
@@ -84,8 +127,9 @@ impl Snapshot {
         } else {
             in_netns(Path::new(context::netns::ROOT_NETNS_PATH), read_global)
         };
-        if let Ok((arp, ndisc, g4, g6)) = global {
+        if let Ok((arp, ndisc, g4, g6, counters, knobs)) = global {
             (snap.arp, snap.ndisc, snap.gc_thresh4, snap.gc_thresh6) = (arp, ndisc, g4, g6);
+            (snap.counters, snap.knobs) = (counters, knobs);
         }
         let all = list_netns();
         snap.netns_skipped = all.len().saturating_sub(MAX_NETNS);
@@ -124,6 +168,9 @@ pub fn read_netns(ns: &NetnsHandle) -> Option<NetnsSnapshot> {
             sysctls: context::read_netns_sysctls(&devs),
             listeners: context::tcp_listeners().unwrap_or_default(),
             neighbours: context::neighbours().unwrap_or_default(),
+            counters: context::declared::ns_counters(),
+            knobs: context::declared::ns_knobs(&devs),
+            dev_details: context::qdisc::dev_details(),
         }
     })
     .ok()

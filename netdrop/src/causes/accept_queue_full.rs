@@ -3,7 +3,7 @@
 //! refused (TCP_LISTEN_OVERFLOW; NO_SOCKET at the full listener for syncookie
 //! ACKs; before 6.14 without a reason, from ListenOverflows by fusion).
 
-use super::{Cause, CauseSpec, Reason};
+use super::{Cause, CauseSpec, Counter, GroupBy, KnobSpec, Reason, Source};
 
 /// How the summary names netdrop's own counter slot for NO_SOCKET drops at a
 /// full listener (`netdrop_common::LISTEN_FULL_NO_SOCKET_SLOT`): an accept-queue
@@ -23,7 +23,14 @@ pub static SPEC: CauseSpec = CauseSpec {
     // fusion, not a location, classifies them there (diagnose/fusion.rs).
     freed_in: &[],
     location_slot: None,
-    counters: &["TcpExt ListenOverflows (per namespace)"],
-    knobs: &["listen() backlog", "net.core.somaxconn"],
-    advice: "",
+    counters: &[Counter {
+        name: "TcpExt:ListenOverflows",
+        source: Source::Bespoke,
+    }],
+    knobs: &[
+        KnobSpec::bespoke("listen() backlog"),
+        KnobSpec::bespoke("net.core.somaxconn"),
+    ],
+    group_by: GroupBy::Bespoke,
+    advise: None,
 };

@@ -15,10 +15,15 @@ mod neigh_table_overflow;
 mod other;
 mod rp_filter;
 mod socket_rcvbuf;
+mod spec;
 
 use serde::{Deserialize, Serialize};
 
 pub use accept_queue_full::NO_SOCKET_LISTEN_FULL;
+pub use spec::{
+    Advise, Counter, Finding, GroupBy, GroupFacts, GroupKey, KnobAdvice, KnobSpec, Read, Reason,
+    Source,
+};
 
 /// What netdrop blames a drop on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -75,15 +80,6 @@ impl clap::ValueEnum for Cause {
     }
 }
 
-/// A kernel drop reason (its name without `SKB_DROP_REASON_`), with the
-/// kernels of the matrix (`cargo xtask vm-test`) that give it: which number
-/// it has is read from each kernel's BTF, never from here.
-#[derive(Debug, Clone, Copy)]
-pub struct Reason {
-    pub name: &'static str,
-    pub seen: &'static str,
-}
-
 /// Everything a cause declares.
 #[derive(Debug)]
 pub struct CauseSpec {
@@ -102,13 +98,24 @@ pub struct CauseSpec {
     /// (`netdrop_common::location_slot`).
     pub freed_in: &'static [&'static str],
     pub location_slot: Option<u32>,
-    /// The kernel's own counters of it (shown beside netdrop's count).
-    pub counters: &'static [&'static str],
-    /// The settings that govern it.
-    pub knobs: &'static [&'static str],
-    /// What to do, where the diagnosis has no groups of its own for it yet
-    /// (the four first causes group by listener, neighbour, table, device).
-    pub advice: &'static str,
+    /// The kernel's own counters of it (shown beside netdrop's count; the
+    /// first is the one its count is checked against).
+    pub counters: &'static [Counter],
+    /// The settings that govern it, read where they can be.
+    pub knobs: &'static [KnobSpec],
+    /// How the diagnosis groups its drops (the four first causes: by their
+    /// own code, diagnose/groups.rs).
+    pub group_by: GroupBy,
+    /// Its advice for a group (None: the diagnosis's own, advice.rs).
+    pub advise: Option<Advise>,
+}
+
+impl CauseSpec {
+    /// Whether the diagnosis groups, counts and advises it from what it
+    /// declares here (else: the diagnosis's own code for it).
+    pub fn declarative(&self) -> bool {
+        self.group_by != GroupBy::Bespoke
+    }
 }
 
 /// Every cause, in report order; `other` last.
@@ -171,6 +178,30 @@ mod tests {
                 "{}: functions and their slot go together",
                 s.name
             );
+            // Declarative: everything read from its declaration; else the
+            // diagnosis's own code reads it all.
+            let bespoke_counters = s.counters.iter().all(|c| c.source == Source::Bespoke);
+            let bespoke_knobs = s.knobs.iter().all(|k| k.read == Read::Bespoke);
+            if s.declarative() {
+                assert!(s.advise.is_some(), "{}: its advice", s.name);
+                assert!(
+                    s.counters.iter().all(|c| c.source != Source::Bespoke),
+                    "{}: counters it reads",
+                    s.name
+                );
+                assert!(
+                    s.knobs.iter().all(|k| k.read != Read::Bespoke)
+                        && s.knobs.iter().any(|k| k.read != Read::Setting),
+                    "{}: a knob whose value is read",
+                    s.name
+                );
+            } else {
+                assert!(
+                    s.advise.is_none() && bespoke_counters && bespoke_knobs,
+                    "{}",
+                    s.name
+                );
+            }
         }
         assert_eq!(REGISTRY.last().unwrap().cause, Cause::Other);
     }

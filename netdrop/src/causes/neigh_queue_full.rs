@@ -3,7 +3,7 @@
 
 use netdrop_common::location_slot;
 
-use super::{Cause, CauseSpec, Reason};
+use super::{Cause, CauseSpec, Counter, GroupBy, KnobSpec, Reason, Source};
 
 pub static SPEC: CauseSpec = CauseSpec {
     cause: Cause::NeighQueueFull,
@@ -18,10 +18,14 @@ pub static SPEC: CauseSpec = CauseSpec {
     // over unres_qlen_bytes (and, rarely, a packet with no probe configured).
     freed_in: &["__neigh_event_send"],
     location_slot: Some(location_slot::NEIGH_QUEUE_FULL),
-    counters: &["arp_cache/ndisc_cache unresolved_discards (all namespaces)"],
+    counters: &[Counter {
+        name: "arp_cache+ndisc_cache unresolved_discards (all namespaces)",
+        source: Source::Bespoke,
+    }],
     knobs: &[
-        "net.ipv4.neigh.<dev>.unres_qlen_bytes",
-        "net.ipv6.neigh.<dev>.unres_qlen_bytes",
+        KnobSpec::bespoke("net.ipv4.neigh.{dev}.unres_qlen_bytes"),
+        KnobSpec::bespoke("net.ipv6.neigh.{dev}.unres_qlen_bytes"),
     ],
-    advice: "",
+    group_by: GroupBy::Bespoke,
+    advise: None,
 };

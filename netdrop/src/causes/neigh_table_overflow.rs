@@ -3,7 +3,7 @@
 
 use netdrop_common::location_slot;
 
-use super::{Cause, CauseSpec, Reason};
+use super::{Cause, CauseSpec, Counter, GroupBy, KnobSpec, Reason, Source};
 
 pub static SPEC: CauseSpec = CauseSpec {
     cause: Cause::NeighTableOverflow,
@@ -17,10 +17,14 @@ pub static SPEC: CauseSpec = CauseSpec {
     // __neigh_create failed in the output path: the table is over gc_thresh3.
     freed_in: &["ip_finish_output2", "ip6_finish_output2"],
     location_slot: Some(location_slot::NEIGH_TABLE_FULL),
-    counters: &["arp_cache/ndisc_cache table_fulls (all namespaces)"],
+    counters: &[Counter {
+        name: "arp_cache+ndisc_cache table_fulls (all namespaces)",
+        source: Source::Bespoke,
+    }],
     knobs: &[
-        "net.ipv4.neigh.default.gc_thresh3",
-        "net.ipv6.neigh.default.gc_thresh3",
+        KnobSpec::bespoke("net.ipv4.neigh.default.gc_thresh3"),
+        KnobSpec::bespoke("net.ipv6.neigh.default.gc_thresh3"),
     ],
-    advice: "",
+    group_by: GroupBy::Bespoke,
+    advise: None,
 };

@@ -1,6 +1,6 @@
 //! Every drop no other cause claims, still named by its kernel reason.
 
-use super::{Cause, CauseSpec};
+use super::{Cause, CauseSpec, GroupBy};
 
 pub static SPEC: CauseSpec = CauseSpec {
     cause: Cause::Other,
@@ -12,5 +12,6 @@ pub static SPEC: CauseSpec = CauseSpec {
     location_slot: None,
     counters: &[],
     knobs: &[],
-    advice: "",
+    group_by: GroupBy::Bespoke,
+    advise: None,
 };

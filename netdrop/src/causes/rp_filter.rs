@@ -3,7 +3,7 @@
 
 use netdrop_common::location_slot;
 
-use super::{Cause, CauseSpec, Reason};
+use super::{Cause, CauseSpec, Counter, GroupBy, KnobSpec, Reason, Source};
 
 pub static SPEC: CauseSpec = CauseSpec {
     cause: Cause::RpFilter,
@@ -18,7 +18,14 @@ pub static SPEC: CauseSpec = CauseSpec {
     // refused (-EXDEV, IPReversePathFilter).
     freed_in: &["ip_rcv_finish_core"],
     location_slot: Some(location_slot::RP_FILTER),
-    counters: &["TcpExt IPReversePathFilter (per namespace)"],
-    knobs: &["net.ipv4.conf.{all,<dev>}.rp_filter"],
-    advice: "",
+    counters: &[Counter {
+        name: "TcpExt:IPReversePathFilter",
+        source: Source::Bespoke,
+    }],
+    knobs: &[
+        KnobSpec::bespoke("net.ipv4.conf.all.rp_filter"),
+        KnobSpec::bespoke("net.ipv4.conf.{dev}.rp_filter"),
+    ],
+    group_by: GroupBy::Bespoke,
+    advise: None,
 };

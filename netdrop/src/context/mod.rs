@@ -31,10 +31,12 @@
 //! follows the thread-group leader, so a setns'd thread would silently read the
 //! leader's namespace.
 
+pub mod declared;
 pub mod neigh;
 pub mod netns;
 mod nl;
 pub mod procnet;
+pub mod qdisc;
 pub mod sockdiag;
 
 pub use neigh::{NeighEntry, neighbours, nud_state_name};

@@ -7,6 +7,7 @@
 //! happened ([`values`]), every namespace its own kernel counts ([`counters`]).
 
 pub mod counters;
+pub mod declared;
 mod fusion;
 mod groups;
 pub mod model;
@@ -141,6 +142,8 @@ pub struct Diagnosis {
     gc_read_s: [f64; 2],
     /// The kernel's counters per namespace.
     pub counters: counters::Tracker,
+    /// The causes handled from their declarations (causes/).
+    pub declared: declared::Declared,
     /// The latest read taken in, seconds since the start.
     now_s: f64,
     /// Unix time minus CLOCK_MONOTONIC, seconds, learned from the drops
@@ -259,6 +262,10 @@ impl Diagnosis {
         if self.mono_to_unix.is_none() && ev.ts > 0.0 && r.ts_ns > 0 {
             self.mono_to_unix = Some(ev.ts - r.ts_ns as f64 / 1e9);
         }
+        if crate::causes::spec(ev.cause).declarative() {
+            self.declared.on_drop(ev, at);
+            return;
+        }
         let ns = self.latest_ns.get(&netns);
         match ev.cause {
             Cause::AcceptQueueFull => {
@@ -318,8 +325,7 @@ impl Diagnosis {
                 }
                 self.counters.on_drop(netns, RP_FILTER_DROPS, at);
             }
-            // Counted in the summary; the report gives the registry's advice
-            // (no groups of its own yet).
+            // Declarative: handled above.
             Cause::SocketRcvbuf => {}
             Cause::Other => {
                 if netns.inode != 0 {
@@ -380,7 +386,9 @@ impl Diagnosis {
         for ns in &snap.netns {
             self.take_ns(snap.at_s, ns.clone(), is_first);
         }
+        self.declared.on_snapshot(&snap);
         for id in self.counters.prune(&snap) {
+            self.declared.forget(id);
             // It counted nothing: its unclassified drops guard no count.
             self.other_seen.remove(&id);
             self.tcp_rcv_unreasoned.remove(&id);
@@ -463,6 +471,9 @@ impl Diagnosis {
         let moved = self
             .counters
             .on_read(at_s, &ns, self.first.as_ref(), is_first);
+        if let Some(t) = self.counters.get(id) {
+            self.declared.on_ns(&ns, t.start);
+        }
         // ListenOverflows that moved since its previous read beyond what the
         // hooks saw there: attributed to the listeners full now.
         let seen_now = self.accept_seen.get(&id).copied().unwrap_or(0);
@@ -499,6 +510,7 @@ impl Diagnosis {
         self.accept.keys().any(|(ns, _)| *ns == id)
             || self.neigh_queue.keys().any(|(ns, ..)| *ns == id)
             || self.rp.keys().any(|(ns, _)| *ns == id)
+            || self.declared.has_group_in(id)
     }
 
     /// Its namespace no longer existed at the end: absent from the latest full

@@ -121,6 +121,22 @@ pub enum Group {
         changes: Vec<ChangeReport>,
         gone: bool,
     },
+    /// A group of a cause handled from its declaration (causes/): the socket,
+    /// device, peer or namespace, with the values in force as last read.
+    Declared {
+        netns: u64,
+        netns_cookie: u64,
+        netns_name: Option<String>,
+        #[serde(flatten)]
+        key: crate::causes::GroupKey,
+        drops: u64,
+        /// The cause's first kernel counter over the observation in its
+        /// namespace (global for a global counter).
+        counter: Option<u64>,
+        values: std::collections::BTreeMap<String, i64>,
+        details: Vec<(String, String)>,
+        gone: bool,
+    },
 }
 
 /// A knob of a group that changed during the observation.

@@ -27,7 +27,7 @@ impl Report {
         if self.causes.is_empty() {
             let _ = writeln!(
                 o,
-                "\nNo drops of the four causes (neighbour table, neighbour queue, accept queue, rp_filter): nothing to change."
+                "\nNo drops of a cause netdrop knows (see --cause in --help): nothing to change."
             );
         }
         for (i, c) in self.causes.iter().enumerate() {
@@ -123,6 +123,7 @@ fn changes(g: &Group) -> &[ChangeReport] {
         | Group::Neighbour { changes, .. }
         | Group::Table { changes, .. }
         | Group::Device { changes, .. } => changes,
+        Group::Declared { .. } => &[],
     }
 }
 
@@ -261,6 +262,34 @@ fn group_line(g: &Group) -> String {
             if !sources.is_empty() {
                 let list: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
                 let _ = write!(line, ", from {}", list.join(", "));
+            }
+            line
+        }
+        Group::Declared {
+            netns,
+            netns_name,
+            key,
+            drops,
+            counter,
+            values,
+            details,
+            gone,
+            ..
+        } => {
+            let mut line = format!(
+                "{key} {}: {drops} drops",
+                netns_part(*netns, netns_name, *gone)
+            );
+            if let Some(c) = counter {
+                let _ = write!(line, " (kernel counter +{c})");
+            }
+            let vals: Vec<String> = values
+                .iter()
+                .map(|(k, v)| format!("{} {v}", short_knob(k)))
+                .chain(details.iter().map(|(k, v)| format!("{k} {v}")))
+                .collect();
+            if !vals.is_empty() {
+                let _ = write!(line, "; {}", vals.join(", "));
             }
             line
         }

@@ -3,9 +3,12 @@
 //! and the changes made to them, the advice, and the kernel's own counters
 //! beside what netdrop saw.
 
+use std::collections::BTreeMap;
+
 use super::{Diagnosis, counters, groups};
 use crate::{
     advice::Advice,
+    causes::{CauseSpec, GroupFacts},
     classify::{Cause, cause_of},
     context::ArpCacheStats,
     summary::{Session, Summary},
@@ -14,6 +17,92 @@ use crate::{
 pub use super::model::{
     CauseReport, ChangeReport, CounterRow, Group, Hooks, KernelCounter, Report,
 };
+
+/// A declarative cause's groups, most drops first, with the values in force
+/// as last read, and its advice for each of the first few.
+fn declared_groups(d: &Diagnosis, spec: &CauseSpec) -> (Vec<Group>, Vec<Advice>) {
+    let mut rows: Vec<_> = d
+        .declared
+        .groups
+        .iter()
+        .filter(|((c, ..), _)| *c == spec.cause)
+        .collect();
+    rows.sort_by_key(|(_, g)| std::cmp::Reverse(g.drops));
+    let (mut groups, mut advice) = (Vec::new(), Vec::new());
+    for (i, ((_, netns, key), g)) in rows.into_iter().enumerate() {
+        let ns = d.latest_ns.get(netns);
+        let dev = key.dev();
+        let mut values = BTreeMap::new();
+        for k in spec.knobs {
+            let name = k.name_for(dev);
+            let v = ns
+                .and_then(|n| n.knobs.get(&name))
+                .or_else(|| d.last.as_ref().and_then(|s| s.knobs.get(&name)));
+            if let Some(v) = v {
+                values.insert(name, *v);
+            }
+        }
+        let details = dev
+            .and_then(|dev| ns?.dev_details.get(dev).cloned())
+            .unwrap_or_default();
+        let counter = spec.counters.first().and_then(|c| {
+            let per_ns = c.source.per_netns().then_some(*netns);
+            d.declared.counter(c.name, per_ns)
+        });
+        let netns_name = ns.and_then(|n| n.name.clone());
+        if i < MAX_ADVICE_PER_CAUSE
+            && let Some(advise) = spec.advise
+        {
+            let f = advise(&GroupFacts {
+                key,
+                drops: g.drops,
+                netns: super::model::ns_label(netns.inode, &netns_name),
+                values: &values,
+                details: &details,
+                counter,
+            });
+            advice.push(Advice {
+                cause: spec.cause,
+                subject: f.subject,
+                knobs: f
+                    .knobs
+                    .into_iter()
+                    .map(|k| crate::advice::Knob {
+                        name: k.name,
+                        current: k.current.map(|v| v.max(0) as u64),
+                        suggested: k.suggested.map(|v| v.max(0) as u64),
+                    })
+                    .collect(),
+                action: f.action,
+                reason: format!(
+                    "{} drops with reason {}",
+                    g.drops,
+                    spec.reasons
+                        .iter()
+                        .map(|r| r.name)
+                        .collect::<Vec<_>>()
+                        .join("/")
+                ),
+                stopped_by: None,
+            });
+        }
+        groups.push(Group::Declared {
+            netns: netns.inode as u64,
+            netns_cookie: netns.cookie,
+            netns_name,
+            key: key.clone(),
+            drops: g.drops,
+            counter,
+            values,
+            details,
+            gone: d.gone(*netns),
+        });
+    }
+    (groups, advice)
+}
+
+/// Advice given per declarative cause (its groups with most drops).
+const MAX_ADVICE_PER_CAUSE: usize = 3;
 
 pub fn build(d: &Diagnosis, summary: &Summary, session: &Session, hooks: Hooks) -> Report {
     // Drops known only from the kernel's counters: already in the summary when
@@ -50,37 +139,17 @@ pub fn build(d: &Diagnosis, summary: &Summary, session: &Session, hooks: Hooks) 
     );
     let (g, a) = groups::devices(d, t.kernel_only(Cause::RpFilter));
     push_cause(&mut causes, Cause::RpFilter, t, None, g, a);
-    // Registered causes without groups of their own yet: their count, the
-    // kernel counters and knobs they declare, and their advice.
-    for spec in crate::causes::REGISTRY
-        .iter()
-        .filter(|s| !s.advice.is_empty())
-    {
-        let advice = Advice {
-            cause: spec.cause,
-            subject: spec.counters.join(", "),
-            knobs: spec
-                .knobs
-                .iter()
-                .map(|k| crate::advice::Knob {
-                    name: (*k).to_string(),
-                    current: None,
-                    suggested: None,
-                })
-                .collect(),
-            action: spec.advice.to_string(),
-            reason: format!(
-                "{} drops with reason {}",
-                t.cause(spec.cause),
-                spec.reasons
-                    .iter()
-                    .map(|r| r.name)
-                    .collect::<Vec<_>>()
-                    .join("/")
-            ),
-            stopped_by: None,
-        };
-        push_cause(&mut causes, spec.cause, t, None, Vec::new(), vec![advice]);
+    // The causes handled from their declarations (causes/).
+    for spec in crate::causes::REGISTRY.iter().filter(|s| s.declarative()) {
+        let (g, a) = declared_groups(d, spec);
+        let counter = spec.counters.first().and_then(|c| {
+            Some(KernelCounter {
+                name: c.name,
+                delta: d.declared.counter(c.name, None)?,
+                netdrop: t.cause(spec.cause),
+            })
+        });
+        push_cause(&mut causes, spec.cause, t, counter, g, a);
     }
     causes.sort_by_key(|c| std::cmp::Reverse(c.drops));
 
@@ -181,7 +250,19 @@ fn counter_rows(
             incomplete,
         }
     };
-    vec![
+    let declared = crate::causes::REGISTRY
+        .iter()
+        .filter(|s| s.declarative())
+        .flat_map(|s| s.counters.iter().map(move |c| (s.cause, c.name)))
+        .map(|(cause, name)| CounterRow {
+            cause,
+            counter: name,
+            kernel: d.declared.counter(name, None),
+            netdrop_seen: seen(cause),
+            incomplete: false,
+        })
+        .filter(|r| r.kernel.unwrap_or(0) > 0 || r.netdrop_seen > 0);
+    let mut rows = vec![
         ns_row(
             Cause::AcceptQueueFull,
             "TcpExt:ListenOverflows",
@@ -206,7 +287,9 @@ fn counter_rows(
             netdrop_seen: s.neigh_create_failures,
             incomplete: false,
         },
-    ]
+    ];
+    rows.extend(declared);
+    rows
 }
 
 pub(crate) fn kernel_release() -> String {

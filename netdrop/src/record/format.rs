@@ -13,6 +13,8 @@
 //! or altered one. A writer killed mid-frame leaves a file whose last frame is
 //! incomplete: every frame before it is intact.
 
+use std::collections::BTreeMap;
+
 use bytes::{Buf, BufMut, BytesMut};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
@@ -21,7 +23,7 @@ use crate::{
     diagnose::report::Hooks,
     kernel::reasons::ReasonTable,
     owner::Owner,
-    snapshot::{NetnsSnapshot, Snapshot},
+    snapshot::{Declared, NetnsSnapshot, Snapshot},
     summary::{Counts, Naming, Session},
 };
 
@@ -63,6 +65,29 @@ pub mod kind {
     pub const SNAPSHOT_NS: u8 = 13;
     /// One namespace read when netdrop saw drops in it ([`NetnsEntry`]).
     pub const NETNS: u8 = 14;
+    /// A snapshot with its cookies and what it read for the causes'
+    /// declarations ([`SnapshotDecl`]); SNAPSHOT_NS (13) still read.
+    pub const SNAPSHOT_DECL: u8 = 15;
+    /// A namespace read with what it read for the causes' declarations
+    /// ([`NetnsDecl`]); NETNS (14) still read.
+    pub const NETNS_DECL: u8 = 16;
+}
+
+/// [`kind::SNAPSHOT_DECL`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotDecl<S> {
+    pub snap: SnapshotNs<S>,
+    pub counters: BTreeMap<String, u64>,
+    pub knobs: BTreeMap<String, i64>,
+    /// In the order of `snap.netns`.
+    pub netns: Vec<Declared>,
+}
+
+/// [`kind::NETNS_DECL`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetnsDecl<N> {
+    pub entry: N,
+    pub decl: Declared,
 }
 
 /// An entry with the identity cookie of its namespace (the records keep the
@@ -239,8 +264,8 @@ impl Entry {
             Entry::ListenDrop(_) => kind::LISTEN_DROP_NS,
             Entry::NeighState(_) => kind::NEIGH_STATE,
             Entry::Counters(_) => kind::COUNTERS,
-            Entry::Snapshot(_) => kind::SNAPSHOT_NS,
-            Entry::Netns(_) => kind::NETNS,
+            Entry::Snapshot(_) => kind::SNAPSHOT_DECL,
+            Entry::Netns(_) => kind::NETNS_DECL,
             Entry::Lost(_) => kind::LOST,
             Entry::End(_) => kind::END,
         }
@@ -278,13 +303,24 @@ impl Entry {
             Entry::NeighState(v) => put(v, buf),
             Entry::Counters(v) => put(v, buf),
             Entry::Snapshot(v) => put(
-                &SnapshotNs {
-                    snap: v.as_ref(),
-                    cookies: v.netns.iter().map(|n| n.cookie).collect(),
+                &SnapshotDecl {
+                    snap: SnapshotNs {
+                        snap: v.as_ref(),
+                        cookies: v.netns.iter().map(|n| n.cookie).collect(),
+                    },
+                    counters: v.counters.clone(),
+                    knobs: v.knobs.clone(),
+                    netns: v.netns.iter().map(NetnsSnapshot::declared).collect(),
                 },
                 buf,
             ),
-            Entry::Netns(v) => put(v, buf),
+            Entry::Netns(v) => put(
+                &NetnsDecl {
+                    entry: v.as_ref(),
+                    decl: v.ns.declared(),
+                },
+                buf,
+            ),
             Entry::Lost(v) => put(v, buf),
             Entry::End(v) => put(v, buf),
         }
@@ -321,6 +357,23 @@ impl Entry {
                     ns.cookie = cookie;
                 }
                 Entry::Snapshot(Box::new(snap))
+            }),
+            kind::SNAPSHOT_DECL => de::<SnapshotDecl<Snapshot>>(payload).map(|s| {
+                let mut snap = s.snap.snap;
+                for (ns, cookie) in snap.netns.iter_mut().zip(s.snap.cookies) {
+                    ns.cookie = cookie;
+                }
+                for (ns, decl) in snap.netns.iter_mut().zip(s.netns) {
+                    ns.set_declared(decl);
+                }
+                (snap.counters, snap.knobs) = (s.counters, s.knobs);
+                Entry::Snapshot(Box::new(snap))
+            }),
+            kind::NETNS_DECL => de::<NetnsDecl<NetnsEntry>>(payload).map(|n| {
+                let mut e = n.entry;
+                e.ns.cookie = e.netns_cookie;
+                e.ns.set_declared(n.decl);
+                Entry::Netns(Box::new(e))
             }),
             kind::NETNS => de::<NetnsEntry>(payload).map(|mut n| {
                 n.ns.cookie = n.netns_cookie;

@@ -368,16 +368,42 @@ fn namespace_cookies_round_trip_and_old_kinds_still_read() {
         name: Some(format!("ns-{cookie}")),
         ..Default::default()
     };
-    let snap = Snapshot {
+    let mut snap = Snapshot {
         at_s: 2.0,
         netns: vec![ns(4026532300, 11), ns(4026532300, 12)],
         ..Default::default()
     };
+    // What the causes declare is recorded beside the snapshot (kind 15).
+    snap.counters.insert("softnet_stat:dropped".into(), 7);
+    snap.knobs.insert("net.core.rmem_max".into(), 212992);
+    snap.netns[1].counters.insert("Udp:RcvbufErrors".into(), 3);
+    snap.netns[1]
+        .knobs
+        .insert("net.ipv4.tcp_timestamps".into(), 1);
+    snap.netns[1]
+        .dev_details
+        .insert("veth0".into(), vec![("qdisc".into(), "tbf".into())]);
     let mut buf = BytesMut::new();
     Entry::Snapshot(Box::new(snap.clone())).encode(&mut buf);
     let (kind, back) = decode_one(&buf);
-    assert_eq!(kind, format::kind::SNAPSHOT_NS);
+    assert_eq!(kind, format::kind::SNAPSHOT_DECL);
     assert_eq!(back, Entry::Snapshot(Box::new(snap.clone())));
+    // A snapshot of kind 13 (before the registry) reads, without them.
+    let mut old13 = BytesMut::new();
+    frame(
+        format::kind::SNAPSHOT_NS,
+        &postcard::to_stdvec(&format::SnapshotNs {
+            snap: &snap,
+            cookies: vec![11, 12],
+        })
+        .unwrap(),
+        &mut old13,
+    );
+    let (_, Entry::Snapshot(o)) = decode_one(&old13) else {
+        panic!("kind 13 snapshot frame")
+    };
+    assert_eq!(o.netns[1].cookie, 12);
+    assert!(o.counters.is_empty() && o.netns[1].counters.is_empty());
     let mut old = BytesMut::new();
     frame(
         format::kind::SNAPSHOT,
@@ -390,15 +416,30 @@ fn namespace_cookies_round_trip_and_old_kinds_still_read() {
     assert!(o.netns.iter().all(|n| n.cookie == 0));
 
     // One namespace read on its drops.
-    let entry = NetnsEntry::new(0.25, &ns(4026532301, 13));
+    let mut one = ns(4026532301, 13);
+    one.counters.insert("TcpExt:PAWSEstab".into(), 9);
+    let entry = NetnsEntry::new(0.25, &one);
     let mut buf = BytesMut::new();
     Entry::Netns(Box::new(entry.clone())).encode(&mut buf);
     let (kind, back) = decode_one(&buf);
-    assert_eq!(kind, format::kind::NETNS);
+    assert_eq!(kind, format::kind::NETNS_DECL);
     let Entry::Netns(n) = back else {
         panic!("netns frame")
     };
     assert_eq!((n.at_s, n.ns.cookie, n.ns.inode), (0.25, 13, 4026532301));
+    assert_eq!(n.ns.counters.get("TcpExt:PAWSEstab"), Some(&9));
+    // Kind 14 (before the registry) still reads.
+    let mut old14 = BytesMut::new();
+    frame(
+        format::kind::NETNS,
+        &postcard::to_stdvec(&entry).unwrap(),
+        &mut old14,
+    );
+    let (_, Entry::Netns(o)) = decode_one(&old14) else {
+        panic!("kind 14 netns frame")
+    };
+    assert_eq!(o.ns.cookie, 13);
+    assert!(o.ns.counters.is_empty());
 }
 
 /// Recordings written before namespace cookies (the fuzz seeds were) replay

@@ -1,0 +1,196 @@
+//! The causes the diagnosis handles from their declarations alone
+//! (causes/<cause>.rs): their drops grouped as the cause says, their kernel
+//! counters per namespace (or global) over the observation, and, in the
+//! report, the values in force and the cause's own advice per group.
+
+use std::collections::BTreeMap;
+
+use super::counters::Start;
+use super::snapshot::{NetnsSnapshot, Snapshot};
+use crate::{
+    causes::{Cause, GroupBy, GroupKey, spec},
+    event::DropView,
+    netns_id::NetnsId,
+};
+
+/// Groups kept per cause; drops beyond go to [`GroupKey::Rest`] of their
+/// namespace (memory stays bounded whatever the traffic).
+pub const MAX_GROUPS_PER_CAUSE: usize = 256;
+
+#[derive(Debug, Clone, Default)]
+pub struct DeclGroup {
+    pub drops: u64,
+    /// Its latest drop, unix seconds.
+    pub last_s: f64,
+}
+
+/// A counter over the observation: from its origin to its latest read.
+#[derive(Debug, Clone, Copy, Default)]
+struct Count {
+    base: u64,
+    latest: u64,
+}
+
+impl Count {
+    fn delta(self) -> u64 {
+        self.latest.saturating_sub(self.base)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Declared {
+    pub groups: BTreeMap<(Cause, NetnsId, GroupKey), DeclGroup>,
+    per_cause: BTreeMap<Cause, usize>,
+    /// Per-namespace counters by (namespace, counter name).
+    ns: BTreeMap<(NetnsId, String), Count>,
+    /// Global counters by name.
+    global: BTreeMap<String, Count>,
+}
+
+fn key_of(by: GroupBy, ev: &DropView<'_>) -> GroupKey {
+    let r = ev.rec;
+    let p = r.packet.as_ref();
+    match by {
+        GroupBy::Socket => match p {
+            Some(p) => GroupKey::Socket {
+                proto: p.l4,
+                addr: p.daddr,
+                port: p.dport.unwrap_or(0),
+            },
+            None => GroupKey::Rest,
+        },
+        GroupBy::Device if !r.dev.is_empty() => GroupKey::Device { dev: r.dev.clone() },
+        GroupBy::Peer => match p {
+            Some(p) => GroupKey::Peer { addr: p.saddr },
+            None => GroupKey::Rest,
+        },
+        GroupBy::Netns => GroupKey::Netns,
+        GroupBy::Device | GroupBy::Bespoke => GroupKey::Rest,
+    }
+}
+
+impl Declared {
+    /// A drop of a declarative cause.
+    pub fn on_drop(&mut self, ev: &DropView<'_>, at_unix: f64) {
+        let s = spec(ev.cause);
+        let netns = ev.rec.netns_id();
+        let mut key = key_of(s.group_by, ev);
+        let n = self.per_cause.entry(ev.cause).or_default();
+        if !self.groups.contains_key(&(ev.cause, netns, key.clone())) {
+            if *n >= MAX_GROUPS_PER_CAUSE {
+                key = GroupKey::Rest;
+            }
+            if !self.groups.contains_key(&(ev.cause, netns, key.clone())) {
+                *n += 1;
+            }
+        }
+        let g = self.groups.entry((ev.cause, netns, key)).or_default();
+        g.drops += 1;
+        g.last_s = g.last_s.max(at_unix);
+    }
+
+    /// A namespace read; `start` says where its counts start.
+    pub fn on_ns(&mut self, ns: &NetnsSnapshot, start: Start) {
+        let id = ns.id();
+        for (name, v) in &ns.counters {
+            let c = self.ns.entry((id, name.clone())).or_insert(Count {
+                base: if start == Start::BornLater { 0 } else { *v },
+                latest: *v,
+            });
+            c.latest = c.latest.max(*v);
+        }
+    }
+
+    /// A full snapshot's global counters.
+    pub fn on_snapshot(&mut self, snap: &Snapshot) {
+        for (name, v) in &snap.counters {
+            let c = self.global.entry(name.clone()).or_insert(Count {
+                base: *v,
+                latest: *v,
+            });
+            c.latest = c.latest.max(*v);
+        }
+    }
+
+    /// Forgets a namespace that counted nothing and has no group.
+    pub fn forget(&mut self, id: NetnsId) {
+        if self.groups.keys().any(|(_, ns, _)| *ns == id) {
+            return;
+        }
+        if self
+            .ns
+            .range((id, String::new())..)
+            .take_while(|((n, _), _)| *n == id)
+            .all(|(_, c)| c.delta() == 0)
+        {
+            self.ns.retain(|(n, _), _| *n != id);
+        }
+    }
+
+    pub fn has_group_in(&self, id: NetnsId) -> bool {
+        self.groups.keys().any(|(_, ns, _)| *ns == id)
+    }
+
+    /// What counter `name` moved over the observation: in `netns` for a
+    /// per-namespace counter (None: summed over all), or globally. None:
+    /// never read.
+    pub fn counter(&self, name: &str, netns: Option<NetnsId>) -> Option<u64> {
+        if let Some(c) = self.global.get(name) {
+            return Some(c.delta());
+        }
+        let mut any = false;
+        let sum = self
+            .ns
+            .iter()
+            .filter(|((n, c), _)| c == name && netns.is_none_or(|id| id == *n))
+            .inspect(|_| any = true)
+            .map(|(_, c)| c.delta())
+            .sum();
+        any.then_some(sum)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ns(inode: u64, counters: &[(&str, u64)]) -> NetnsSnapshot {
+        NetnsSnapshot {
+            inode,
+            cookie: inode,
+            counters: counters.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            ..NetnsSnapshot::default()
+        }
+    }
+
+    #[test]
+    fn counters_count_from_their_origin() {
+        let mut d = Declared::default();
+        d.on_ns(&ns(1, &[("Udp:RcvbufErrors", 10)]), Start::AtStart);
+        d.on_ns(&ns(2, &[("Udp:RcvbufErrors", 7)]), Start::BornLater);
+        d.on_ns(&ns(1, &[("Udp:RcvbufErrors", 15)]), Start::AtStart);
+        assert_eq!(d.counter("Udp:RcvbufErrors", None), Some(12));
+        assert_eq!(
+            d.counter("Udp:RcvbufErrors", Some(NetnsId::new(1, 1))),
+            Some(5)
+        );
+        assert_eq!(d.counter("TcpExt:PAWSEstab", None), None);
+        // One that counted nothing is forgotten; one that counted is kept.
+        d.on_ns(&ns(3, &[("Udp:RcvbufErrors", 4)]), Start::AtStart);
+        d.forget(NetnsId::new(3, 3));
+        d.forget(NetnsId::new(1, 1));
+        assert_eq!(d.ns.len(), 2);
+    }
+
+    #[test]
+    fn global_counters() {
+        let mut d = Declared::default();
+        let snap = |v| Snapshot {
+            counters: [("softnet_stat dropped".to_string(), v)].into(),
+            ..Snapshot::default()
+        };
+        d.on_snapshot(&snap(100));
+        d.on_snapshot(&snap(130));
+        assert_eq!(d.counter("softnet_stat dropped", None), Some(30));
+    }
+}
