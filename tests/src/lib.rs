@@ -60,12 +60,43 @@ pub const REAL_CAUSES: [&str; 5] = [
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// Serialises tests in one process: they share kernel state. A test that
-/// panicked while holding the lock poisons it; the next test still runs.
-pub fn lock() -> MutexGuard<'static, ()> {
-    SERIAL
+/// Held while a test touches kernel state: see [`lock`].
+pub struct Serial {
+    _in_process: MutexGuard<'static, ()>,
+    _across_processes: Option<std::fs::File>,
+}
+
+/// Where test processes take turns (an flock): two test binaries run at once
+/// (two shells, two checkouts) still touch kernel state one at a time.
+pub const LOCK_FILE: &str = "/run/lock/netdrop-tests.lock";
+
+/// Serialises tests: they share kernel state. In one process a mutex (a
+/// test that panicked while holding it poisons it; the next test still
+/// runs), across processes an flock on [`LOCK_FILE`] (released by the
+/// kernel when the process ends, however it ends).
+pub fn lock() -> Serial {
+    let m = SERIAL
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(LOCK_FILE)
+        .ok();
+    if let Some(f) = &f {
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on an open descriptor; blocks until it is ours.
+        while unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                break;
+            }
+        }
+    }
+    Serial {
+        _in_process: m,
+        _across_processes: f,
+    }
 }
 
 /// True when running as root. Otherwise prints a loud SKIP line and returns
