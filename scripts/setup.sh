@@ -10,6 +10,8 @@
 #   iproute2, bpftool, util-linux       the tests: namespaces, veth, sysctls, "no program left"
 #   iputils-ping                        the tests: ping provokes neighbour resolution and rp_filter drops
 #   tshark                              the tests: recorded pcapng files open in Wireshark
+#   nftables, iptables                  the tests: firewall_rule and conntrack_full reproductions
+#                                       (nft rules, iptables-nft rules, a conntrack-activating rule)
 #   xz-utils, zstd                      the kernel matrix: unpacking guest kernel modules
 #   bpftrace                            the benchmark (cargo xtask bench): the bpftrace row,
 #                                       netdrop's cost per drop against a general-purpose tracer
@@ -25,7 +27,7 @@
 set -euo pipefail
 
 BPF_LINKER_VERSION=0.13.0
-PKGS=(rustc-web cargo-web libstd-rust-web-dev-bpf llvm-22-dev libpolly-22-dev iproute2 iputils-ping bpftool util-linux procps tshark g++ bpftrace xz-utils zstd)
+PKGS=(rustc-web cargo-web libstd-rust-web-dev-bpf llvm-22-dev libpolly-22-dev iproute2 iputils-ping bpftool util-linux procps tshark g++ bpftrace xz-utils zstd nftables iptables)
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

@@ -58,7 +58,10 @@ fn socket_rcvbuf() {
     let d = out
         .diagnosed("socket_rcvbuf")
         .expect("socket_rcvbuf in the diagnosis");
-    assert_eq!(d["kernel_counter"]["name"], "Udp:RcvbufErrors", "{d}");
+    assert_eq!(
+        d["kernel_counter"]["name"], "Udp:RcvbufErrors + Udp6:RcvbufErrors",
+        "{d}"
+    );
     assert_eq!(
         d["kernel_counter"]["delta"],
         serde_json::json!(kernel),

@@ -40,22 +40,32 @@ pub use netns::{Netns, in_netns, veth_pair};
 pub use sysctl::SysctlGuard;
 
 /// The causes netdrop attributes drops to, plus the catch-all.
-pub const CAUSES: [&str; 6] = [
+pub const CAUSES: [&str; 11] = [
     "neigh_table_overflow",
     "neigh_queue_full",
     "accept_queue_full",
     "rp_filter",
     "socket_rcvbuf",
+    "conntrack_full",
+    "firewall_rule",
+    "tcp_paws",
+    "cpu_backlog",
+    "qdisc_drop",
     "other",
 ];
 
 /// The causes without "other".
-pub const REAL_CAUSES: [&str; 5] = [
+pub const REAL_CAUSES: [&str; 10] = [
     "neigh_table_overflow",
     "neigh_queue_full",
     "accept_queue_full",
     "rp_filter",
     "socket_rcvbuf",
+    "conntrack_full",
+    "firewall_rule",
+    "tcp_paws",
+    "cpu_backlog",
+    "qdisc_drop",
 ];
 
 static SERIAL: Mutex<()> = Mutex::new(());

@@ -10,16 +10,22 @@
 //! [`REGISTRY`], one variant of [`Cause`] (its id).
 
 mod accept_queue_full;
+mod conntrack_full;
+mod cpu_backlog;
+mod firewall_rule;
 mod neigh_queue_full;
 mod neigh_table_overflow;
 mod other;
+mod qdisc_drop;
 mod rp_filter;
 mod socket_rcvbuf;
 mod spec;
+mod tcp_paws;
 
 use serde::{Deserialize, Serialize};
 
 pub use accept_queue_full::NO_SOCKET_LISTEN_FULL;
+pub use conntrack_full::NETFILTER_DROP_CONNTRACK_FULL;
 pub use spec::{
     Advise, Counter, Finding, GroupBy, GroupFacts, GroupKey, KnobAdvice, KnobSpec, Read, Reason,
     Source,
@@ -39,18 +45,33 @@ pub enum Cause {
     RpFilter,
     /// A socket's receive buffer is full: the application reads too slowly.
     SocketRcvbuf,
+    /// The connection-tracking table is full: nf_conntrack_max.
+    ConntrackFull,
+    /// A netfilter rule dropped it.
+    FirewallRule,
+    /// TCP timestamps older than the connection's (PAWS): NAT.
+    TcpPaws,
+    /// The per-CPU input backlog is full: netdev_max_backlog.
+    CpuBacklog,
+    /// A device's qdisc queue is full: qdisc limit / txqueuelen.
+    QdiscDrop,
     /// Anything else, still named by its kernel reason.
     Other,
 }
 
 impl Cause {
     /// Every cause, in the registry's (report) order.
-    pub const ALL: [Cause; 6] = [
+    pub const ALL: [Cause; 11] = [
         Cause::NeighTableOverflow,
         Cause::NeighQueueFull,
         Cause::AcceptQueueFull,
         Cause::RpFilter,
         Cause::SocketRcvbuf,
+        Cause::ConntrackFull,
+        Cause::FirewallRule,
+        Cause::TcpPaws,
+        Cause::CpuBacklog,
+        Cause::QdiscDrop,
         Cause::Other,
     ];
 
@@ -125,6 +146,11 @@ pub static REGISTRY: &[&CauseSpec] = &[
     &accept_queue_full::SPEC,
     &rp_filter::SPEC,
     &socket_rcvbuf::SPEC,
+    &conntrack_full::SPEC,
+    &firewall_rule::SPEC,
+    &tcp_paws::SPEC,
+    &cpu_backlog::SPEC,
+    &qdisc_drop::SPEC,
     &other::SPEC,
 ];
 
@@ -169,7 +195,11 @@ mod tests {
                 assert!(s.reasons.is_empty() && s.freed_in.is_empty());
                 continue;
             }
-            assert!(!s.reasons.is_empty(), "{}: a kernel reason", s.name);
+            assert!(
+                !s.reasons.is_empty() || !s.own_slots.is_empty(),
+                "{}: a kernel reason or a slot of netdrop's own",
+                s.name
+            );
             assert!(!s.counters.is_empty(), "{}: a kernel counter", s.name);
             assert!(!s.knobs.is_empty(), "{}: a knob", s.name);
             assert_eq!(
@@ -190,9 +220,8 @@ mod tests {
                     s.name
                 );
                 assert!(
-                    s.knobs.iter().all(|k| k.read != Read::Bespoke)
-                        && s.knobs.iter().any(|k| k.read != Read::Setting),
-                    "{}: a knob whose value is read",
+                    s.knobs.iter().all(|k| k.read != Read::Bespoke),
+                    "{}: knobs it reads or names",
                     s.name
                 );
             } else {

@@ -34,6 +34,9 @@ pub enum Source {
     Softnet { column: usize },
     /// The `dropped` statistics of each namespace's root qdiscs, summed.
     QdiscDrops,
+    /// The counters of each namespace's nftables rules with a drop verdict
+    /// (iptables-nft rules included), summed.
+    NftDropRules,
 }
 
 impl Source {
@@ -201,8 +204,8 @@ pub struct GroupFacts<'a> {
     pub values: &'a BTreeMap<String, i64>,
     /// What else is known of the group (a qdisc's kind and limit…).
     pub details: &'a [(String, String)],
-    /// The cause's first kernel counter over the observation, in its namespace
-    /// (global for a global counter).
+    /// The cause's kernel counters over the observation, summed: in its
+    /// namespace (global ones globally).
     pub counter: Option<u64>,
 }
 

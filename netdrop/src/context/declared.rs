@@ -98,6 +98,8 @@ pub fn ns_counters() -> BTreeMap<String, u64> {
                     .copied()
             }
             Source::QdiscDrops => super::qdisc::root_drops(),
+            // Not read yet.
+            Source::NftDropRules => None,
             Source::Bespoke | Source::Softnet { .. } => continue,
         };
         if let Some(v) = v {

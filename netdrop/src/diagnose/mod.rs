@@ -325,8 +325,6 @@ impl Diagnosis {
                 }
                 self.counters.on_drop(netns, RP_FILTER_DROPS, at);
             }
-            // Declarative: handled above.
-            Cause::SocketRcvbuf => {}
             Cause::Other => {
                 if netns.inode != 0 {
                     *self.other_seen.entry(netns).or_default() += 1;
@@ -336,6 +334,8 @@ impl Diagnosis {
                     }
                 }
             }
+            // Declarative: handled above.
+            _ => {}
         }
     }
 

@@ -130,8 +130,8 @@ pub enum Group {
         #[serde(flatten)]
         key: crate::causes::GroupKey,
         drops: u64,
-        /// The cause's first kernel counter over the observation in its
-        /// namespace (global for a global counter).
+        /// The cause's kernel counters over the observation, summed: in its
+        /// namespace (global ones globally).
         counter: Option<u64>,
         values: std::collections::BTreeMap<String, i64>,
         details: Vec<(String, String)>,
@@ -159,7 +159,7 @@ pub struct ChangeReport {
 /// full snapshot), beside what netdrop counted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct KernelCounter {
-    pub name: &'static str,
+    pub name: String,
     pub delta: u64,
     /// What netdrop counted that the counter counts too.
     pub netdrop: u64,

@@ -52,7 +52,7 @@ impl Report {
                 let _ = writeln!(
                     o,
                     "   kernel: {} +{} during the observation, netdrop {} (the kernel's count is not added to any total)",
-                    Safe(k.name),
+                    Safe(&k.name),
                     k.delta,
                     k.netdrop
                 );

@@ -11,6 +11,7 @@ use crate::{
     causes::{CauseSpec, GroupFacts},
     classify::{Cause, cause_of},
     context::ArpCacheStats,
+    netns_id::NetnsId,
     summary::{Session, Summary},
 };
 
@@ -45,10 +46,7 @@ fn declared_groups(d: &Diagnosis, spec: &CauseSpec) -> (Vec<Group>, Vec<Advice>)
         let details = dev
             .and_then(|dev| ns?.dev_details.get(dev).cloned())
             .unwrap_or_default();
-        let counter = spec.counters.first().and_then(|c| {
-            let per_ns = c.source.per_netns().then_some(*netns);
-            d.declared.counter(c.name, per_ns)
-        });
+        let counter = declared_counter(d, spec, Some(*netns));
         let netns_name = ns.and_then(|n| n.name.clone());
         if i < MAX_ADVICE_PER_CAUSE
             && let Some(advise) = spec.advise
@@ -101,6 +99,18 @@ fn declared_groups(d: &Diagnosis, spec: &CauseSpec) -> (Vec<Group>, Vec<Advice>)
     (groups, advice)
 }
 
+/// A declarative cause's counters summed over the observation (None: none
+/// readable): in `netns` for per-namespace ones, else all of them.
+fn declared_counter(d: &Diagnosis, spec: &CauseSpec, netns: Option<NetnsId>) -> Option<u64> {
+    spec.counters
+        .iter()
+        .filter_map(|c| {
+            let ns = netns.filter(|_| c.source.per_netns());
+            d.declared.counter(c.name, ns)
+        })
+        .reduce(|a, b| a + b)
+}
+
 /// Advice given per declarative cause (its groups with most drops).
 const MAX_ADVICE_PER_CAUSE: usize = 3;
 
@@ -142,12 +152,15 @@ pub fn build(d: &Diagnosis, summary: &Summary, session: &Session, hooks: Hooks) 
     // The causes handled from their declarations (causes/).
     for spec in crate::causes::REGISTRY.iter().filter(|s| s.declarative()) {
         let (g, a) = declared_groups(d, spec);
-        let counter = spec.counters.first().and_then(|c| {
-            Some(KernelCounter {
-                name: c.name,
-                delta: d.declared.counter(c.name, None)?,
-                netdrop: t.cause(spec.cause),
-            })
+        let counter = declared_counter(d, spec, None).map(|delta| KernelCounter {
+            name: spec
+                .counters
+                .iter()
+                .map(|c| c.name)
+                .collect::<Vec<_>>()
+                .join(" + "),
+            delta,
+            netdrop: t.cause(spec.cause),
         });
         push_cause(&mut causes, spec.cause, t, counter, g, a);
     }
@@ -219,12 +232,12 @@ const TABLE_FULLS: &str = "arp_cache+ndisc_cache table_fulls";
 /// queue, and refused neighbour creates.
 fn neigh_counters(d: &Diagnosis, t: &Summary) -> [Option<KernelCounter>; 2] {
     let queue = table_delta(d, |c| c.unresolved_discards).map(|delta| KernelCounter {
-        name: "arp_cache+ndisc_cache unresolved_discards (all namespaces)",
+        name: "arp_cache+ndisc_cache unresolved_discards (all namespaces)".into(),
         delta,
         netdrop: t.cause(Cause::NeighQueueFull),
     });
     let table = table_delta(d, |c| c.table_fulls).map(|delta| KernelCounter {
-        name: "arp_cache+ndisc_cache table_fulls (all namespaces)",
+        name: "arp_cache+ndisc_cache table_fulls (all namespaces)".into(),
         delta,
         netdrop: t.neigh_create_failures,
     });

@@ -59,11 +59,12 @@ impl KernelOnly {
     pub fn guards(c: Cause) -> &'static [Cause] {
         match c {
             Cause::RpFilter => &[Cause::RpFilter, Cause::Other],
-            Cause::AcceptQueueFull => &[Cause::AcceptQueueFull],
-            Cause::NeighQueueFull => &[Cause::NeighQueueFull],
-            Cause::NeighTableOverflow => &[Cause::NeighTableOverflow],
-            Cause::SocketRcvbuf => &[Cause::SocketRcvbuf],
-            Cause::Other => &[Cause::Other],
+            other => std::slice::from_ref(
+                Cause::ALL
+                    .iter()
+                    .find(|c| **c == other)
+                    .unwrap_or(&Cause::Other),
+            ),
         }
     }
 }
