@@ -411,7 +411,7 @@ fn table_fulls_are_beside_the_refused_creates() {
     let r = d.report(&s, &Session::default(), Hooks::default());
     let k = r.causes[0].kernel_counter.as_ref().unwrap();
     assert_eq!(
-        (k.name, k.delta, k.netdrop),
+        (k.name.as_str(), k.delta, k.netdrop),
         ("arp_cache+ndisc_cache table_fulls (all namespaces)", 13, 12)
     );
     assert_eq!(r.totals.total_drops, 3);
