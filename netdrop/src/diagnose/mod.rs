@@ -325,16 +325,14 @@ impl Diagnosis {
                 }
                 self.counters.on_drop(netns, RP_FILTER_DROPS, at);
             }
-            Cause::Other => {
-                if netns.inode != 0 {
-                    *self.other_seen.entry(netns).or_default() += 1;
-                    self.other_placed += 1;
-                    if !self.acks_have_a_reason && unreasoned_tcp_rcv(&ev.reason, &ev.location) {
-                        *self.tcp_rcv_unreasoned.entry(netns).or_default() += 1;
-                    }
+            Cause::Other if netns.inode != 0 => {
+                *self.other_seen.entry(netns).or_default() += 1;
+                self.other_placed += 1;
+                if !self.acks_have_a_reason && unreasoned_tcp_rcv(&ev.reason, &ev.location) {
+                    *self.tcp_rcv_unreasoned.entry(netns).or_default() += 1;
                 }
             }
-            // Declarative: handled above.
+            // Other without a namespace; declarative causes: handled above.
             _ => {}
         }
     }
