@@ -5,3 +5,6 @@
 
 #[path = "causes/socket_rcvbuf.rs"]
 mod socket_rcvbuf;
+
+#[path = "causes/no_listener.rs"]
+mod no_listener;
