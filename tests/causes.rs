@@ -5,6 +5,3 @@
 
 #[path = "causes/socket_rcvbuf.rs"]
 mod socket_rcvbuf;
-
-#[path = "causes/no_listener.rs"]
-mod no_listener;

@@ -40,22 +40,26 @@ mod tests {
         assert_eq!(cause_of("NEIGH_QUEUEFULL"), Cause::NeighQueueFull);
         assert_eq!(cause_of("TCP_LISTEN_OVERFLOW"), Cause::AcceptQueueFull);
         assert_eq!(cause_of("IP_RPFILTER"), Cause::RpFilter);
-        assert_eq!(cause_of("NO_SOCKET"), Cause::NoListener);
-        for other in ["NEIGH_FAILED", "NOT_SPECIFIED", "UNKNOWN_70000", ""] {
+        for other in [
+            "NEIGH_FAILED",
+            "NO_SOCKET",
+            "NOT_SPECIFIED",
+            "UNKNOWN_70000",
+            "",
+        ] {
             assert_eq!(cause_of(other), Cause::Other, "{other}");
         }
     }
 
     #[test]
     fn no_socket_is_ambiguous_until_the_socket_is_known() {
-        assert_eq!(classify("NO_SOCKET", None), Cause::NoListener);
+        assert_eq!(classify("NO_SOCKET", None), Cause::Other);
         // A cookie ACK at a full queue (backlog 1: the queue holds 2).
         assert_eq!(classify("NO_SOCKET", Some((2, 1))), Cause::AcceptQueueFull);
         // At its limit the queue still takes one (sk_acceptq_is_full: len > limit).
-        assert_eq!(classify("NO_SOCKET", Some((1, 1))), Cause::NoListener);
-        // A listener with room: a bad cookie, not an overflow. The kernel's
-        // count is by reason (no_listener): the line says the same.
-        assert_eq!(classify("NO_SOCKET", Some((0, 128))), Cause::NoListener);
+        assert_eq!(classify("NO_SOCKET", Some((1, 1))), Cause::Other);
+        // A listener with room: a bad cookie, not an overflow.
+        assert_eq!(classify("NO_SOCKET", Some((0, 128))), Cause::Other);
         // Other reasons are not reclassified by the socket.
         assert_eq!(classify("TCP_CSUM", Some((5, 1))), Cause::Other);
         assert_eq!(

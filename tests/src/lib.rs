@@ -40,7 +40,7 @@ pub use netns::{Netns, in_netns, veth_pair};
 pub use sysctl::SysctlGuard;
 
 /// The causes netdrop attributes drops to, plus the catch-all.
-pub const CAUSES: [&str; 12] = [
+pub const CAUSES: [&str; 11] = [
     "neigh_table_overflow",
     "neigh_queue_full",
     "accept_queue_full",
@@ -51,12 +51,11 @@ pub const CAUSES: [&str; 12] = [
     "tcp_paws",
     "cpu_backlog",
     "qdisc_drop",
-    "no_listener",
     "other",
 ];
 
 /// The causes without "other".
-pub const REAL_CAUSES: [&str; 11] = [
+pub const REAL_CAUSES: [&str; 10] = [
     "neigh_table_overflow",
     "neigh_queue_full",
     "accept_queue_full",
@@ -67,7 +66,6 @@ pub const REAL_CAUSES: [&str; 11] = [
     "tcp_paws",
     "cpu_backlog",
     "qdisc_drop",
-    "no_listener",
 ];
 
 static SERIAL: Mutex<()> = Mutex::new(());

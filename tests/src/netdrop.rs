@@ -337,16 +337,6 @@ impl NetdropOutput {
         }
     }
 
-    /// The cause of a UDP datagram to a closed port on this kernel:
-    /// no_listener, or other where the kernel gives no reasons.
-    pub fn no_socket_cause(&self) -> &'static str {
-        if self.without_reasons() {
-            "other"
-        } else {
-            "no_listener"
-        }
-    }
-
     /// summary.reasons[reason], 0 when absent (only nonzero reasons are
     /// listed); on kernels without drop reasons the same drops classified by
     /// where they were freed (`REASON(by location)`) count too.

@@ -15,7 +15,6 @@ mod cpu_backlog;
 mod firewall_rule;
 mod neigh_queue_full;
 mod neigh_table_overflow;
-mod no_listener;
 mod other;
 mod qdisc_drop;
 mod rp_filter;
@@ -27,7 +26,6 @@ use serde::{Deserialize, Serialize};
 
 pub use accept_queue_full::NO_SOCKET_LISTEN_FULL;
 pub use conntrack_full::NETFILTER_DROP_CONNTRACK_FULL;
-pub use no_listener::{LISTENED_EARLIER, LISTENING_NOW};
 pub use spec::{
     Advise, Counter, Finding, GroupBy, GroupFacts, GroupKey, KnobAdvice, KnobSpec, Read, Reason,
     Source,
@@ -57,15 +55,13 @@ pub enum Cause {
     CpuBacklog,
     /// A device's qdisc queue is full: qdisc limit / txqueuelen.
     QdiscDrop,
-    /// Nothing listens on the port: a closed port.
-    NoListener,
     /// Anything else, still named by its kernel reason.
     Other,
 }
 
 impl Cause {
     /// Every cause, in the registry's (report) order.
-    pub const ALL: [Cause; 12] = [
+    pub const ALL: [Cause; 11] = [
         Cause::NeighTableOverflow,
         Cause::NeighQueueFull,
         Cause::AcceptQueueFull,
@@ -76,7 +72,6 @@ impl Cause {
         Cause::TcpPaws,
         Cause::CpuBacklog,
         Cause::QdiscDrop,
-        Cause::NoListener,
         Cause::Other,
     ];
 
@@ -156,7 +151,6 @@ pub static REGISTRY: &[&CauseSpec] = &[
     &tcp_paws::SPEC,
     &cpu_backlog::SPEC,
     &qdisc_drop::SPEC,
-    &no_listener::SPEC,
     &other::SPEC,
 ];
 

@@ -45,15 +45,7 @@ pub struct Declared {
     ns: BTreeMap<(NetnsId, String), Count>,
     /// Global counters by name.
     global: BTreeMap<String, Count>,
-    /// TCP ports a listener was seen on (namespace, port) → the latest
-    /// read that showed it, seconds since the start; at most
-    /// [`MAX_LISTENED`].
-    listened: BTreeMap<(NetnsId, u16), f64>,
 }
-
-/// Listener ports remembered (a node with thousands of listeners keeps the
-/// first ones seen).
-pub const MAX_LISTENED: usize = 8192;
 
 fn key_of(by: GroupBy, ev: &DropView<'_>) -> GroupKey {
     let r = ev.rec;
@@ -97,19 +89,9 @@ impl Declared {
         g.last_s = g.last_s.max(at_unix);
     }
 
-    /// A namespace read at `at_s`; `start` says where its counts start.
-    pub fn on_ns(&mut self, at_s: f64, ns: &NetnsSnapshot, start: Start) {
+    /// A namespace read; `start` says where its counts start.
+    pub fn on_ns(&mut self, ns: &NetnsSnapshot, start: Start) {
         let id = ns.id();
-        for l in &ns.listeners {
-            let full = self.listened.len() >= MAX_LISTENED;
-            match self.listened.get_mut(&(id, l.port)) {
-                Some(t) => *t = t.max(at_s),
-                None if !full => {
-                    self.listened.insert((id, l.port), at_s);
-                }
-                None => {}
-            }
-        }
         for (name, v) in &ns.counters {
             let c = self.ns.entry((id, name.clone())).or_insert(Count {
                 base: if start == Start::BornLater { 0 } else { *v },
@@ -142,13 +124,7 @@ impl Declared {
             .all(|(_, c)| c.delta() == 0)
         {
             self.ns.retain(|(n, _), _| *n != id);
-            self.listened.retain(|(n, _), _| *n != id);
         }
-    }
-
-    /// The latest read that showed a TCP listener on `port` in `netns`.
-    pub fn listened(&self, netns: NetnsId, port: u16) -> Option<f64> {
-        self.listened.get(&(netns, port)).copied()
     }
 
     pub fn has_group_in(&self, id: NetnsId) -> bool {
@@ -190,9 +166,9 @@ mod tests {
     #[test]
     fn counters_count_from_their_origin() {
         let mut d = Declared::default();
-        d.on_ns(0.0, &ns(1, &[("Udp:RcvbufErrors", 10)]), Start::AtStart);
-        d.on_ns(0.0, &ns(2, &[("Udp:RcvbufErrors", 7)]), Start::BornLater);
-        d.on_ns(1.0, &ns(1, &[("Udp:RcvbufErrors", 15)]), Start::AtStart);
+        d.on_ns(&ns(1, &[("Udp:RcvbufErrors", 10)]), Start::AtStart);
+        d.on_ns(&ns(2, &[("Udp:RcvbufErrors", 7)]), Start::BornLater);
+        d.on_ns(&ns(1, &[("Udp:RcvbufErrors", 15)]), Start::AtStart);
         assert_eq!(d.counter("Udp:RcvbufErrors", None), Some(12));
         assert_eq!(
             d.counter("Udp:RcvbufErrors", Some(NetnsId::new(1, 1))),
@@ -200,7 +176,7 @@ mod tests {
         );
         assert_eq!(d.counter("TcpExt:PAWSEstab", None), None);
         // One that counted nothing is forgotten; one that counted is kept.
-        d.on_ns(0.0, &ns(3, &[("Udp:RcvbufErrors", 4)]), Start::AtStart);
+        d.on_ns(&ns(3, &[("Udp:RcvbufErrors", 4)]), Start::AtStart);
         d.forget(NetnsId::new(3, 3));
         d.forget(NetnsId::new(1, 1));
         assert_eq!(d.ns.len(), 2);

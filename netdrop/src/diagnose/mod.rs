@@ -470,7 +470,7 @@ impl Diagnosis {
             .counters
             .on_read(at_s, &ns, self.first.as_ref(), is_first);
         if let Some(t) = self.counters.get(id) {
-            self.declared.on_ns(at_s, &ns, t.start);
+            self.declared.on_ns(&ns, t.start);
         }
         // ListenOverflows that moved since its previous read beyond what the
         // hooks saw there: attributed to the listeners full now.

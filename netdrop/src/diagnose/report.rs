@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use super::{Diagnosis, counters, groups};
 use crate::{
     advice::Advice,
-    causes::{CauseSpec, GroupFacts, GroupKey},
+    causes::{CauseSpec, GroupFacts},
     classify::{Cause, cause_of},
     context::ArpCacheStats,
     netns_id::NetnsId,
@@ -43,10 +43,9 @@ fn declared_groups(d: &Diagnosis, spec: &CauseSpec) -> (Vec<Group>, Vec<Advice>)
                 values.insert(name, *v);
             }
         }
-        let mut details = dev
+        let details = dev
             .and_then(|dev| ns?.dev_details.get(dev).cloned())
             .unwrap_or_default();
-        details.extend(listener_history(d, *netns, key));
         let counter = declared_counter(d, spec, Some(*netns));
         let netns_name = ns.and_then(|n| n.name.clone());
         if i < MAX_ADVICE_PER_CAUSE
@@ -98,29 +97,6 @@ fn declared_groups(d: &Diagnosis, spec: &CauseSpec) -> (Vec<Group>, Vec<Advice>)
         });
     }
     (groups, advice)
-}
-
-/// For a TCP port's group: whether a listener was seen there during the
-/// session, until when, and whether one is there at the end.
-fn listener_history(d: &Diagnosis, netns: NetnsId, key: &GroupKey) -> Vec<(String, String)> {
-    let GroupKey::Socket { proto: 6, port, .. } = key else {
-        return Vec::new();
-    };
-    let Some(seen_s) = d.declared.listened(netns, *port) else {
-        return Vec::new();
-    };
-    let mut out = vec![(
-        crate::causes::LISTENED_EARLIER.to_string(),
-        crate::advice::clock(d.start_unix + seen_s),
-    )];
-    let now = d
-        .latest_ns
-        .get(&netns)
-        .is_some_and(|n| n.listeners.iter().any(|l| l.port == *port));
-    if now {
-        out.push((crate::causes::LISTENING_NOW.to_string(), "yes".to_string()));
-    }
-    out
 }
 
 /// A declarative cause's counters summed over the observation (None: none
