@@ -5,3 +5,6 @@
 
 #[path = "causes/socket_rcvbuf.rs"]
 mod socket_rcvbuf;
+
+#[path = "causes/tcp_paws.rs"]
+mod tcp_paws;

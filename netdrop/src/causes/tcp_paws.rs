@@ -83,3 +83,75 @@ fn advise(g: &GroupFacts<'_>) -> Finding {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::causes::GroupKey;
+
+    fn facts<'a>(key: &'a GroupKey, values: &'a BTreeMap<String, i64>) -> GroupFacts<'a> {
+        GroupFacts {
+            key,
+            drops: 15,
+            netns: "web (4026532246)".into(),
+            values,
+            details: &[],
+            counter: Some(15),
+        }
+    }
+
+    #[test]
+    fn advice_names_the_peer_and_the_values_in_force() {
+        let key = GroupKey::Peer {
+            addr: "198.18.75.1".parse().unwrap(),
+        };
+        let values = [
+            ("net.ipv4.tcp_timestamps".to_string(), 1),
+            ("net.ipv4.tcp_tw_reuse".to_string(), 2),
+        ]
+        .into();
+        let f = advise(&facts(&key, &values));
+        assert_eq!(f.subject, "peer 198.18.75.1 in web (4026532246)");
+        assert!(
+            f.action.starts_with("15 segments from peer 198.18.75.1 "),
+            "{}",
+            f.action
+        );
+        for want in [
+            "NAT",
+            "net.ipv4.tcp_timestamps = 1 here",
+            "tcp_tw_recycle",
+            "removed in Linux 4.12",
+        ] {
+            assert!(f.action.contains(want), "{want}: {}", f.action);
+        }
+        let current: Vec<_> = f
+            .knobs
+            .iter()
+            .map(|k| (k.name.as_str(), k.current))
+            .collect();
+        assert_eq!(
+            current,
+            [
+                ("net.ipv4.tcp_timestamps", Some(1)),
+                ("net.ipv4.tcp_tw_reuse", Some(2))
+            ]
+        );
+        assert!(f.knobs.iter().all(|k| k.suggested.is_none()));
+    }
+
+    #[test]
+    fn advice_without_values_says_unknown() {
+        let key = GroupKey::Rest;
+        let values = BTreeMap::new();
+        let f = advise(&facts(&key, &values));
+        assert!(
+            f.action.contains("net.ipv4.tcp_timestamps = ? here"),
+            "{}",
+            f.action
+        );
+        assert!(f.knobs.iter().all(|k| k.current.is_none()));
+    }
+}
