@@ -22,7 +22,13 @@ pub struct DeclGroup {
     pub drops: u64,
     /// Its latest drop, unix seconds.
     pub last_s: f64,
+    /// Its drops by kernel reason (a cause has a few).
+    pub reasons: BTreeMap<String, u64>,
 }
+
+/// Reasons kept per group (a cause declares a few; the rest are summed in
+/// the last one kept).
+const MAX_REASONS_PER_GROUP: usize = 8;
 
 /// A counter over the observation: from its origin to its latest read.
 #[derive(Debug, Clone, Copy, Default)]
@@ -87,6 +93,9 @@ impl Declared {
         let g = self.groups.entry((ev.cause, netns, key)).or_default();
         g.drops += 1;
         g.last_s = g.last_s.max(at_unix);
+        if g.reasons.len() < MAX_REASONS_PER_GROUP || g.reasons.contains_key(&ev.reason) {
+            *g.reasons.entry(ev.reason.clone()).or_default() += 1;
+        }
     }
 
     /// A namespace read; `start` says where its counts start.

@@ -72,15 +72,12 @@ fn declared_groups(d: &Diagnosis, spec: &CauseSpec) -> (Vec<Group>, Vec<Advice>)
                     })
                     .collect(),
                 action: f.action,
-                reason: format!(
-                    "{} drops with reason {}",
-                    g.drops,
-                    spec.reasons
-                        .iter()
-                        .map(|r| r.name)
-                        .collect::<Vec<_>>()
-                        .join("/")
-                ),
+                reason: g
+                    .reasons
+                    .iter()
+                    .map(|(r, n)| format!("{n} {r}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 stopped_by: None,
             });
         }
