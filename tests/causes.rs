@@ -3,6 +3,10 @@
 //! own counter: one file per cause in tests/causes/. Needs root; run one at a
 //! time (xtask passes --test-threads=1; the tests take `lock`).
 
+#[path = "causes/cpu_backlog.rs"]
+mod cpu_backlog;
+#[path = "causes/qdisc_drop.rs"]
+mod qdisc_drop;
 #[path = "causes/socket_rcvbuf.rs"]
 mod socket_rcvbuf;
 
