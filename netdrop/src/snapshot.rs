@@ -157,6 +157,7 @@ pub fn read_netns(ns: &NetnsHandle) -> Option<NetnsSnapshot> {
                     .collect()
             })
             .unwrap_or_default();
+        let (qdisc_drops, dev_details) = context::qdisc::read();
         NetnsSnapshot {
             inode,
             cookie: netns_id::current_cookie().unwrap_or(0),
@@ -168,9 +169,9 @@ pub fn read_netns(ns: &NetnsHandle) -> Option<NetnsSnapshot> {
             sysctls: context::read_netns_sysctls(&devs),
             listeners: context::tcp_listeners().unwrap_or_default(),
             neighbours: context::neighbours().unwrap_or_default(),
-            counters: context::declared::ns_counters(),
+            counters: context::declared::ns_counters(qdisc_drops),
             knobs: context::declared::ns_knobs(&devs),
-            dev_details: context::qdisc::dev_details(),
+            dev_details,
         }
     })
     .ok()

@@ -65,8 +65,9 @@ fn read_opt(path: &Path) -> Option<String> {
 }
 
 /// The declared per-namespace counters of the calling thread's namespace,
-/// by counter name (absent: not readable there).
-pub fn ns_counters() -> BTreeMap<String, u64> {
+/// by counter name (absent: not readable there); `qdisc_drops` as
+/// `qdisc::read` found them.
+pub fn ns_counters(qdisc_drops: Option<u64>) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
     let mut netstat: Option<BTreeMap<String, u64>> = None;
     let mut stat_files: BTreeMap<&str, BTreeMap<String, u64>> = BTreeMap::new();
@@ -97,7 +98,7 @@ pub fn ns_counters() -> BTreeMap<String, u64> {
                     .get(column)
                     .copied()
             }
-            Source::QdiscDrops => super::qdisc::root_drops(),
+            Source::QdiscDrops => qdisc_drops,
             // Not read yet.
             Source::NftDropRules => None,
             Source::Bespoke | Source::Softnet { .. } => continue,

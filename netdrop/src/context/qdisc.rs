@@ -255,20 +255,21 @@ fn dump_links() -> io::Result<BTreeMap<u32, Link>> {
     Ok(links(&nl::dump(libc::NETLINK_ROUTE, RTM_GETLINK, &req)?))
 }
 
-/// The `dropped` statistics of the namespace's root qdiscs, summed (None:
-/// not readable).
-pub fn root_drops() -> Option<u64> {
-    dump_roots().ok().map(|r| sum_root_drops(&r))
-}
+/// Per device name, what is known of it, as (name, value) pairs.
+pub type DevDetails = BTreeMap<String, Vec<(String, String)>>;
 
-/// Per device (the first [`MAX_DEVICES`]), what its root qdisc shows (kind,
-/// limit, drops) and the device's txqueuelen and rx_dropped.
-pub fn dev_details() -> BTreeMap<String, Vec<(String, String)>> {
-    let Ok(links) = dump_links() else {
-        return BTreeMap::new();
+/// What one read of the calling thread's namespace found: its root qdiscs'
+/// `dropped` summed (None: not readable), and per device (the first
+/// [`MAX_DEVICES`]) what its root qdisc shows (kind, limit, drops) with the
+/// device's txqueuelen and rx_dropped. One dump of each kind.
+pub fn read() -> (Option<u64>, DevDetails) {
+    let roots = dump_roots().ok();
+    let drops = roots.as_ref().map(sum_root_drops);
+    let details = match dump_links() {
+        Ok(links) => details(&links, &roots.unwrap_or_default()),
+        Err(_) => BTreeMap::new(),
     };
-    let roots = dump_roots().unwrap_or_default();
-    details(&links, &roots)
+    (drops, details)
 }
 
 #[cfg(test)]
@@ -542,7 +543,7 @@ mod tests {
             return;
         }
         let path = std::path::Path::new(super::super::netns::NAMED_NETNS_DIR).join(&name);
-        let (drops, d) = super::super::in_netns(&path, || (root_drops(), dev_details())).unwrap();
+        let (drops, d) = super::super::in_netns(&path, read).unwrap();
         assert_eq!(drops, Some(0));
         let get = |dev: &str, k: &str| {
             d.get(dev)
@@ -555,6 +556,6 @@ mod tests {
         assert_eq!(get("ndqb", "qdisc"), None, "{d:?}");
         assert!(d.contains_key("lo"), "{d:?}");
         // The caller's namespace has no such device.
-        assert!(!dev_details().contains_key("ndqa"));
+        assert!(!read().1.contains_key("ndqa"));
     }
 }
