@@ -5,3 +5,6 @@
 
 #[path = "causes/socket_rcvbuf.rs"]
 mod socket_rcvbuf;
+
+#[path = "causes/conntrack_full.rs"]
+mod conntrack_full;
