@@ -8,3 +8,6 @@ mod socket_rcvbuf;
 
 #[path = "causes/conntrack_full.rs"]
 mod conntrack_full;
+
+#[path = "causes/firewall_rule.rs"]
+mod firewall_rule;

@@ -65,8 +65,11 @@ fn read_opt(path: &Path) -> Option<String> {
 }
 
 /// The declared per-namespace counters of the calling thread's namespace,
-/// by counter name (absent: not readable there).
-pub fn ns_counters() -> BTreeMap<String, u64> {
+/// by counter name (absent: not readable there), read because of `why`
+/// (nftables rules are not read at every read: context/nft.rs). Per-item
+/// counters of a source (each nftables drop rule's) come beside the
+/// declared sum, named with the source's prefix (`Source::item_prefix`).
+pub fn ns_counters(why: super::nft::Why) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
     let mut netstat: Option<BTreeMap<String, u64>> = None;
     let mut stat_files: BTreeMap<&str, BTreeMap<String, u64>> = BTreeMap::new();
@@ -98,8 +101,12 @@ pub fn ns_counters() -> BTreeMap<String, u64> {
                     .copied()
             }
             Source::QdiscDrops => super::qdisc::root_drops(),
-            // Not read yet.
-            Source::NftDropRules => None,
+            Source::NftDropRules => {
+                let mut rules = super::nft::drop_rule_counters(c.name, why);
+                let sum = rules.remove(c.name);
+                out.extend(rules);
+                sum
+            }
             Source::Bespoke | Source::Softnet { .. } => continue,
         };
         if let Some(v) = v {
