@@ -12,3 +12,9 @@ mod socket_rcvbuf;
 
 #[path = "causes/tcp_paws.rs"]
 mod tcp_paws;
+
+#[path = "causes/conntrack_full.rs"]
+mod conntrack_full;
+
+#[path = "causes/firewall_rule.rs"]
+mod firewall_rule;

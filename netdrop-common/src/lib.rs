@@ -47,6 +47,12 @@ pub const REASON_OVERFLOW_SLOT: u32 = MAX_REASONS - 1;
 /// counted by the kernel in ListenOverflows. Its events carry the kernel's
 /// real reason value.
 pub const LISTEN_FULL_NO_SOCKET_SLOT: u32 = MAX_REASONS - 2;
+/// A slot of netdrop's own: `NETFILTER_DROP` drops of a packet without a
+/// conntrack entry (`skb->_nfct == 0`) in a namespace whose conntrack table is
+/// full (count >= `nf_conntrack_max`): conntrack refused it (conntrack_full),
+/// not a rule (firewall_rule). Below the [`location_slot`]s. Its events carry
+/// this slot as their reason (the kernel's is NETFILTER_DROP).
+pub const NETFILTER_DROP_CONNTRACK_FULL_SLOT: u32 = MAX_REASONS - 6;
 
 /// Indexes into the `STATS` per-CPU array.
 pub mod stat {
@@ -299,6 +305,62 @@ pub struct StructOffsets {
     pub inode_ino: u32,
 }
 
+/// What the kfree_skb probe reads to tell a full conntrack table
+/// ([`NETFILTER_DROP_CONNTRACK_FULL_SLOT`]) from a rule's drop, all from BTF.
+/// `reason` [`ABSENT`]: not told apart (no conntrack in the kernel's BTF…).
+///
+/// The namespace's conntrack state (`struct nf_conntrack_net`) is its
+/// `net->gen->ptr[id]`; the id (`nf_conntrack_net_id`) is not in BTF, nor in
+/// kallsyms without CONFIG_KALLSYMS_ALL, so the probe finds it once: the
+/// pointer whose sysctl table's entry `NF_SYSCTL_CT_MAX` is named
+/// `nf_conntrack_max`; that entry's `data` is the global's address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConntrackOffsets {
+    /// This kernel's `SKB_DROP_REASON_NETFILTER_DROP`.
+    pub reason: u32,
+    /// `sk_buff._nfct` (unsigned long).
+    pub sk_buff_nfct: u32,
+    /// `net.gen` (`struct net_generic *`).
+    pub net_gen: u32,
+    /// `net_generic.s.len` (u32): how many ids the array holds.
+    pub generic_len: u32,
+    /// `net_generic.ptr`: the array of per-id pointers.
+    pub generic_ptr: u32,
+    /// `nf_conntrack_net.count` (atomic_t).
+    pub cnet_count: u32,
+    /// `nf_conntrack_net.sysctl_header` (`struct ctl_table_header *`).
+    pub cnet_sysctl_header: u32,
+    /// `ctl_table_header.ctl_table` (`struct ctl_table *`).
+    pub header_table: u32,
+    /// `NF_SYSCTL_CT_MAX * sizeof(struct ctl_table)`: the entry of nf_conntrack_max.
+    pub table_max_entry: u32,
+    /// `ctl_table.procname` (`const char *`).
+    pub table_procname: u32,
+    /// `ctl_table.data` (`void *`).
+    pub table_data: u32,
+    pub _pad: u32,
+}
+
+impl ConntrackOffsets {
+    pub const fn absent() -> Self {
+        ConntrackOffsets {
+            reason: ABSENT,
+            sk_buff_nfct: ABSENT,
+            net_gen: ABSENT,
+            generic_len: ABSENT,
+            generic_ptr: ABSENT,
+            cnet_count: ABSENT,
+            cnet_sysctl_header: ABSENT,
+            header_table: ABSENT,
+            table_max_entry: ABSENT,
+            table_procname: ABSENT,
+            table_data: ABSENT,
+            _pad: 0,
+        }
+    }
+}
+
 /// Everything the kernel side needs, written into its read-only data before load.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -328,6 +390,8 @@ pub struct Config {
     /// if unknown: such drops at a full listener go to
     /// [`LISTEN_FULL_NO_SOCKET_SLOT`].
     pub reason_no_socket: u32,
+    /// NETFILTER_DROP at a full conntrack table: see [`ConntrackOffsets`].
+    pub conntrack: ConntrackOffsets,
     /// How many of `locations` are in use (0 on kernels with drop reasons).
     pub n_locations: u32,
     /// Kernels without drop reasons (before 5.17): drops freed inside these
@@ -396,6 +460,7 @@ impl Config {
             emit_neigh_states: 0,
             event_limit: 0,
             reason_no_socket: ABSENT,
+            conntrack: ConntrackOffsets::absent(),
             n_locations: 0,
             locations: [LocationRange::NONE; MAX_LOCATIONS],
         }

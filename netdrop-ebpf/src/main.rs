@@ -8,6 +8,7 @@
 #![allow(internal_features)]
 #![feature(core_intrinsics)]
 
+mod conntrack;
 mod kernel;
 mod maps;
 mod neigh;

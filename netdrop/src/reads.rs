@@ -223,7 +223,7 @@ impl DropReads {
         let same = |s: &NetnsSnapshot| {
             s.inode == u64::from(id.inode) && ns.identify(id.inode, s.cookie) == id
         };
-        match crate::snapshot::read_netns(&handle) {
+        match crate::snapshot::read_netns(&handle, context::nft::Why::Drops) {
             Some(mut snap) if same(&snap) => {
                 snap.cookie = id.cookie;
                 snap.name = ns.name(id).or(snap.name);

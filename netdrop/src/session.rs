@@ -103,6 +103,11 @@ fn announce(facts: &KernelFacts, loaded: &Loaded) -> Hooks {
             "netdrop: notice: this kernel's kfree_skb gives no drop reasons (before 5.17): {how}"
         );
     }
+    if let Some(why) = &facts.conntrack_off {
+        eprintln!(
+            "netdrop: notice: NETFILTER_DROP drops at a full conntrack table are counted as firewall_rule ({why})"
+        );
+    }
     eprintln!(
         "netdrop: watching ({}); Ctrl-C to stop",
         loaded.attached.join(", ")

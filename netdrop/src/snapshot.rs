@@ -134,7 +134,7 @@ impl Snapshot {
         let all = list_netns();
         snap.netns_skipped = all.len().saturating_sub(MAX_NETNS);
         for ns in all.into_iter().take(MAX_NETNS) {
-            if let Some(s) = read_netns(&ns) {
+            if let Some(s) = read_netns(&ns, context::nft::Why::Snapshot) {
                 snap.netns.push(s);
             }
         }
@@ -142,8 +142,8 @@ impl Snapshot {
     }
 }
 
-/// Reads one namespace, in it.
-pub fn read_netns(ns: &NetnsHandle) -> Option<NetnsSnapshot> {
+/// Reads one namespace, in it, because of `why`.
+pub fn read_netns(ns: &NetnsHandle, why: context::nft::Why) -> Option<NetnsSnapshot> {
     let (inode, name) = (ns.inode, display_name(ns));
     let path = Some(ns.path.clone());
     in_netns(&ns.path, move || {
@@ -169,7 +169,7 @@ pub fn read_netns(ns: &NetnsHandle) -> Option<NetnsSnapshot> {
             sysctls: context::read_netns_sysctls(&devs),
             listeners: context::tcp_listeners().unwrap_or_default(),
             neighbours: context::neighbours().unwrap_or_default(),
-            counters: context::declared::ns_counters(qdisc_drops),
+            counters: context::declared::ns_counters(why, qdisc_drops),
             knobs: context::declared::ns_knobs(&devs),
             dev_details,
         }

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use netdrop_common::{LISTEN_FULL_NO_SOCKET_SLOT, REASON_OVERFLOW_SLOT, stat};
+use netdrop_common::{
+    LISTEN_FULL_NO_SOCKET_SLOT, NETFILTER_DROP_CONNTRACK_FULL_SLOT, REASON_OVERFLOW_SLOT, stat,
+};
 use serde::Serialize;
 
 use crate::{
@@ -61,6 +63,8 @@ pub fn slot_name(reasons: &ReasonTable, has_reason_field: bool, slot: u32) -> St
         crate::kernel::locations::slot_name(slot).unwrap_or_else(|| "UNKNOWN".into())
     } else if slot == LISTEN_FULL_NO_SOCKET_SLOT {
         crate::classify::NO_SOCKET_LISTEN_FULL.into()
+    } else if slot == NETFILTER_DROP_CONNTRACK_FULL_SLOT {
+        crate::causes::NETFILTER_DROP_CONNTRACK_FULL.into()
     } else if slot == REASON_OVERFLOW_SLOT {
         format!("UNKNOWN_GE_{REASON_OVERFLOW_SLOT}")
     } else {
@@ -91,8 +95,12 @@ impl Naming {
 
     /// A drop's reason name; on kernels without reasons, inferred from where
     /// it was freed (`location`: `symbol+0xoff`) where the table knows it.
+    /// The probe gives drops it counted in netdrop's conntrack-full slot that
+    /// slot as their reason.
     pub fn drop_reason_name(&self, reason: u32, location: &str) -> String {
-        if self.has_reason_field {
+        if self.has_reason_field && reason == NETFILTER_DROP_CONNTRACK_FULL_SLOT {
+            crate::causes::NETFILTER_DROP_CONNTRACK_FULL.into()
+        } else if self.has_reason_field {
             self.reasons.name(reason)
         } else {
             crate::kernel::locations::reason_at(location).unwrap_or_else(|| "UNKNOWN".into())
@@ -420,6 +428,24 @@ mod tests {
             (9, 7, 9)
         );
         assert_eq!(s.lost_by_cause["accept_queue_full"], 1);
+    }
+
+    #[test]
+    fn netfilter_drop_at_a_full_conntrack_table_is_conntrack_full() {
+        let n = naming(true);
+        let slot = NETFILTER_DROP_CONNTRACK_FULL_SLOT;
+        let c = counts(&[(slot, 3)], &[], [0; 5]);
+        let s = Summary::from_counts(&c, &n);
+        assert_eq!(s.cause(Cause::ConntrackFull), 3);
+        assert_eq!(s.reasons[crate::causes::NETFILTER_DROP_CONNTRACK_FULL], 3);
+        // Its events carry the slot as their reason.
+        assert_eq!(
+            n.drop_reason_name(slot, ""),
+            crate::causes::NETFILTER_DROP_CONNTRACK_FULL
+        );
+        // The slot is free: no location slot, not the listener's.
+        assert!(!netdrop_common::location_slot::ALL.contains(&slot));
+        assert_ne!(slot, LISTEN_FULL_NO_SOCKET_SLOT);
     }
 
     #[test]

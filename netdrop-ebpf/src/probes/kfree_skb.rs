@@ -10,8 +10,8 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use netdrop_common::{
-    ABSENT, Config, LISTEN_FULL_NO_SOCKET_SLOT, MAX_LOCATIONS, MAX_REASONS, REASON_OVERFLOW_SLOT,
-    RawDropEvent, filter, kind,
+    ABSENT, Config, LISTEN_FULL_NO_SOCKET_SLOT, MAX_LOCATIONS, MAX_REASONS,
+    NETFILTER_DROP_CONNTRACK_FULL_SLOT, REASON_OVERFLOW_SLOT, RawDropEvent, filter, kind,
 };
 
 use crate::{
@@ -84,6 +84,15 @@ pub fn on_drop<S: DropSource>(src: &S) -> Option<u32> {
             slot = LISTEN_FULL_NO_SOCKET_SLOT;
         }
     }
+    // NETFILTER_DROP is ambiguous too: a packet without a conntrack entry in
+    // a namespace whose conntrack table is full was refused by conntrack,
+    // not by a rule. Only these drops read more (conntrack.rs).
+    if reason == cfg.conntrack.reason
+        && cfg.conntrack.reason != ABSENT
+        && crate::conntrack::table_full(src.skb(cfg), &cfg.structs, &cfg.conntrack)
+    {
+        slot = NETFILTER_DROP_CONNTRACK_FULL_SLOT;
+    }
     // No reason on this kernel (before 5.17): where the skb was freed says
     // what dropped it, for the functions only one cause frees in.
     if cfg.n_locations != 0 {
@@ -128,7 +137,12 @@ pub fn on_drop<S: DropSource>(src: &S) -> Option<u32> {
     // field is written before submit.
     unsafe {
         (*ev).kind = kind::DROP;
-        (*ev).reason = reason;
+        // The refined slot names the drop (the summary names it so too).
+        (*ev).reason = if slot == NETFILTER_DROP_CONNTRACK_FULL_SLOT {
+            slot
+        } else {
+            reason
+        };
         (*ev).ts_ns = bpf_ktime_get_ns();
         (*ev).location = src.location(cfg);
         (*ev).skbaddr = skbaddr;

@@ -40,6 +40,16 @@ pub enum Source {
 }
 
 impl Source {
+    /// Where a source also records a counter per item beside the declared
+    /// sum (each nftables drop rule's), the prefix of their names: the
+    /// diagnosis lists a group's items that moved in its details.
+    pub fn item_prefix(self) -> Option<&'static str> {
+        match self {
+            Source::NftDropRules => Some("nft:"),
+            _ => None,
+        }
+    }
+
     /// Whether each namespace has its own (else: one global count).
     pub fn per_netns(self) -> bool {
         !matches!(self, Source::Softnet { .. })

@@ -65,9 +65,12 @@ fn read_opt(path: &Path) -> Option<String> {
 }
 
 /// The declared per-namespace counters of the calling thread's namespace,
-/// by counter name (absent: not readable there); `qdisc_drops` as
-/// `qdisc::read` found them.
-pub fn ns_counters(qdisc_drops: Option<u64>) -> BTreeMap<String, u64> {
+/// by counter name (absent: not readable there), read because of `why`
+/// (nftables rules are not read at every read: context/nft.rs); `qdisc_drops`
+/// as `qdisc::read` found them. Per-item counters of a source (each nftables
+/// drop rule's) come beside the declared sum, named with the source's prefix
+/// (`Source::item_prefix`).
+pub fn ns_counters(why: super::nft::Why, qdisc_drops: Option<u64>) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
     let mut netstat: Option<BTreeMap<String, u64>> = None;
     let mut stat_files: BTreeMap<&str, BTreeMap<String, u64>> = BTreeMap::new();
@@ -99,8 +102,12 @@ pub fn ns_counters(qdisc_drops: Option<u64>) -> BTreeMap<String, u64> {
                     .copied()
             }
             Source::QdiscDrops => qdisc_drops,
-            // Not read yet.
-            Source::NftDropRules => None,
+            Source::NftDropRules => {
+                let mut rules = super::nft::drop_rule_counters(c.name, why);
+                let sum = rules.remove(c.name);
+                out.extend(rules);
+                sum
+            }
             Source::Bespoke | Source::Softnet { .. } => continue,
         };
         if let Some(v) = v {

@@ -34,6 +34,7 @@
 pub mod declared;
 pub mod neigh;
 pub mod netns;
+pub mod nft;
 mod nl;
 pub mod procnet;
 pub mod qdisc;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use super::counters::Start;
 use super::snapshot::{NetnsSnapshot, Snapshot};
 use crate::{
-    causes::{Cause, GroupBy, GroupKey, spec},
+    causes::{Cause, GroupBy, GroupKey, Source, spec},
     event::DropView,
     netns_id::NetnsId,
 };
@@ -90,6 +90,10 @@ impl Declared {
                 *n += 1;
             }
         }
+        // Rules read again while their namespace drops (context/nft.rs).
+        if s.counters.iter().any(|c| c.source == Source::NftDropRules) {
+            crate::context::nft::note_drop(netns.inode.into());
+        }
         let g = self.groups.entry((ev.cause, netns, key)).or_default();
         g.drops += 1;
         g.last_s = g.last_s.max(at_unix);
@@ -138,6 +142,22 @@ impl Declared {
 
     pub fn has_group_in(&self, id: NetnsId) -> bool {
         self.groups.keys().any(|(_, ns, _)| *ns == id)
+    }
+
+    /// The per-item counters of namespace `netns` named with `prefix` that
+    /// moved over the observation (name without the prefix, delta), most
+    /// first, at most `max`.
+    pub fn moved_items(&self, netns: NetnsId, prefix: &str, max: usize) -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> = self
+            .ns
+            .range((netns, prefix.to_string())..)
+            .take_while(|((n, name), _)| *n == netns && name.starts_with(prefix))
+            .filter(|(_, c)| c.delta() > 0)
+            .map(|((_, name), c)| (name[prefix.len()..].to_string(), c.delta()))
+            .collect();
+        v.sort_by_key(|(_, d)| std::cmp::Reverse(*d));
+        v.truncate(max);
+        v
     }
 
     /// What counter `name` moved over the observation: in `netns` for a
@@ -189,6 +209,46 @@ mod tests {
         d.forget(NetnsId::new(3, 3));
         d.forget(NetnsId::new(1, 1));
         assert_eq!(d.ns.len(), 2);
+    }
+
+    #[test]
+    fn moved_items_of_a_namespace() {
+        let mut d = Declared::default();
+        let (a, b) = (NetnsId::new(1, 1), NetnsId::new(2, 2));
+        d.on_ns(
+            &ns(
+                1,
+                &[
+                    ("nft:ip t c handle 2", 3),
+                    ("nft:ip t c handle 3", 1),
+                    ("nft:ip t c handle 4", 0),
+                    ("other", 5),
+                ],
+            ),
+            Start::AtStart,
+        );
+        d.on_ns(&ns(2, &[("nft:ip t c handle 2", 0)]), Start::AtStart);
+        d.on_ns(
+            &ns(
+                1,
+                &[
+                    ("nft:ip t c handle 2", 13),
+                    ("nft:ip t c handle 3", 2),
+                    ("nft:ip t c handle 4", 0),
+                    ("other", 9),
+                ],
+            ),
+            Start::AtStart,
+        );
+        assert_eq!(
+            d.moved_items(a, "nft:", 8),
+            [
+                ("ip t c handle 2".to_string(), 10),
+                ("ip t c handle 3".to_string(), 1)
+            ]
+        );
+        assert_eq!(d.moved_items(a, "nft:", 1).len(), 1);
+        assert!(d.moved_items(b, "nft:", 8).is_empty());
     }
 
     #[test]

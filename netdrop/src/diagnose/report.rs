@@ -43,9 +43,19 @@ fn declared_groups(d: &Diagnosis, spec: &CauseSpec) -> (Vec<Group>, Vec<Advice>)
                 values.insert(name, *v);
             }
         }
-        let details = dev
+        let mut details = dev
             .and_then(|dev| ns?.dev_details.get(dev).cloned())
             .unwrap_or_default();
+        // Per-item counters of the cause's sources that moved in its
+        // namespace (each nftables drop rule's), as `+delta`.
+        for prefix in spec.counters.iter().filter_map(|c| c.source.item_prefix()) {
+            details.extend(
+                d.declared
+                    .moved_items(*netns, prefix, MAX_ITEMS_PER_GROUP)
+                    .into_iter()
+                    .map(|(item, delta)| (item, format!("+{delta}"))),
+            );
+        }
         let counter = declared_counter(d, spec, Some(*netns));
         let netns_name = ns.and_then(|n| n.name.clone());
         if i < MAX_ADVICE_PER_CAUSE
@@ -107,6 +117,9 @@ fn declared_counter(d: &Diagnosis, spec: &CauseSpec, netns: Option<NetnsId>) -> 
         })
         .reduce(|a, b| a + b)
 }
+
+/// Per-item counters listed per group, at most.
+const MAX_ITEMS_PER_GROUP: usize = 16;
 
 /// Advice given per declarative cause (its groups with most drops).
 const MAX_ADVICE_PER_CAUSE: usize = 3;

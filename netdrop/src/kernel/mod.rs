@@ -13,8 +13,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use netdrop_common::{
-    ABSENT, Config, KfreeSkbArgs, KfreeSkbOffsets, NeighCreateOffsets, NeighStateOffsets, RAW_ARGS,
-    StructOffsets,
+    ABSENT, Config, ConntrackOffsets, KfreeSkbArgs, KfreeSkbOffsets, NeighCreateOffsets,
+    NeighStateOffsets, RAW_ARGS, StructOffsets,
 };
 
 use self::{
@@ -48,6 +48,9 @@ pub struct KernelFacts {
     /// Kernels without reasons: the functions whose drops the probe
     /// classifies by location (empty when kallsyms shows none of them).
     pub by_location: Vec<String>,
+    /// Why NETFILTER_DROP drops at a full conntrack table are not told from
+    /// rule drops on this kernel (None: they are, or it has no such reason).
+    pub conntrack_off: Option<String>,
 }
 
 impl KernelFacts {
@@ -83,6 +86,16 @@ impl KernelFacts {
         if has_reason_field && let Some(v) = reasons.value("NO_SOCKET") {
             config.reason_no_socket = v;
         }
+        let mut conntrack_off = None;
+        if has_reason_field && let Some(v) = reasons.value("NETFILTER_DROP") {
+            match conntrack_offsets(&btf) {
+                Ok(mut c) => {
+                    c.reason = v;
+                    config.conntrack = c;
+                }
+                Err(why) => conntrack_off = Some(why),
+            }
+        }
         let mut by_location = Vec::new();
         if !has_reason_field {
             // No reasons: classify by the freeing function (kernel/locations.rs).
@@ -94,6 +107,7 @@ impl KernelFacts {
         }
         Ok(KernelFacts {
             by_location,
+            conntrack_off,
             tracefs,
             reasons,
             usable,
@@ -293,6 +307,46 @@ pub fn neigh_state_offsets(f: &TracepointFormat) -> NeighStateOffsets {
         primary_key6: sized("primary_key6", 16),
         _pad: 0,
     }
+}
+
+/// What the probe follows to tell a full conntrack table from a rule's drop
+/// (`ConntrackOffsets`; its `reason` left ABSENT for the caller), or what
+/// the kernel's BTF lacks.
+pub fn conntrack_offsets(btf: &Btf) -> Result<ConntrackOffsets, String> {
+    let off = |s: &str, path: &[&str], size: Option<u32>| -> Result<u32, String> {
+        match btf.member_path(s, path) {
+            Some(m) if size.is_none_or(|n| m.size == n) => Ok(m.offset),
+            _ => Err(format!("{s}.{}", path.join("."))),
+        }
+    };
+    let lacks = |what: String| format!("no {what} in the kernel's BTF");
+    let max_index = btf
+        .enum_values("nf_ct_sysctl_index")
+        .and_then(|v| v.into_iter().find(|(n, _)| n == "NF_SYSCTL_CT_MAX"))
+        .map(|(_, v)| v)
+        .ok_or_else(|| lacks("NF_SYSCTL_CT_MAX".into()))?;
+    let entry = btf
+        .struct_size("ctl_table")
+        .ok_or_else(|| lacks("struct ctl_table".into()))?;
+    let table_max_entry = u32::try_from(max_index)
+        .ok()
+        .and_then(|i| i.checked_mul(entry))
+        .ok_or_else(|| lacks("NF_SYSCTL_CT_MAX in range".into()))?;
+    let c = ConntrackOffsets {
+        reason: ABSENT,
+        sk_buff_nfct: off("sk_buff", &["_nfct"], Some(8)).map_err(lacks)?,
+        net_gen: off("net", &["gen"], Some(8)).map_err(lacks)?,
+        generic_len: off("net_generic", &["s", "len"], Some(4)).map_err(lacks)?,
+        generic_ptr: off("net_generic", &["ptr"], None).map_err(lacks)?,
+        cnet_count: off("nf_conntrack_net", &["count"], Some(4)).map_err(lacks)?,
+        cnet_sysctl_header: off("nf_conntrack_net", &["sysctl_header"], Some(8)).map_err(lacks)?,
+        header_table: off("ctl_table_header", &["ctl_table"], Some(8)).map_err(lacks)?,
+        table_max_entry,
+        table_procname: off("ctl_table", &["procname"], Some(8)).map_err(lacks)?,
+        table_data: off("ctl_table", &["data"], Some(8)).map_err(lacks)?,
+        _pad: 0,
+    };
+    Ok(c)
 }
 
 /// Struct member offsets the kernel side follows. Anything BTF does not have

@@ -24,6 +24,15 @@ impl Btf {
         declared_only.then(Vec::new)
     }
 
+    /// Size in bytes of the struct or union named `name` (the first complete
+    /// one: forward declarations are skipped).
+    pub fn struct_size(&self, name: &str) -> Option<u32> {
+        self.ids_named(name).iter().find_map(|&id| {
+            let t = self.ty(id)?;
+            (t.kind.is_composite() && t.size_or_type != 0).then_some(t.size_or_type)
+        })
+    }
+
     /// Byte offset and size of `member` in the struct or union named
     /// `struct_name`. Anonymous struct/union members are searched
     /// recursively (in declaration order) and their offsets added, so e.g.
