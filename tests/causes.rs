@@ -18,3 +18,6 @@ mod conntrack_full;
 
 #[path = "causes/firewall_rule.rs"]
 mod firewall_rule;
+
+#[path = "causes/together.rs"]
+mod together;
