@@ -8,6 +8,7 @@
 #![allow(internal_features)]
 #![feature(core_intrinsics)]
 
+mod diag;
 mod kernel;
 mod maps;
 mod neigh;
