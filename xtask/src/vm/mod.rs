@@ -95,7 +95,8 @@ pub struct MatrixTest {
 
 /// The tests every kernel runs: the four causes, the accept queue through
 /// fentry and through kprobe, owners, a record/replay round trip, a storm with
-/// exact counts, and nothing left behind.
+/// exact counts, the kernel-side log (`-v`: its sites pass the verifier), and
+/// nothing left behind.
 pub const MATRIX: &[MatrixTest] = &[
     MatrixTest {
         name: "neigh_queue_full",
@@ -188,6 +189,13 @@ pub const MATRIX: &[MatrixTest] = &[
         name: "storm_exact",
         binary: "storm",
         test: "storm_counts_are_exact_and_held_back_events_are_counted",
+        env: &[],
+        needs_function_hooks: false,
+    },
+    MatrixTest {
+        name: "kernel_log",
+        binary: "storm",
+        test: "verbose_logs_lost_drop_events_from_the_kernel_once_per_cpu",
         env: &[],
         needs_function_hooks: false,
     },
