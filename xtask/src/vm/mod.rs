@@ -276,7 +276,7 @@ fn build_static() -> Result<Binaries> {
             tests.insert(name.to_string(), PathBuf::from(exe));
         }
     }
-    let dir = root().join("target").join(TRIPLE).join("release");
+    let dir = crate::target_dir().join(TRIPLE).join("release");
     let helpers = ["nd-peer", "nd-storm", "nd-comm"]
         .iter()
         .map(|b| dir.join(b))
