@@ -207,3 +207,82 @@ fn both_drop_hooks_count_exactly_and_describe_alike() {
     };
     assert_eq!(pick(&seen[0].1), pick(&seen[1].1), "{seen:?}");
 }
+
+/// Lines of netdrop's stderr that came from the kernel side (aya-log records,
+/// forwarded by the agent as `kernel [module] message`).
+fn kernel_lines(out: &NetdropOutput) -> Vec<&str> {
+    out.stderr
+        .lines()
+        .filter(|l| l.contains("netdrop::kernel"))
+        .collect()
+}
+
+/// `-v`: the kernel-side logger is attached, and a rare path provoked for
+/// real — drop events lost in a 4 KiB ring buffer, thousands of times — is
+/// logged by the kernel side, once per CPU at most, whatever the storm.
+#[test]
+fn verbose_logs_lost_drop_events_from_the_kernel_once_per_cpu() {
+    let _serial = lock();
+    if !require_root("verbose_logs_lost_drop_events_from_the_kernel_once_per_cpu") {
+        return;
+    }
+    let (_, out) = storm_with_netdrop(
+        1.0,
+        &["-v", "--ring-buffer-kib", "4", "--events-per-sec", "0"],
+    );
+    let lost = field(&out, "lost_events");
+    let cpus = storm::ncpus();
+    assert!(
+        lost > 10 * cpus as u64,
+        "the storm lost only {lost} events: too few to show a bound"
+    );
+    assert_eq!(
+        out.stderr
+            .lines()
+            .filter(|l| l.contains("kernel-side diagnostics on"))
+            .count(),
+        1,
+        "the kernel-side logger announces itself once under -v:\n{}",
+        out.stderr
+    );
+    let kernel = kernel_lines(&out);
+    let lost_lines: Vec<&&str> = kernel
+        .iter()
+        .filter(|l| l.contains("kernel [kfree_skb] kfree_skb: ring buffer full: a drop event"))
+        .collect();
+    assert!(
+        !lost_lines.is_empty(),
+        "{lost} events lost and no kernel-side line says so:\n{}",
+        out.stderr
+    );
+    assert!(
+        lost_lines.len() <= cpus,
+        "{} lost-event lines for {lost} lost events on {cpus} CPUs: not once per CPU",
+        lost_lines.len()
+    );
+    // Every site logs at most once per CPU (8 sites).
+    assert!(kernel.len() <= 8 * cpus, "{kernel:#?}");
+    // The reason is a number, the line plain text.
+    assert!(
+        lost_lines[0].contains("(reason ") && lost_lines[0].contains("logged once per CPU"),
+        "{}",
+        lost_lines[0]
+    );
+}
+
+/// Without `-v` the same storm logs nothing from the kernel side: the level
+/// written before load is 0 and no logger is started.
+#[test]
+fn without_verbose_the_kernel_side_logs_nothing() {
+    let _serial = lock();
+    if !require_root("without_verbose_the_kernel_side_logs_nothing") {
+        return;
+    }
+    let (_, out) = storm_with_netdrop(1.0, &["--ring-buffer-kib", "4", "--events-per-sec", "0"]);
+    assert!(field(&out, "lost_events") > 0, "the storm lost no events");
+    assert!(
+        kernel_lines(&out).is_empty() && !out.stderr.contains("kernel-side diagnostics"),
+        "kernel-side lines without -v:\n{}",
+        out.stderr
+    );
+}

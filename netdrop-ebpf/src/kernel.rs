@@ -8,11 +8,15 @@ use aya_ebpf::{
     helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes, generated},
     programs::TracePointContext,
 };
+use aya_log_ebpf::warn;
 use netdrop_common::{
     ABSENT, Filter, IFNAMSIZ, MAX_CAPTURE, NOT_LISTENER, StructOffsets, filter, owner_src, scope,
 };
 
-use crate::maps::FILTER_INODES;
+use crate::{
+    diag::{first, site},
+    maps::FILTER_INODES,
+};
 
 /// Reads a `T` at `offset` of the tracepoint record, or `None` if the field is absent.
 #[inline(always)]
@@ -195,6 +199,13 @@ pub fn skb_capture(skb: u64, o: &StructOffsets, want: u32, out: &mut [u8; MAX_CA
     let rc = unsafe { generated::bpf_probe_read_kernel(out.as_mut_ptr().cast(), n, src) };
     if rc == 0 {
         cap.copied = n;
+    } else if first(site::CAPTURE_READ_FAILED) {
+        warn!(
+            &(),
+            "kfree_skb: bpf_probe_read_kernel of {} packet bytes failed ({}): the event has no packet bytes (logged once per CPU)",
+            n,
+            rc
+        );
     }
     cap
 }

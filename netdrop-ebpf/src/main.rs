@@ -9,6 +9,7 @@
 #![feature(core_intrinsics)]
 
 mod conntrack;
+mod diag;
 mod kernel;
 mod maps;
 mod neigh;

@@ -2,9 +2,11 @@
 //! filters, and sending one.
 
 use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::TracePointContext};
+use aya_log_ebpf::warn;
 use netdrop_common::{Config, IFNAMSIZ, NeighStateOffsets, RawNeighStateEvent, filter, kind, stat};
 
 use crate::{
+    diag::{first, site},
     kernel::{tp_field, tp_neigh_key, tp_str},
     maps::{EVENTS, STATS, bump},
 };
@@ -46,6 +48,14 @@ pub fn emit_state(cfg: &Config, id: &NeighId, event: u32, old_state: u32, new_st
     }
     let Some(mut entry) = EVENTS.reserve::<RawNeighStateEvent>(0) else {
         bump(&STATS, stat::NEIGH_STATE_LOST);
+        if first(site::NEIGH_STATE_EVENT_LOST) {
+            warn!(
+                &(),
+                "neighbour state: ring buffer full: a state event (event {}, state {}) was lost; lost events stay counted (logged once per CPU)",
+                event,
+                new_state
+            );
+        }
         return;
     };
     let ev = entry.as_mut_ptr();

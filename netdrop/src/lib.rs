@@ -17,6 +17,7 @@ pub mod event;
 pub mod filter;
 pub mod hist;
 pub mod kernel;
+pub mod kernel_log;
 pub mod loader;
 pub mod namespaces;
 pub mod netns_id;

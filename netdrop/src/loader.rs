@@ -58,6 +58,8 @@ pub struct LoadOptions {
     pub raw_tracepoint: bool,
     /// fentry hooks allowed (else their kprobe alternatives are used): `--no-fentry`.
     pub fentry: bool,
+    /// aya-log-ebpf's `AYA_LOG_LEVEL`: 0 (off) unless `-v` ([`crate::kernel_log::level`]).
+    pub kernel_log: u8,
 }
 
 /// The capture length the kernel side gets for `capture_bytes`.
@@ -102,6 +104,7 @@ pub fn load(facts: &KernelFacts, opts: LoadOptions) -> Result<Loaded> {
     config.event_limit = opts.event_limit;
     let mut ebpf = EbpfLoader::new()
         .override_global(names::CONFIG, &config, true)
+        .override_global(aya_log::LEVEL, &opts.kernel_log, true)
         .map_max_entries(names::EVENTS, opts.ring_bytes)
         .load(OBJECT)
         .map_err(explain)
@@ -318,6 +321,7 @@ mod tests {
             event_limit: 0,
             raw_tracepoint,
             fentry,
+            kernel_log: 0,
         }
     }
 

@@ -39,22 +39,28 @@ fn main() -> ExitCode {
                     output: output(w.output),
                     lines_per_sec: w.lines_per_sec,
                     record: w.record,
-                    session: session(w.duration, w.interval, w.kernel, &w.filters),
+                    session: session(w.duration, w.interval, w.kernel, &w.filters, cli.verbose),
                 };
                 watch::run(opts).await
             }
             Command::Diagnose(d) => {
-                let s = session(Some(d.duration), d.duration, d.kernel, &d.filters);
+                let s = session(
+                    Some(d.duration),
+                    d.duration,
+                    d.kernel,
+                    &d.filters,
+                    cli.verbose,
+                );
                 watch::diagnose(output(d.output), s).await
             }
             Command::Record(r) => {
-                let mut s = session(r.duration, r.interval, r.kernel, &r.filters);
+                let mut s = session(r.duration, r.interval, r.kernel, &r.filters, cli.verbose);
                 s.neigh_states = true;
                 s.capture_bytes = r.capture_bytes;
                 watch::record(&r.output, s).await
             }
             Command::Hist(h) => {
-                let mut s = session(h.duration, 1.0, h.kernel, &h.filters);
+                let mut s = session(h.duration, 1.0, h.kernel, &h.filters, cli.verbose);
                 s.neigh_states = true;
                 watch::hist(output(h.output), hist_config(&h.hist), h.hist.hgrm, s).await
             }
@@ -107,7 +113,13 @@ fn hist_config(h: &HistOptions) -> HistConfig {
     }
 }
 
-fn session(duration: Option<f64>, interval: f64, k: KernelArgs, f: &FilterArgs) -> SessionOptions {
+fn session(
+    duration: Option<f64>,
+    interval: f64,
+    k: KernelArgs,
+    f: &FilterArgs,
+    verbose: u8,
+) -> SessionOptions {
     SessionOptions {
         duration: duration.map(Duration::from_secs_f64),
         interval: Duration::from_secs_f64(interval),
@@ -123,6 +135,7 @@ fn session(duration: Option<f64>, interval: f64, k: KernelArgs, f: &FilterArgs) 
         filters: f.spec(),
         neigh_states: false,
         capture_bytes: None,
+        verbose,
     }
 }
 

@@ -26,6 +26,7 @@ use crate::{
         hooks::{self, fallback_note},
         kallsyms::Kallsyms,
     },
+    kernel_log::{self, KernelLog},
     loader::{self, LoadOptions, Loaded},
     namespaces::Namespaces,
     owner::Owners,
@@ -57,6 +58,8 @@ pub struct SessionOptions {
     pub neigh_states: bool,
     /// Keep the first N bytes of each dropped packet (`record --capture-bytes`).
     pub capture_bytes: Option<u32>,
+    /// `-v` given this many times: kernel-side diagnostics on from 1 (`kernel_log`).
+    pub verbose: u8,
 }
 
 /// What an observation leaves behind.
@@ -158,6 +161,7 @@ async fn observe_with(
         filter: filters.kernel,
         neigh_states: opts.neigh_states,
         capture_bytes: opts.capture_bytes,
+        kernel_log: kernel_log::level(opts.verbose),
     };
     let loaded = loader::load(facts, load);
     // Attached (or failed): tracefs is not needed any more, nor the
@@ -167,6 +171,11 @@ async fn observe_with(
     if let Err(e) = privileges::drop_after_attach() {
         tracing::warn!("keeping all capabilities: {e}");
     }
+    let mut kernel_log = if opts.verbose > 0 {
+        Some(KernelLog::start(&mut loaded.ebpf)?)
+    } else {
+        None
+    };
     let mut counters = CounterMaps::take(&mut loaded.ebpf)?;
     if !filters.reason_slots.is_empty() {
         let map = loaded
@@ -259,6 +268,9 @@ async fn observe_with(
                     break;
                 }
             }
+            logs = async { kernel_log.as_mut().expect("guarded").forward().await }, if kernel_log.is_some() => {
+                logs?;
+            }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = &mut deadline, if opts.duration.is_some() => break,
@@ -269,6 +281,9 @@ async fn observe_with(
     // then the final snapshot: kernel counters and hooks now cover the same span.
     let mut ring = ring.into_inner();
     drop(loaded);
+    if let Some(k) = kernel_log.as_mut() {
+        k.flush();
+    }
     drain(
         &mut ring,
         &mut classifier,

@@ -5,7 +5,8 @@
 //! nd-bench --netdrop PATH [--storm PATH] [--seconds S] [--stats-seconds S] [--soak-seconds S] [--threads N] [--repeat N] [--out FILE]
 //! ```
 //!
-//! See `netdrop_tests::bench` for what it measures. Needs root.
+//! See `netdrop_tests::bench` for what it measures. Needs root. Holds
+//! `netdrop_tests::lock()` (/run/lock/netdrop-tests.lock) for the whole run.
 
 use std::process::ExitCode;
 
@@ -24,6 +25,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The whole run loads BPF and makes drop storms in namespaces: it takes
+    // the tests' lock (an flock shared with every test process on the
+    // machine) so no test touches kernel state meanwhile, nor it theirs.
+    let _serial = netdrop_tests::lock();
     match bench::run(&args) {
         Ok(markdown) => {
             println!("{markdown}");

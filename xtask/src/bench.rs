@@ -81,7 +81,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         "--bins",
     ]);
     status(c)?;
-    let release = root().join("target/release");
+    let release = crate::target_dir().join("release");
     let bin = release.join("nd-bench");
     if !release.join("netdrop").is_file() || !bin.is_file() {
         bail!(

@@ -74,6 +74,15 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Cargo's target directory: $CARGO_TARGET_DIR (relative to the workspace
+/// root if relative: worktrees may share one), else `target` in the workspace.
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) if !d.is_empty() => root().join(d),
+        _ => root().join("target"),
+    }
+}
+
 fn cargo() -> Command {
     let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     c.current_dir(root());
@@ -111,7 +120,7 @@ fn run(cli: Cli) -> Result<()> {
             let mut c = cargo();
             c.args(["build", "--release", "-p", "netdrop"]);
             status(c)?;
-            let bin = root().join("target/release/netdrop");
+            let bin = target_dir().join("release/netdrop");
             let mut cmd = if is_root() {
                 Command::new(&bin)
             } else {
@@ -155,7 +164,7 @@ fn run(cli: Cli) -> Result<()> {
                 let mut c = cargo();
                 c.args(["test", "-p", "netdrop-tests", "--", "--test-threads=1"])
                     .args(&filter);
-                c.env("NETDROP_BIN", root().join("target/debug/netdrop"));
+                c.env("NETDROP_BIN", target_dir().join("debug/netdrop"));
                 status(c)?;
             }
             // The kernel matrix: the tests that matter on every kernel, in guests.

@@ -7,9 +7,11 @@
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
 };
+use aya_log_ebpf::warn;
 use netdrop_common::filter;
 
 use crate::{
+    diag::{first, site},
     kernel::{sock_owner, tp_field},
     maps::{FILTER_INODES, SOCK_OWNERS, config},
 };
@@ -37,9 +39,29 @@ pub fn netdrop_inet_sock_set_state(ctx: TracePointContext) -> u32 {
     if o.ino == 0 {
         return 0;
     }
-    let _ = SOCK_OWNERS.insert(&o.ino, &tgid, 0);
-    if f.flags & filter::PID != 0 && tgid == f.pid_tgid {
-        let _ = FILTER_INODES.insert(&o.ino, &1, 0);
+    if let Err(e) = SOCK_OWNERS.insert(&o.ino, &tgid, 0)
+        && first(site::OWNER_INSERT_FAILED)
+    {
+        warn!(
+            &ctx,
+            "inet_sock_set_state: SOCK_OWNERS refused socket inode {} of process {} (error {}): its drops will name the owner from /proc only (logged once per CPU)",
+            o.ino,
+            tgid,
+            e
+        );
+    }
+    if f.flags & filter::PID != 0
+        && tgid == f.pid_tgid
+        && let Err(e) = FILTER_INODES.insert(&o.ino, &1, 0)
+        && first(site::PID_INSERT_FAILED)
+    {
+        warn!(
+            &ctx,
+            "inet_sock_set_state: --pid socket map full (error {}): socket inode {} of process {} is not added: its drops are not kept (logged once per CPU)",
+            e,
+            o.ino,
+            tgid
+        );
     }
     0
 }

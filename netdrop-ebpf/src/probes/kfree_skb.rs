@@ -9,12 +9,14 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
+use aya_log_ebpf::warn;
 use netdrop_common::{
     ABSENT, Config, LISTEN_FULL_NO_SOCKET_SLOT, MAX_LOCATIONS, MAX_REASONS,
     NETFILTER_DROP_CONNTRACK_FULL_SLOT, REASON_OVERFLOW_SLOT, RawDropEvent, filter, kind,
 };
 
 use crate::{
+    diag::{first, logging, site},
     kernel::{DropCtx, accept_queue, listener_full, skb_capture, tp_field},
     maps::{
         DROP_COUNTS, EVENT_COUNTS, EVENTS, LOST_COUNTS, SOCK_OWNERS, admit, bump, config,
@@ -121,6 +123,16 @@ pub fn on_drop<S: DropSource>(src: &S) -> Option<u32> {
         return Some(0);
     }
 
+    // Logged here, on the event path, not where the slot is chosen: the
+    // storm path (over the event limit) stays as it is, log or not.
+    if logging() && reason >= MAX_REASONS && first(site::REASON_OUT_OF_RANGE) {
+        warn!(
+            src,
+            "kfree_skb: drop reason {} is beyond netdrop's {} reason slots: counted in the last one (logged once per CPU)",
+            reason,
+            MAX_REASONS
+        );
+    }
     let skbaddr = src.skb(cfg);
     let mut d = DropCtx::read(skbaddr, rx_sk, &cfg.structs);
     // Sets the scope the filter matched (it kept this drop above).
@@ -129,6 +141,13 @@ pub fn on_drop<S: DropSource>(src: &S) -> Option<u32> {
     }
     let Some(mut entry) = EVENTS.reserve::<RawDropEvent>(0) else {
         bump(&LOST_COUNTS, slot);
+        if first(site::DROP_EVENT_LOST) {
+            warn!(
+                src,
+                "kfree_skb: ring buffer full: a drop event (reason {}) was lost; lost events stay counted (logged once per CPU)",
+                reason
+            );
+        }
         return Some(0);
     };
     let queue = accept_queue(d.sock, &cfg.structs);

@@ -8,9 +8,11 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
+use aya_log_ebpf::warn;
 use netdrop_common::{RawNeighEvent, filter, kind, neigh_event, nud, rate, stat};
 
 use crate::{
+    diag::{first, site},
     kernel::{tp_field, tp_neigh_key, tp_str},
     maps::{EVENTS, STATS, admit, bump, config},
     neigh::{NeighId, emit_state},
@@ -56,6 +58,12 @@ fn try_neigh_create(ctx: &TracePointContext) -> Option<u32> {
     }
     let Some(mut entry) = EVENTS.reserve::<RawNeighEvent>(0) else {
         bump(&STATS, stat::NEIGH_CREATE_FAIL_LOST);
+        if first(site::NEIGH_CREATE_EVENT_LOST) {
+            warn!(
+                ctx,
+                "neigh_create: ring buffer full: a refused-create event was lost; lost events stay counted (logged once per CPU)"
+            );
+        }
         return Some(0);
     };
     let ev = entry.as_mut_ptr();

@@ -9,9 +9,11 @@ use aya_ebpf::{
     macros::{fentry, kprobe},
     programs::{FEntryContext, ProbeContext},
 };
+use aya_log_ebpf::warn;
 use netdrop_common::{RawListenEvent, filter, kind, rate, stat};
 
 use crate::{
+    diag::{first, site},
     kernel::{listener, sock_netns, sock_netns_id, sock_owner},
     maps::{EVENTS, FILTER_INODES, STATS, admit, bump, config},
 };
@@ -68,6 +70,13 @@ fn on_conn_request(sk: u64) {
     }
     let Some(mut entry) = EVENTS.reserve::<RawListenEvent>(0) else {
         bump(&STATS, stat::ACCEPT_SYN_DROP_LOST);
+        if first(site::SYN_EVENT_LOST) {
+            warn!(
+                &(),
+                "tcp_conn_request: ring buffer full: a refused-SYN event (port {}) was lost; lost events stay counted (logged once per CPU)",
+                l.port
+            );
+        }
         return;
     };
     let netns = sock_netns_id(sk, &cfg.structs);

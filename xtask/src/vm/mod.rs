@@ -95,7 +95,8 @@ pub struct MatrixTest {
 
 /// The tests every kernel runs: the four causes, the accept queue through
 /// fentry and through kprobe, owners, a record/replay round trip, a storm with
-/// exact counts, and nothing left behind.
+/// exact counts, the kernel-side log (`-v`: its sites pass the verifier), and
+/// nothing left behind.
 pub const MATRIX: &[MatrixTest] = &[
     MatrixTest {
         name: "neigh_queue_full",
@@ -192,6 +193,13 @@ pub const MATRIX: &[MatrixTest] = &[
         needs_function_hooks: false,
     },
     MatrixTest {
+        name: "kernel_log",
+        binary: "storm",
+        test: "verbose_logs_lost_drop_events_from_the_kernel_once_per_cpu",
+        env: &[],
+        needs_function_hooks: false,
+    },
+    MatrixTest {
         name: "nothing_left",
         binary: "drops",
         test: "cleanup_leaves_nothing_behind",
@@ -268,7 +276,7 @@ fn build_static() -> Result<Binaries> {
             tests.insert(name.to_string(), PathBuf::from(exe));
         }
     }
-    let dir = root().join("target").join(TRIPLE).join("release");
+    let dir = crate::target_dir().join(TRIPLE).join("release");
     let helpers = ["nd-peer", "nd-storm", "nd-comm"]
         .iter()
         .map(|b| dir.join(b))

@@ -52,7 +52,7 @@ pub fn run(args: &VmArgs) -> Result<()> {
         "nd-synbench",
     ]);
     crate::status(c)?;
-    let bins = root().join("target").join(TRIPLE).join("release");
+    let bins = crate::target_dir().join(TRIPLE).join("release");
     let dir = root().join("target/vm").join(format!("{id}-synbench"));
     let share = dir.join("share");
     let _ = fs::remove_dir_all(&share);
