@@ -167,20 +167,7 @@ fn conntrack_full() {
         assert_eq!(l["netns"], serde_json::json!(t.server.inode()), "{l}");
         assert_eq!(l["reason"], OWN_REASON, "{l}");
     }
-    let d = out
-        .diagnosed("conntrack_full")
-        .expect("conntrack_full in the diagnosis");
-    assert_eq!(d["kernel_counter"]["name"], "nf_conntrack:drop", "{d}");
-    assert_eq!(
-        d["kernel_counter"]["delta"],
-        serde_json::json!(kernel),
-        "{d}"
-    );
-    let groups = d["groups"].as_array().expect("groups");
-    assert_eq!(groups.len(), 1, "{d}");
-    let g = &groups[0];
-    assert_eq!(g["kind"], "declared", "{g}");
-    assert_eq!(g["by"], "netns", "{g}");
+    let (d, g) = out.declared_group("conntrack_full", "nf_conntrack:drop", Some(kernel), "netns");
     assert_eq!(g["netns"], serde_json::json!(t.server.inode()), "{g}");
     assert_eq!(g["drops"], serde_json::json!(kernel), "{g}");
     assert_eq!(g["counter"], serde_json::json!(kernel), "{g}");

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use netdrop_tests::netdrop::assert_drop_line_shape;
 use netdrop_tests::sysctl::{self, SysctlGuard};
 use netdrop_tests::traffic::{setsockopt_int, udp_socket};
-use netdrop_tests::{Netdrop, Netns, lock, require_root, settle, skip_loudly, veth_pair};
+use netdrop_tests::{
+    Netdrop, Netns, kernel_has_reason, lock, require_root, settle, skip_loudly, veth_pair,
+};
 use serde_json::{Value, json};
 
 /// `/proc/net/softnet_stat` column 2 (dropped), summed over the CPUs: the
@@ -17,15 +19,6 @@ fn softnet_dropped() -> u64 {
         .lines()
         .filter_map(|l| u64::from_str_radix(l.split_whitespace().nth(1)?, 16).ok())
         .sum()
-}
-
-/// Whether the running kernel's BTF names drop reason `name`.
-pub(crate) fn kernel_has_reason(name: &str) -> bool {
-    let Ok(btf) = std::fs::read("/sys/kernel/btf/vmlinux") else {
-        return false;
-    };
-    let needle = format!("SKB_DROP_REASON_{name}\0");
-    btf.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
 /// `ip -s -j link show dev DEV` in `ns`: stats64 rx dropped.
@@ -164,17 +157,9 @@ fn cpu_backlog() {
     // The diagnosis: B's device as the group, the global counter beside
     // netdrop's count, the initial namespace's netdev_max_backlog (B has
     // none of its own) in the values and the advice.
-    let d = out
-        .diagnosed("cpu_backlog")
-        .expect("cpu_backlog in the diagnosis");
-    assert_eq!(d["kernel_counter"]["name"], "softnet_stat:dropped", "{d}");
+    let (d, g) = out.declared_group("cpu_backlog", "softnet_stat:dropped", None, "device");
     let delta = d["kernel_counter"]["delta"].as_u64().expect("delta");
     assert!(delta >= EXPECTED, "kernel_counter.delta {delta}: {d}");
-    let groups = d["groups"].as_array().expect("groups");
-    assert_eq!(groups.len(), 1, "{d}");
-    let g = &groups[0];
-    assert_eq!(g["kind"], "declared", "{g}");
-    assert_eq!(g["by"], "device", "{g}");
     assert_eq!(g["dev"], "ndcbb", "{g}");
     assert_eq!(g["netns"], json!(b.inode()), "{g}");
     assert_eq!(g["netns_name"], b.name(), "{g}");

@@ -139,23 +139,12 @@ fn firewall_rule() {
         assert_eq!(l["reason"], "NETFILTER_DROP", "{l}");
     }
 
-    let d = out
-        .diagnosed("firewall_rule")
-        .expect("firewall_rule in the diagnosis");
-    assert_eq!(
-        d["kernel_counter"]["name"], "nft drop rules' counters",
-        "{d}"
+    let (d, g) = out.declared_group(
+        "firewall_rule",
+        "nft drop rules' counters",
+        Some(counted),
+        "netns",
     );
-    assert_eq!(
-        d["kernel_counter"]["delta"],
-        serde_json::json!(counted),
-        "{d}"
-    );
-    let groups = d["groups"].as_array().expect("groups");
-    assert_eq!(groups.len(), 1, "{d}");
-    let g = &groups[0];
-    assert_eq!(g["kind"], "declared", "{g}");
-    assert_eq!(g["by"], "netns", "{g}");
     assert_eq!(g["netns"], serde_json::json!(rx.inode()), "{g}");
     assert_eq!(g["drops"], serde_json::json!(counted + uncounted), "{g}");
     assert_eq!(g["counter"], serde_json::json!(counted), "{g}");

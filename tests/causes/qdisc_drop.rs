@@ -8,7 +8,7 @@ use netdrop_tests::traffic::{setsockopt_int, udp_socket};
 use netdrop_tests::{Netdrop, Netns, delta, lock, require_root, settle, skip_loudly, veth_pair};
 use serde_json::{Value, json};
 
-use super::cpu_backlog::kernel_has_reason;
+use netdrop_tests::kernel_has_reason;
 
 /// `tc -s -j qdisc show dev DEV` in `ns`: the root qdisc's entry.
 fn root_qdisc(ns: &Netns, dev: &str) -> Value {
@@ -136,16 +136,7 @@ fn qdisc_drop() {
     // The diagnosis: A's device as the group, the root qdisc's dropped
     // beside netdrop's count, its kind, limit and txqueuelen, and the advice
     // naming them.
-    let d = out
-        .diagnosed("qdisc_drop")
-        .expect("qdisc_drop in the diagnosis");
-    assert_eq!(d["kernel_counter"]["name"], "qdisc:dropped", "{d}");
-    assert_eq!(d["kernel_counter"]["delta"], json!(kernel), "{d}");
-    let groups = d["groups"].as_array().expect("groups");
-    assert_eq!(groups.len(), 1, "{d}");
-    let g = &groups[0];
-    assert_eq!(g["kind"], "declared", "{g}");
-    assert_eq!(g["by"], "device", "{g}");
+    let (d, g) = out.declared_group("qdisc_drop", "qdisc:dropped", Some(kernel), "device");
     assert_eq!(g["dev"], "ndqda", "{g}");
     assert_eq!(g["netns"], json!(a.inode()), "{g}");
     assert_eq!(g["netns_name"], a.name(), "{g}");

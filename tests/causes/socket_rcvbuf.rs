@@ -55,23 +55,12 @@ fn socket_rcvbuf() {
     }
     // The diagnosis: the socket as its group, the kernel's counter beside
     // netdrop's count, the advice with the values in force.
-    let d = out
-        .diagnosed("socket_rcvbuf")
-        .expect("socket_rcvbuf in the diagnosis");
-    assert_eq!(
-        d["kernel_counter"]["name"], "Udp:RcvbufErrors + Udp6:RcvbufErrors",
-        "{d}"
+    let (d, g) = out.declared_group(
+        "socket_rcvbuf",
+        "Udp:RcvbufErrors + Udp6:RcvbufErrors",
+        Some(kernel),
+        "socket",
     );
-    assert_eq!(
-        d["kernel_counter"]["delta"],
-        serde_json::json!(kernel),
-        "{d}"
-    );
-    let groups = d["groups"].as_array().expect("groups");
-    assert_eq!(groups.len(), 1, "{d}");
-    let g = &groups[0];
-    assert_eq!(g["kind"], "declared", "{g}");
-    assert_eq!(g["by"], "socket", "{g}");
     assert_eq!(g["port"], serde_json::json!(port), "{g}");
     assert_eq!(g["addr"], RX.to_string(), "{g}");
     assert_eq!(g["netns"], serde_json::json!(ns.inode()), "{g}");

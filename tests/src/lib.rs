@@ -109,6 +109,15 @@ pub fn lock() -> Serial {
     }
 }
 
+/// Whether the running kernel's BTF names drop reason `name` (without its
+/// `SKB_DROP_REASON_` prefix): a test of a reason the kernel lacks skips.
+pub fn kernel_has_reason(name: &str) -> bool {
+    let needle = format!("SKB_DROP_REASON_{name}\0");
+    std::fs::read("/sys/kernel/btf/vmlinux")
+        .map(|btf| btf.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        .unwrap_or(false)
+}
+
 /// True when running as root. Otherwise prints a loud SKIP line and returns
 /// false; the caller returns early (the test then counts as passed).
 pub fn require_root(test: &str) -> bool {

@@ -337,6 +337,38 @@ impl NetdropOutput {
         }
     }
 
+    /// The diagnosis of a cause handled from its declaration (the cause
+    /// registry's), in a reproduction that makes one group of it: asserts its
+    /// kernel counter's name, its counter's change over the observation
+    /// (`delta`: None leaves it to the caller) and that it has exactly one
+    /// group, of kind `declared` and grouped `by`. Returns the cause's
+    /// report and that group.
+    pub fn declared_group(
+        &self,
+        cause: &str,
+        counter: &str,
+        delta: Option<u64>,
+        by: &str,
+    ) -> (&Value, &Value) {
+        let d = self
+            .diagnosed(cause)
+            .unwrap_or_else(|| panic!("{cause} in the diagnosis: {}", self.diagnosis()));
+        assert_eq!(d["kernel_counter"]["name"], counter, "{d}");
+        if let Some(delta) = delta {
+            assert_eq!(
+                d["kernel_counter"]["delta"],
+                serde_json::json!(delta),
+                "{d}"
+            );
+        }
+        let groups = d["groups"].as_array().expect("groups");
+        assert_eq!(groups.len(), 1, "{d}");
+        let g = &groups[0];
+        assert_eq!(g["kind"], "declared", "{g}");
+        assert_eq!(g["by"], by, "{g}");
+        (d, g)
+    }
+
     /// summary.reasons[reason], 0 when absent (only nonzero reasons are
     /// listed); on kernels without drop reasons the same drops classified by
     /// where they were freed (`REASON(by location)`) count too.
