@@ -168,7 +168,7 @@ pub struct KernelCounter {
 #[derive(Debug, Clone, Serialize)]
 pub struct CounterRow {
     pub cause: Cause,
-    pub counter: &'static str,
+    pub counter: String,
     /// Change of the kernel's counter during the observation, summed over the
     /// namespaces, each up to its last read (None: not readable).
     pub kernel: Option<u64>,

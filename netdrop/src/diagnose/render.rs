@@ -95,7 +95,7 @@ impl Report {
                 let _ = writeln!(
                     o,
                     "   {:<44} kernel {:>8}   netdrop {:>8}  ({})",
-                    Safe(r.counter),
+                    Safe(&r.counter),
                     k,
                     r.netdrop_seen,
                     r.cause.as_str()
@@ -276,10 +276,11 @@ fn group_line(g: &Group) -> String {
             gone,
             ..
         } => {
-            let mut line = format!(
-                "{key} {}: {drops} drops",
-                netns_part(*netns, netns_name, *gone)
-            );
+            let ns = netns_part(*netns, netns_name, *gone);
+            let mut line = match key {
+                crate::causes::GroupKey::Netns => format!("{ns}: {drops} drops"),
+                key => format!("{key} {ns}: {drops} drops"),
+            };
             if let Some(c) = counter {
                 let _ = write!(line, " (kernel counter +{c})");
             }

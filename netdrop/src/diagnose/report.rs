@@ -106,6 +106,15 @@ fn declared_groups(d: &Diagnosis, spec: &CauseSpec) -> (Vec<Group>, Vec<Advice>)
     (groups, advice)
 }
 
+/// How a declarative cause's counters are named together: `A + B`.
+fn counter_name(spec: &CauseSpec) -> String {
+    spec.counters
+        .iter()
+        .map(|c| c.name)
+        .collect::<Vec<_>>()
+        .join(" + ")
+}
+
 /// A declarative cause's counters summed over the observation (None: none
 /// readable): in `netns` for per-namespace ones, else all of them.
 fn declared_counter(d: &Diagnosis, spec: &CauseSpec, netns: Option<NetnsId>) -> Option<u64> {
@@ -163,12 +172,7 @@ pub fn build(d: &Diagnosis, summary: &Summary, session: &Session, hooks: Hooks) 
     for spec in crate::causes::REGISTRY.iter().filter(|s| s.declarative()) {
         let (g, a) = declared_groups(d, spec);
         let counter = declared_counter(d, spec, None).map(|delta| KernelCounter {
-            name: spec
-                .counters
-                .iter()
-                .map(|c| c.name)
-                .collect::<Vec<_>>()
-                .join(" + "),
+            name: counter_name(spec),
             delta,
             netdrop: t.cause(spec.cause),
         });
@@ -263,25 +267,26 @@ fn counter_rows(
         let (drops, kernel_only) = count(c);
         drops.saturating_sub(kernel_only)
     };
-    let ns_row = |cause: Cause, counter: &'static str, index: usize| {
+    let ns_row = |cause: Cause, counter: &str, index: usize| {
         let (kernel, incomplete) = d.counters.total(index);
         CounterRow {
             cause,
-            counter,
+            counter: counter.to_string(),
             kernel,
             netdrop_seen: seen(cause),
             incomplete,
         }
     };
+    // One row per declarative cause: its counters summed (each alone would
+    // stand beside all of netdrop's count).
     let declared = crate::causes::REGISTRY
         .iter()
         .filter(|s| s.declarative())
-        .flat_map(|s| s.counters.iter().map(move |c| (s.cause, c.name)))
-        .map(|(cause, name)| CounterRow {
-            cause,
-            counter: name,
-            kernel: d.declared.counter(name, None),
-            netdrop_seen: seen(cause),
+        .map(|s| CounterRow {
+            cause: s.cause,
+            counter: counter_name(s),
+            kernel: declared_counter(d, s, None),
+            netdrop_seen: seen(s.cause),
             incomplete: false,
         })
         .filter(|r| r.kernel.unwrap_or(0) > 0 || r.netdrop_seen > 0);
@@ -298,14 +303,14 @@ fn counter_rows(
         ),
         CounterRow {
             cause: Cause::NeighQueueFull,
-            counter: UNRESOLVED_DISCARDS,
+            counter: UNRESOLVED_DISCARDS.to_string(),
             kernel: table_delta(d, |c| c.unresolved_discards),
             netdrop_seen: seen(Cause::NeighQueueFull),
             incomplete: false,
         },
         CounterRow {
             cause: Cause::NeighTableOverflow,
-            counter: TABLE_FULLS,
+            counter: TABLE_FULLS.to_string(),
             kernel: table_delta(d, |c| c.table_fulls),
             netdrop_seen: s.neigh_create_failures,
             incomplete: false,
