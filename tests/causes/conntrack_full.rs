@@ -199,3 +199,71 @@ fn conntrack_full() {
         "{action}"
     );
 }
+
+/// The nft rule counter `name`'s packets in `ns` (`nft -j list counter`).
+fn nft_counter(ns: &Netns, table: &str, name: &str) -> u64 {
+    let out = ns
+        .sh(&format!("nft -j list counter ip {table} {name}"))
+        .expect("nft list counter");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("nft JSON");
+    v["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|i| i.get("counter")?.get("packets")?.as_u64())
+        .unwrap_or_else(|| panic!("no counter {name}: {out}"))
+}
+
+/// A rule's drop in a namespace whose table is full is still the rule's:
+/// a raw-priority `drop` (before conntrack: no entry on the packet, like a
+/// packet conntrack refused) drops the N new flows at the full table. They
+/// are freed in the rule's chain (nft_do_chain), not where conntrack's
+/// verdict is (nf_hook_slow): netdrop counts them as firewall_rule, equal to
+/// the rule's counter, and none as conntrack_full (whose kernel counter,
+/// nf_conntrack `drop`, stays still).
+#[test]
+fn raw_rule_drop_at_a_full_table_is_the_rule() {
+    let _serial = lock();
+    if !require_root("raw_rule_drop_at_a_full_table_is_the_rule") {
+        return;
+    }
+    let Some(t) = full_table("raw_rule_drop_at_a_full_table_is_the_rule") else {
+        return;
+    };
+    t.server
+        .sh("nft add table ip ndtraw && nft add counter ip ndtraw rawdrop && nft 'add chain ip ndtraw pre { type filter hook prerouting priority raw; policy accept; }' && nft add rule ip ndtraw pre udp dport 9000-9099 counter name rawdrop drop")
+        .expect("nft raw drop rule");
+    let nd = Netdrop::start(&["--netns", &t.server.inode().to_string()]).expect("netdrop");
+    let ct_before = ct_stat(&t.server, "drop");
+    let rule_before = nft_counter(&t.server, "ndtraw", "rawdrop");
+    let sent = new_flows(&t);
+    settle();
+    let ct_after = ct_stat(&t.server, "drop");
+    let rule_after = nft_counter(&t.server, "ndtraw", "rawdrop");
+    let out = nd.stop().expect("stopping netdrop");
+    t.guard.restore().expect("restoring nf_conntrack_max");
+    out.assert_clean_exit();
+    if out.without_reasons() {
+        skip_loudly("raw_rule_drop_at_a_full_table_is_the_rule: this kernel gives no drop reasons");
+        return;
+    }
+    assert_eq!(sent, N, "datagrams sent");
+    assert_eq!(ct_after - ct_before, 0, "conntrack refused none");
+    let kernel = rule_after - rule_before;
+    assert_eq!(kernel, N as u64, "the raw rule's counter");
+    assert_eq!(
+        out.reason("NETFILTER_DROP"),
+        kernel,
+        "reasons.NETFILTER_DROP"
+    );
+    assert_eq!(out.reason(OWN_REASON), 0, "reasons.{OWN_REASON}");
+    assert_eq!(out.cause("firewall_rule"), kernel, "causes.firewall_rule");
+    assert_eq!(out.cause("conntrack_full"), 0, "causes.conntrack_full");
+    out.assert_one_truth();
+    let lines = out.drops_with_cause("firewall_rule");
+    assert_eq!(lines.len() as u64, kernel, "one line per drop");
+    for l in &lines {
+        assert_drop_line_shape(l);
+        assert_eq!(l["reason"], "NETFILTER_DROP", "{l}");
+    }
+}
