@@ -200,18 +200,20 @@ fn conntrack_full() {
     );
 }
 
-/// The nft rule counter `name`'s packets in `ns` (`nft -j list counter`).
-fn nft_counter(ns: &Netns, table: &str, name: &str) -> u64 {
+/// The packets of the counter of the (one) rule of nft table `ip table` in `ns`.
+fn nft_rule_counter(ns: &Netns, table: &str) -> u64 {
     let out = ns
-        .sh(&format!("nft -j list counter ip {table} {name}"))
-        .expect("nft list counter");
+        .sh(&format!("nft -j list table ip {table}"))
+        .expect("nft list table");
     let v: serde_json::Value = serde_json::from_str(&out).expect("nft JSON");
     v["nftables"]
         .as_array()
         .unwrap()
         .iter()
-        .find_map(|i| i.get("counter")?.get("packets")?.as_u64())
-        .unwrap_or_else(|| panic!("no counter {name}: {out}"))
+        .filter_map(|i| i.get("rule")?.get("expr")?.as_array())
+        .flatten()
+        .find_map(|e| e.get("counter")?.get("packets")?.as_u64())
+        .unwrap_or_else(|| panic!("no rule counter in {table}: {out}"))
 }
 
 /// A rule's drop in a namespace whose table is full is still the rule's:
@@ -231,15 +233,15 @@ fn raw_rule_drop_at_a_full_table_is_the_rule() {
         return;
     };
     t.server
-        .sh("nft add table ip ndtraw && nft add counter ip ndtraw rawdrop && nft 'add chain ip ndtraw pre { type filter hook prerouting priority raw; policy accept; }' && nft add rule ip ndtraw pre udp dport 9000-9099 counter name rawdrop drop")
+        .sh("nft add table ip ndtraw && nft 'add chain ip ndtraw pre { type filter hook prerouting priority raw; policy accept; }' && nft add rule ip ndtraw pre udp dport 9000-9099 counter drop")
         .expect("nft raw drop rule");
     let nd = Netdrop::start(&["--netns", &t.server.inode().to_string()]).expect("netdrop");
     let ct_before = ct_stat(&t.server, "drop");
-    let rule_before = nft_counter(&t.server, "ndtraw", "rawdrop");
+    let rule_before = nft_rule_counter(&t.server, "ndtraw");
     let sent = new_flows(&t);
     settle();
     let ct_after = ct_stat(&t.server, "drop");
-    let rule_after = nft_counter(&t.server, "ndtraw", "rawdrop");
+    let rule_after = nft_rule_counter(&t.server, "ndtraw");
     let out = nd.stop().expect("stopping netdrop");
     t.guard.restore().expect("restoring nf_conntrack_max");
     out.assert_clean_exit();

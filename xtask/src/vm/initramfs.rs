@@ -34,6 +34,8 @@ pub const MODULES: &[&str] = &[
     "inet_diag",
     "tcp_diag",
     "udp_diag",
+    // libcrc32c's crypto (a softdep, not in its depends=): conntrack needs it.
+    "crc32c_generic",
     "nf_conntrack",
     "nf_tables",
     "nft_ct",
