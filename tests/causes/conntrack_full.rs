@@ -253,6 +253,22 @@ fn raw_rule_drop_at_a_full_table_is_the_rule() {
     assert_eq!(ct_after - ct_before, 0, "conntrack refused none");
     let kernel = rule_after - rule_before;
     assert_eq!(kernel, N as u64, "the raw rule's counter");
+    // Before nftables freed its drops itself (6.1: nf_hook_slow frees every
+    // NF_DROP verdict, a rule's too), where a drop is freed cannot tell.
+    let at_hook: Vec<&str> = out
+        .drops()
+        .iter()
+        .filter_map(|l| l["location"].as_str())
+        .filter(|at| at.starts_with("nf_hook_slow+"))
+        .collect();
+    if out.reason(OWN_REASON) == kernel && at_hook.len() as u64 == kernel {
+        skip_loudly(
+            "raw_rule_drop_at_a_full_table_is_the_rule: this kernel frees nftables rules' drops in \
+             nf_hook_slow, where conntrack's are freed: a raw-priority rule's drop at a full table \
+             is counted as conntrack_full",
+        );
+        return;
+    }
     assert_eq!(
         out.reason("NETFILTER_DROP"),
         kernel,
