@@ -314,6 +314,11 @@ pub struct StructOffsets {
 /// kallsyms without CONFIG_KALLSYMS_ALL, so the probe finds it once: the
 /// pointer whose sysctl table's entry `NF_SYSCTL_CT_MAX` is named
 /// `nf_conntrack_max`; that entry's `data` is the global's address.
+///
+/// Only drops freed in `nf_hook_slow` (where conntrack's NF_DROP verdict is
+/// freed: `hook_start..hook_end`, from kallsyms) are looked at: an nftables
+/// rule's drop is freed in `nft_do_chain` and may also meet a packet without
+/// a conntrack entry in a full namespace (a raw-priority rule).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConntrackOffsets {
@@ -340,6 +345,9 @@ pub struct ConntrackOffsets {
     /// `ctl_table.data` (`void *`).
     pub table_data: u32,
     pub _pad: u32,
+    /// `nf_hook_slow`'s addresses: a drop freed elsewhere is not conntrack's.
+    pub hook_start: u64,
+    pub hook_end: u64,
 }
 
 impl ConntrackOffsets {
@@ -357,6 +365,8 @@ impl ConntrackOffsets {
             table_procname: ABSENT,
             table_data: ABSENT,
             _pad: 0,
+            hook_start: 0,
+            hook_end: 0,
         }
     }
 }
@@ -390,10 +400,11 @@ pub struct Config {
     /// if unknown: such drops at a full listener go to
     /// [`LISTEN_FULL_NO_SOCKET_SLOT`].
     pub reason_no_socket: u32,
-    /// NETFILTER_DROP at a full conntrack table: see [`ConntrackOffsets`].
-    pub conntrack: ConntrackOffsets,
     /// How many of `locations` are in use (0 on kernels with drop reasons).
     pub n_locations: u32,
+    /// NETFILTER_DROP at a full conntrack table: see [`ConntrackOffsets`]
+    /// (8-aligned: it holds addresses).
+    pub conntrack: ConntrackOffsets,
     /// Kernels without drop reasons (before 5.17): drops freed inside these
     /// kernel functions are counted in the range's slot (a [`location_slot`]).
     pub locations: [LocationRange; MAX_LOCATIONS],
@@ -460,8 +471,8 @@ impl Config {
             emit_neigh_states: 0,
             event_limit: 0,
             reason_no_socket: ABSENT,
-            conntrack: ConntrackOffsets::absent(),
             n_locations: 0,
+            conntrack: ConntrackOffsets::absent(),
             locations: [LocationRange::NONE; MAX_LOCATIONS],
         }
     }
@@ -653,6 +664,15 @@ const _: () = assert!(core::mem::size_of::<RawNeighStateEvent>() == 64);
 const _: () = assert!(core::mem::align_of::<RawNeighStateEvent>() == 8);
 const _: () = assert!(core::mem::size_of::<Config>().is_multiple_of(4));
 // No implicit padding before the location table (the config's bytes are copied as they are).
+const _: () = assert!(core::mem::offset_of!(Config, conntrack).is_multiple_of(8));
+const _: () = assert!(
+    core::mem::offset_of!(Config, n_locations) + 4 == core::mem::offset_of!(Config, conntrack)
+);
+const _: () = assert!(core::mem::size_of::<ConntrackOffsets>() == 64);
+const _: () = assert!(
+    core::mem::offset_of!(Config, conntrack) + core::mem::size_of::<ConntrackOffsets>()
+        == core::mem::offset_of!(Config, locations)
+);
 const _: () = assert!(core::mem::offset_of!(Config, locations).is_multiple_of(8));
 const _: () = assert!(
     core::mem::offset_of!(Config, locations)

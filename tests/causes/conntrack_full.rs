@@ -186,3 +186,89 @@ fn conntrack_full() {
         "{action}"
     );
 }
+
+/// The packets of the counter of the (one) rule of nft table `ip table` in `ns`.
+fn nft_rule_counter(ns: &Netns, table: &str) -> u64 {
+    let out = ns
+        .sh(&format!("nft -j list table ip {table}"))
+        .expect("nft list table");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("nft JSON");
+    v["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i.get("rule")?.get("expr")?.as_array())
+        .flatten()
+        .find_map(|e| e.get("counter")?.get("packets")?.as_u64())
+        .unwrap_or_else(|| panic!("no rule counter in {table}: {out}"))
+}
+
+/// A rule's drop in a namespace whose table is full is still the rule's:
+/// a raw-priority `drop` (before conntrack: no entry on the packet, like a
+/// packet conntrack refused) drops the N new flows at the full table. They
+/// are freed in the rule's chain (nft_do_chain), not where conntrack's
+/// verdict is (nf_hook_slow): netdrop counts them as firewall_rule, equal to
+/// the rule's counter, and none as conntrack_full (whose kernel counter,
+/// nf_conntrack `drop`, stays still).
+#[test]
+fn raw_rule_drop_at_a_full_table_is_the_rule() {
+    let _serial = lock();
+    if !require_root("raw_rule_drop_at_a_full_table_is_the_rule") {
+        return;
+    }
+    let Some(t) = full_table("raw_rule_drop_at_a_full_table_is_the_rule") else {
+        return;
+    };
+    t.server
+        .sh("nft add table ip ndtraw && nft 'add chain ip ndtraw pre { type filter hook prerouting priority raw; policy accept; }' && nft add rule ip ndtraw pre udp dport 9000-9099 counter drop")
+        .expect("nft raw drop rule");
+    let nd = Netdrop::start(&["--netns", &t.server.inode().to_string()]).expect("netdrop");
+    let ct_before = ct_stat(&t.server, "drop");
+    let rule_before = nft_rule_counter(&t.server, "ndtraw");
+    let sent = new_flows(&t);
+    settle();
+    let ct_after = ct_stat(&t.server, "drop");
+    let rule_after = nft_rule_counter(&t.server, "ndtraw");
+    let out = nd.stop().expect("stopping netdrop");
+    t.guard.restore().expect("restoring nf_conntrack_max");
+    out.assert_clean_exit();
+    if out.without_reasons() {
+        skip_loudly("raw_rule_drop_at_a_full_table_is_the_rule: this kernel gives no drop reasons");
+        return;
+    }
+    assert_eq!(sent, N, "datagrams sent");
+    assert_eq!(ct_after - ct_before, 0, "conntrack refused none");
+    let kernel = rule_after - rule_before;
+    assert_eq!(kernel, N as u64, "the raw rule's counter");
+    // Before nftables freed its drops itself (6.1: nf_hook_slow frees every
+    // NF_DROP verdict, a rule's too), where a drop is freed cannot tell.
+    let at_hook: Vec<&str> = out
+        .drops()
+        .iter()
+        .filter_map(|l| l["location"].as_str())
+        .filter(|at| at.starts_with("nf_hook_slow+"))
+        .collect();
+    if out.reason(OWN_REASON) == kernel && at_hook.len() as u64 == kernel {
+        skip_loudly(
+            "raw_rule_drop_at_a_full_table_is_the_rule: this kernel frees nftables rules' drops in \
+             nf_hook_slow, where conntrack's are freed: a raw-priority rule's drop at a full table \
+             is counted as conntrack_full",
+        );
+        return;
+    }
+    assert_eq!(
+        out.reason("NETFILTER_DROP"),
+        kernel,
+        "reasons.NETFILTER_DROP"
+    );
+    assert_eq!(out.reason(OWN_REASON), 0, "reasons.{OWN_REASON}");
+    assert_eq!(out.cause("firewall_rule"), kernel, "causes.firewall_rule");
+    assert_eq!(out.cause("conntrack_full"), 0, "causes.conntrack_full");
+    out.assert_one_truth();
+    let lines = out.drops_with_cause("firewall_rule");
+    assert_eq!(lines.len() as u64, kernel, "one line per drop");
+    for l in &lines {
+        assert_drop_line_shape(l);
+        assert_eq!(l["reason"], "NETFILTER_DROP", "{l}");
+    }
+}

@@ -87,13 +87,18 @@ pub fn on_drop<S: DropSource>(src: &S) -> Option<u32> {
         }
     }
     // NETFILTER_DROP is ambiguous too: a packet without a conntrack entry in
-    // a namespace whose conntrack table is full was refused by conntrack,
-    // not by a rule. Only these drops read more (conntrack.rs).
-    if reason == cfg.conntrack.reason
-        && cfg.conntrack.reason != ABSENT
-        && crate::conntrack::table_full(src.skb(cfg), &cfg.structs, &cfg.conntrack)
-    {
-        slot = NETFILTER_DROP_CONNTRACK_FULL_SLOT;
+    // a namespace whose conntrack table is full, freed where conntrack's
+    // verdict is (nf_hook_slow; an nftables rule's drop is freed in
+    // nft_do_chain), was refused by conntrack, not by a rule. Only these
+    // drops read more (conntrack.rs).
+    if reason == cfg.conntrack.reason && cfg.conntrack.reason != ABSENT {
+        let at = src.location(cfg);
+        if at >= cfg.conntrack.hook_start
+            && at < cfg.conntrack.hook_end
+            && crate::conntrack::table_full(src.skb(cfg), &cfg.structs, &cfg.conntrack)
+        {
+            slot = NETFILTER_DROP_CONNTRACK_FULL_SLOT;
+        }
     }
     // No reason on this kernel (before 5.17): where the skb was freed says
     // what dropped it, for the functions only one cause frees in.

@@ -18,11 +18,15 @@
 //! and builds a name index of the struct, union and enum types, so later
 //! lookups do not scan the ~130 000 types of a real vmlinux.
 //!
+//! Kernel-module BTF (`/sys/kernel/btf/<module>`) is *split* BTF: its type
+//! ids continue after its base's (vmlinux's) last one, and its string
+//! offsets past the base's string section refer to its own. [`Btf::add_split`]
+//! appends one module's types and strings to a parsed vmlinux, so lookups
+//! see both (vmlinux's types first, a name found in both gives vmlinux's).
+//!
 //! What this module deliberately does not do:
 //!
 //! * Big-endian BTF is not supported: a byte-swapped magic is an error.
-//! * No split BTF: kernel-module BTF (`/sys/kernel/btf/<module>`) refers to
-//!   vmlinux type ids, which are simply not found here.
 //! * No ELF parsing, no `.BTF.ext`, no CO-RE relocations, no writing or
 //!   deduplication of BTF.
 //! * No full validation like the kernel's BTF verifier. Parsing checks only
@@ -104,6 +108,10 @@ pub enum BtfError {
     Truncated { type_id: u32, offset: usize },
     #[error("BTF type id {type_id} has unknown kind {kind}; cannot skip it")]
     UnknownKind { type_id: u32, kind: u32 },
+    #[error("split BTF on top of split BTF: only one module's BTF can be added to vmlinux's")]
+    SplitOnSplit,
+    #[error("split BTF does not fit: the combined type or string section passes 4 GiB")]
+    SplitTooLarge,
 }
 
 /// Location of a struct member, as found by [`Btf::member`] and [`Btf::member_path`].
@@ -261,6 +269,9 @@ pub struct Btf {
     /// types, the `btf_trace_*` TYPEDEFs and the `__bpf_trace_*` FUNCs, the
     /// only ones looked up by name.
     by_name: HashMap<Box<str>, Vec<u32>>,
+    /// Whether a module's split BTF was added ([`Btf::add_split`]): a second
+    /// one would be numbered after the first, which is not what it refers to.
+    split: bool,
 }
 
 impl fmt::Debug for Btf {
@@ -269,6 +280,7 @@ impl fmt::Debug for Btf {
             .field("types", &self.types.len())
             .field("string_bytes", &self.strings.len())
             .field("indexed_names", &self.by_name.len())
+            .field("split", &self.split)
             .finish()
     }
 }
@@ -289,6 +301,48 @@ impl Btf {
     /// Parses raw little-endian BTF: header, type section, string section.
     /// Bytes after the two sections are ignored.
     pub fn parse(bytes: &[u8]) -> Result<Btf, BtfError> {
+        let mut btf = Btf {
+            types: Vec::new(),
+            type_data: Vec::new(),
+            strings: Vec::new(),
+            by_name: HashMap::new(),
+            split: false,
+        };
+        btf.append(bytes)?;
+        Ok(btf)
+    }
+
+    /// Reads a kernel module's split BTF (e.g. `/sys/kernel/btf/nf_conntrack`,
+    /// whose base is this vmlinux BTF) and adds its types, see [`Btf::add_split`].
+    pub fn add_split_file(&mut self, path: &Path) -> Result<(), BtfError> {
+        let bytes = std::fs::read(path).map_err(|source| BtfError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        self.add_split(&bytes).map_err(|e| BtfError::InFile {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        })
+    }
+
+    /// Adds split BTF whose base is `self` (a module's, on top of vmlinux's):
+    /// its first type is id `base types + 1`, and a string offset `o` at or
+    /// past the base's string section length is `o - that length` in its own
+    /// string section, exactly as the kernel numbers them. Only one split can
+    /// be added. On error `self` is left as it was.
+    pub fn add_split(&mut self, bytes: &[u8]) -> Result<(), BtfError> {
+        if self.split {
+            return Err(BtfError::SplitOnSplit);
+        }
+        self.append(bytes)?;
+        self.split = true;
+        Ok(())
+    }
+
+    /// Parses `bytes` and appends its types and strings: ids continue after
+    /// the types already there, string offsets after the strings (both empty
+    /// for base BTF). Nothing is changed on error.
+    fn append(&mut self, bytes: &[u8]) -> Result<(), BtfError> {
         let too_short = BtfError::TooShort { len: bytes.len() };
         let header = bytes.get(..HEADER_LEN).ok_or(too_short)?;
         let field = |at: usize| read_u32(header, at).unwrap_or_default();
@@ -315,14 +369,28 @@ impl Btf {
         let type_data = section(bytes, "type", hdr_len, field(8), field(12))?;
         let strings = section(bytes, "string", hdr_len, field(16), field(20))?;
 
+        // Where this BTF's types and strings start in the combined sections.
+        let data_base = self.type_data.len();
+        let str_base = self.strings.len();
+        if u32::try_from(data_base + type_data.len()).is_err()
+            || u32::try_from(str_base + strings.len()).is_err()
+        {
+            return Err(BtfError::SplitTooLarge);
+        }
+        // A name: the base's below `str_base`, this BTF's own from there.
+        let name_at = |off: u32| match (off as usize).checked_sub(str_base) {
+            Some(own) => str_at(strings, u32::try_from(own).ok()?),
+            None => str_at(&self.strings, off),
+        };
+
         // Real vmlinux types average about 40 bytes each.
         let mut types = Vec::with_capacity(type_data.len() / 40);
-        let mut by_name: HashMap<Box<str>, Vec<u32>> = HashMap::new();
+        let mut names: Vec<(&str, u32)> = Vec::new();
         let mut pos = 0usize;
         while pos < type_data.len() {
             // The type section is at most u32::MAX bytes with >= 12 bytes
             // per type, so ids always fit in a u32.
-            let type_id = u32::try_from(types.len() + 1).unwrap_or(u32::MAX);
+            let type_id = u32::try_from(self.types.len() + types.len() + 1).unwrap_or(u32::MAX);
             let truncated = BtfError::Truncated {
                 type_id,
                 offset: pos,
@@ -352,8 +420,8 @@ impl Btf {
                 kind_flag: info >> 31 != 0,
                 vlen,
                 size_or_type,
-                // `trailing` < type_data.len() <= u32::MAX.
-                trailing: u32::try_from(trailing).unwrap_or(u32::MAX),
+                // Checked above: the combined section fits in a u32.
+                trailing: u32::try_from(data_base + trailing).unwrap_or(u32::MAX),
             });
 
             if (kind.is_composite()
@@ -364,29 +432,29 @@ impl Btf {
             {
                 // Names that are not valid strings are left out of the
                 // index: such types cannot be looked up by name.
-                if let Some(name) =
-                    str_at(strings, name_off).and_then(|b| std::str::from_utf8(b).ok())
+                if let Some(name) = name_at(name_off).and_then(|b| std::str::from_utf8(b).ok())
                     && !name.is_empty()
                     && (kind != Kind::Typedef || name.starts_with(TRACE_TYPEDEF))
                     && (kind != Kind::Func || name.starts_with(TRACE_FUNC))
                 {
-                    match by_name.get_mut(name) {
-                        Some(ids) => ids.push(type_id),
-                        None => {
-                            by_name.insert(name.into(), vec![type_id]);
-                        }
-                    }
+                    names.push((name, type_id));
                 }
             }
             pos = end;
         }
 
-        Ok(Btf {
-            types,
-            type_data: type_data.to_vec(),
-            strings: strings.to_vec(),
-            by_name,
-        })
+        for (name, type_id) in names {
+            match self.by_name.get_mut(name) {
+                Some(ids) => ids.push(type_id),
+                None => {
+                    self.by_name.insert(name.into(), vec![type_id]);
+                }
+            }
+        }
+        self.types.extend(types);
+        self.type_data.extend_from_slice(type_data);
+        self.strings.extend_from_slice(strings);
+        Ok(())
     }
 
     /// Follows typedefs and modifiers to the underlying type.

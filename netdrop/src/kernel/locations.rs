@@ -96,6 +96,14 @@ pub fn ranges(syms: &Kallsyms) -> (Vec<LocationRange>, Vec<String>) {
     (out, found)
 }
 
+/// The address range of the function `name` (exactly, or with the
+/// compiler's suffixes): the first such symbol's.
+pub fn function_range(syms: &Kallsyms, name: &str) -> Option<(u64, u64)> {
+    syms.functions()
+        .find(|(_, _, n)| base(n) == name)
+        .map(|(start, end, _)| (start, end))
+}
+
 #[cfg(test)]
 mod tests {
     use netdrop_common::location_slot;
@@ -170,6 +178,24 @@ ffffffff81d00040 t other_cold
             );
         }
         assert_eq!(slot_name(0), None);
+    }
+
+    #[test]
+    fn a_function_range_by_exact_name() {
+        let syms = Kallsyms::parse(
+            "ffffffff81e00000 T nf_hook_slow\nffffffff81e00100 T nf_hook_slow_list\n\
+             ffffffff81e00200 T nf_hook_entries_insert_raw\n\
+             ffffffffc0100000 t nft_do_chain\t[nf_tables]\nffffffffc0100800 t x\t[nf_tables]\n",
+        );
+        assert_eq!(
+            function_range(&syms, "nf_hook_slow"),
+            Some((0xffffffff81e00000, 0xffffffff81e00100))
+        );
+        assert_eq!(
+            function_range(&syms, "nft_do_chain"),
+            Some((0xffffffffc0100000, 0xffffffffc0100800))
+        );
+        assert_eq!(function_range(&syms, "nf_hook"), None);
     }
 
     #[test]

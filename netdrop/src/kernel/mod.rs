@@ -9,7 +9,7 @@ pub mod locations;
 pub mod reasons;
 pub mod tracefs;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use netdrop_common::{
@@ -25,6 +25,12 @@ use self::{
 };
 
 pub const DEFAULT_BTF: &str = "/sys/kernel/btf/vmlinux";
+/// The module whose types tell a full conntrack table (`nf_conntrack_net`):
+/// on most distribution kernels a module, its BTF split BTF beside vmlinux's.
+pub const CONNTRACK_MODULE: &str = "nf_conntrack";
+/// Where conntrack's NF_DROP verdict is freed (an nftables rule's drop is
+/// freed in `nft_do_chain`).
+pub const CONNTRACK_VERDICT_FREED_IN: &str = "nf_hook_slow";
 
 /// Where to find the kernel's facts (defaults for a real run; tests point them elsewhere).
 #[derive(Debug, Clone, Default)]
@@ -66,7 +72,7 @@ impl KernelFacts {
                 btf_path.display()
             );
         }
-        let btf = Btf::from_file(&btf_path)
+        let mut btf = Btf::from_file(&btf_path)
             .with_context(|| format!("reading kernel BTF {}", btf_path.display()))?;
         let tracefs = Tracefs::locate(src.tracefs.as_deref())?;
         let reasons = ReasonTable::from_btf(&btf).unwrap_or_default();
@@ -87,19 +93,30 @@ impl KernelFacts {
             config.reason_no_socket = v;
         }
         let mut conntrack_off = None;
+        let load_syms = || kallsyms::Kallsyms::load("/proc/kallsyms".as_ref()).unwrap_or_default();
         if has_reason_field && let Some(v) = reasons.value("NETFILTER_DROP") {
-            match conntrack_offsets(&btf) {
-                Ok(mut c) => {
-                    c.reason = v;
-                    config.conntrack = c;
-                }
+            let module_btf = btf_path.with_file_name(CONNTRACK_MODULE);
+            let loaded = Path::new("/sys/module").join(CONNTRACK_MODULE).exists();
+            let found = conntrack_btf(&mut btf, &module_btf, loaded).and_then(|c| {
+                let syms = load_syms();
+                let (start, end) = locations::function_range(&syms, CONNTRACK_VERDICT_FREED_IN)
+                    .ok_or_else(|| format!("no {CONNTRACK_VERDICT_FREED_IN} in /proc/kallsyms"))?;
+                Ok(ConntrackOffsets {
+                    reason: v,
+                    hook_start: start,
+                    hook_end: end,
+                    ..c
+                })
+            });
+            match found {
+                Ok(c) => config.conntrack = c,
                 Err(why) => conntrack_off = Some(why),
             }
         }
         let mut by_location = Vec::new();
         if !has_reason_field {
             // No reasons: classify by the freeing function (kernel/locations.rs).
-            let syms = kallsyms::Kallsyms::load("/proc/kallsyms".as_ref()).unwrap_or_default();
+            let syms = load_syms();
             let (ranges, names) = locations::ranges(&syms);
             config.n_locations = ranges.len() as u32;
             config.locations[..ranges.len()].copy_from_slice(&ranges);
@@ -309,8 +326,44 @@ pub fn neigh_state_offsets(f: &TracepointFormat) -> NeighStateOffsets {
     }
 }
 
+/// [`conntrack_offsets`] from vmlinux's BTF, else (conntrack a module) from
+/// the module's split BTF at `module_btf`, added to `btf` on top of
+/// vmlinux's. `loaded`: the module is loaded (`/sys/module/nf_conntrack`).
+/// The error says why a full table is not told apart: the module is not
+/// loaded (then no table can fill until it is: netdrop reads the offsets
+/// once, at start, into the probe's read-only config), or its BTF lacks
+/// something.
+pub fn conntrack_btf(
+    btf: &mut Btf,
+    module_btf: &Path,
+    loaded: bool,
+) -> Result<ConntrackOffsets, String> {
+    let in_vmlinux = conntrack_offsets(btf);
+    if in_vmlinux.is_ok() || btf.struct_size("nf_conntrack_net").is_some() {
+        // Built in (or vmlinux has conntrack's own state and lacks something else).
+        return in_vmlinux;
+    }
+    if !module_btf.exists() {
+        return Err(if loaded {
+            format!(
+                "nf_conntrack is loaded but has no BTF at {} (a kernel built without \
+                 CONFIG_DEBUG_INFO_BTF_MODULES)",
+                module_btf.display()
+            )
+        } else {
+            "nf_conntrack is not loaded: no conntrack table can be full now; \
+             restart netdrop once it is loaded to tell its full-table drops apart"
+                .to_string()
+        });
+    }
+    btf.add_split_file(module_btf)
+        .map_err(|e| format!("{:#}", anyhow::Error::from(e)))?;
+    conntrack_offsets(btf).map_err(|why| format!("{why} (nor in {})", module_btf.display()))
+}
+
 /// What the probe follows to tell a full conntrack table from a rule's drop
-/// (`ConntrackOffsets`; its `reason` left ABSENT for the caller), or what
+/// (`ConntrackOffsets`; its `reason` left ABSENT and its `nf_hook_slow`
+/// range empty for the caller), or what
 /// the kernel's BTF lacks.
 pub fn conntrack_offsets(btf: &Btf) -> Result<ConntrackOffsets, String> {
     let off = |s: &str, path: &[&str], size: Option<u32>| -> Result<u32, String> {
@@ -345,6 +398,8 @@ pub fn conntrack_offsets(btf: &Btf) -> Result<ConntrackOffsets, String> {
         table_procname: off("ctl_table", &["procname"], Some(8)).map_err(lacks)?,
         table_data: off("ctl_table", &["data"], Some(8)).map_err(lacks)?,
         _pad: 0,
+        hook_start: 0,
+        hook_end: 0,
     };
     Ok(c)
 }

@@ -255,13 +255,16 @@ fn collect(kernel: &str, res: &Path) -> Result<Column> {
             continue;
         };
         let log: PathBuf = res.join(format!("{name}.log"));
-        let hooks = hooks_in(&fs::read_to_string(&log).unwrap_or_default());
+        let text = fs::read_to_string(&log).unwrap_or_default();
+        let hooks = hooks_in(&text);
+        let skip = skip_in(&text);
         results.insert(
             name.to_string(),
             Outcome {
                 rc: rc.parse().unwrap_or(-1),
                 seconds: secs.parse().unwrap_or(0.0),
                 hooks,
+                skip,
                 log,
             },
         );
@@ -286,6 +289,14 @@ pub fn hooks_in(log: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Why a test that passed did not test: the first `SKIP: why` line the
+/// harness's `skip_loudly` printed, if any.
+pub fn skip_in(log: &str) -> Option<String> {
+    log.lines()
+        .find_map(|l| l.strip_prefix("SKIP: "))
+        .map(|why| why.trim().to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,6 +309,16 @@ mod tests {
             ["raw_tracepoint:kfree_skb", "fentry:tcp_conn_request"]
         );
         assert!(hooks_in("nothing").is_empty());
+    }
+
+    #[test]
+    fn skips_come_from_the_harness_banner() {
+        let log = "running 1 test\n\n********\nSKIP: conntrack_full: this kernel gives no drop reasons\n********\ntest x ... ok\n";
+        assert_eq!(
+            skip_in(log).as_deref(),
+            Some("conntrack_full: this kernel gives no drop reasons")
+        );
+        assert_eq!(skip_in("test x ... ok"), None);
     }
 
     #[test]

@@ -19,7 +19,9 @@ use anyhow::{Context, Result, bail};
 use super::kernels::Kernel;
 
 /// Modules the guest loads at boot: 9p over virtio for the share, veth for the
-/// tests' links, the queueing disciplines they use, sock_diag for owners.
+/// tests' links, the queueing disciplines they use, sock_diag for owners,
+/// conntrack and nftables for the netfilter tests (the guest has no modprobe:
+/// nothing is loaded on demand; nft_counter is its own module before 5.16ish).
 pub const MODULES: &[&str] = &[
     "virtio",
     "virtio_ring",
@@ -32,6 +34,13 @@ pub const MODULES: &[&str] = &[
     "inet_diag",
     "tcp_diag",
     "udp_diag",
+    // libcrc32c's crypto (a softdep, not in its depends=): conntrack needs it.
+    "crc32c_generic",
+    "nf_conntrack",
+    "nf_tables",
+    "nft_ct",
+    "nft_counter",
+    "nft_compat",
 ];
 
 /// Host programs copied in (with their libraries): the tests call them.
@@ -41,7 +50,14 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("/usr/sbin/bpftool", "usr/sbin/bpftool"),
     ("/usr/bin/ping", "usr/bin/ping"),
     ("/usr/bin/setpriv", "usr/bin/setpriv"),
+    ("/usr/sbin/nft", "usr/sbin/nft"),
+    // iptables-nft (xtables-nft-multi: its mode comes from the name it is run by).
+    ("/usr/sbin/xtables-nft-multi", "usr/sbin/iptables"),
 ];
+
+/// iptables-nft's extensions the tests use (dlopened, not in ldd's list).
+pub const XTABLES: &str = "/usr/lib/x86_64-linux-gnu/xtables";
+pub const XTABLES_EXTENSIONS: &[&str] = &["libxt_standard.so", "libxt_udp.so", "libxt_tcp.so"];
 
 const BUSYBOX: &str = "/bin/busybox";
 const INIT: &str = include_str!("../../vm/init");
@@ -279,6 +295,11 @@ pub fn build(kernel: &Kernel, out: &Path) -> Result<()> {
         c.file(&lib.to_string_lossy(), mode | 0o444, &data);
         // ld.so is asked for as /lib64/...: keep the path ldd printed, and
         // make /lib and /lib64 resolve alike.
+    }
+    for ext in XTABLES_EXTENSIONS {
+        let path = format!("{XTABLES}/{ext}");
+        let data = fs::read(&path).with_context(|| format!("reading {path}"))?;
+        c.file(&path, 0o755, &data);
     }
     let mods = modules(kernel, MODULES)?;
     let mut order = String::new();

@@ -200,6 +200,27 @@ pub const MATRIX: &[MatrixTest] = &[
         needs_function_hooks: false,
     },
     MatrixTest {
+        name: "conntrack_full",
+        binary: "causes",
+        test: "conntrack_full::conntrack_full",
+        env: &[],
+        needs_function_hooks: false,
+    },
+    MatrixTest {
+        name: "conntrack_full_raw_rule",
+        binary: "causes",
+        test: "conntrack_full::raw_rule_drop_at_a_full_table_is_the_rule",
+        env: &[],
+        needs_function_hooks: false,
+    },
+    MatrixTest {
+        name: "firewall_rule",
+        binary: "causes",
+        test: "firewall_rule::firewall_rule",
+        env: &[],
+        needs_function_hooks: false,
+    },
+    MatrixTest {
         name: "nothing_left",
         binary: "drops",
         test: "cleanup_leaves_nothing_behind",
@@ -295,6 +316,8 @@ pub struct Outcome {
     pub seconds: f64,
     /// The hooks netdrop attached (from its `watching (...)` line).
     pub hooks: Vec<String>,
+    /// The test passed without testing: why (its `SKIP:` line).
+    pub skip: Option<String>,
     pub log: PathBuf,
 }
 
@@ -462,10 +485,20 @@ pub fn render(tests: &[MatrixTest], columns: &[Column]) -> String {
         s.push_str("---|");
     }
     s.push('\n');
+    let mut skips: Vec<String> = Vec::new();
     for t in tests {
         s.push_str(&format!("| {} |", t.name));
         for c in columns {
             let cell = match (c.results.get(t.name), &c.error) {
+                (Some(o), _) if o.rc == 0 && o.skip.is_some() => {
+                    skips.push(format!(
+                        "{} {}: {}",
+                        c.kernel,
+                        t.name,
+                        o.skip.as_deref().unwrap_or_default()
+                    ));
+                    format!("skipped[^{}]", skips.len())
+                }
                 (Some(o), _) if o.rc == 0 => format!("ok {:.0}s", o.seconds),
                 (Some(o), _) if o.rc == 124 || o.rc == 143 => "**TIMEOUT**".to_string(),
                 (Some(o), _) => format!("**FAIL** ({})", o.rc),
@@ -486,6 +519,12 @@ pub fn render(tests: &[MatrixTest], columns: &[Column]) -> String {
         if let Some(e) = &c.error {
             s.push_str(&format!("\n{}: **{e}**\n", c.kernel));
         }
+    }
+    if !skips.is_empty() {
+        s.push('\n');
+    }
+    for (i, why) in skips.iter().enumerate() {
+        s.push_str(&format!("[^{}]: {}\n", i + 1, why.replace('|', "\\|")));
     }
     s
 }

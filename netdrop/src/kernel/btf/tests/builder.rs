@@ -29,6 +29,9 @@ pub(super) struct Builder {
     types: Vec<u8>,
     strings: Vec<u8>,
     pub(super) next_id: u32,
+    /// Where this blob's strings start: 0, or for split BTF its base's
+    /// string section length.
+    str_base: u32,
 }
 
 impl Builder {
@@ -37,14 +40,37 @@ impl Builder {
             types: Vec::new(),
             strings: vec![0],
             next_id: 1,
+            str_base: 0,
         }
+    }
+
+    /// Split BTF on top of `base`: ids continue after base's, string
+    /// offsets after its string section (which this one does not repeat).
+    pub(super) fn split_of(base: &Builder) -> Self {
+        Builder {
+            types: Vec::new(),
+            strings: Vec::new(),
+            next_id: base.next_id,
+            str_base: base.str_base + base.strings.len() as u32,
+        }
+    }
+
+    /// The offset of `s` in the base's strings (for split blobs that reuse
+    /// a base's name, as pahole's deduplication does).
+    pub(super) fn name_in(&self, s: &str) -> u32 {
+        let at = self
+            .strings
+            .windows(s.len() + 2)
+            .position(|w| w[0] == 0 && &w[1..=s.len()] == s.as_bytes() && w[s.len() + 1] == 0)
+            .expect("name in base strings");
+        self.str_base + at as u32 + 1
     }
 
     pub(super) fn name(&mut self, s: &str) -> u32 {
         if s.is_empty() {
             return 0;
         }
-        let offset = self.strings.len() as u32;
+        let offset = self.str_base + self.strings.len() as u32;
         self.strings.extend_from_slice(s.as_bytes());
         self.strings.push(0);
         offset
@@ -66,6 +92,29 @@ impl Builder {
         }
         self.next_id += 1;
         self.next_id - 1
+    }
+
+    /// A type record whose name (and members' names, in `trailing`) are
+    /// string offsets already: a split blob's may point into its base's.
+    pub(super) fn raw_named(
+        &mut self,
+        name_off: u32,
+        kind: u32,
+        vlen: usize,
+        size_or_type: u32,
+        trailing: &[u32],
+    ) -> u32 {
+        let info = vlen as u32 | kind << 24;
+        for word in [name_off, info, size_or_type].iter().chain(trailing) {
+            self.types.extend_from_slice(&word.to_le_bytes());
+        }
+        self.next_id += 1;
+        self.next_id - 1
+    }
+
+    /// Pads the string section with NULs to `len` bytes.
+    pub(super) fn pad_strings(&mut self, len: usize) {
+        self.strings.resize(len.max(self.strings.len()), 0);
     }
 
     pub(super) fn int(&mut self, name: &str, size: u32) -> u32 {

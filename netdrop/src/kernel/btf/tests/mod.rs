@@ -1,6 +1,7 @@
 use super::*;
 
 mod builder;
+mod split;
 mod trace;
 mod vmlinux;
 use builder::*;
