@@ -202,6 +202,11 @@ async fn observe_with(
     // SAFETY: the ring buffer owns its fd and outlives the registration (both live here).
     let mut ring = unsafe { AsyncFd::register(ring) }
         .map_err(|e| anyhow::anyhow!("polling the ring buffer: {}", e.into_parts().1))?;
+    // Before the `watching` line: a Ctrl-C (or a test's SIGINT) that comes
+    // while the first snapshot is read (it runs nft in namespaces with
+    // rules) must stop netdrop cleanly, with its summary, not kill it.
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
     let hooks = announce(facts, &loaded);
     sink.on_start(&header(facts, opts, &hooks, clock))?;
     take_snapshot(baseline, &mut classifier, &mut reads, sink, &mut diagnosis)?;
@@ -217,8 +222,6 @@ async fn observe_with(
     let mut pending: Option<JoinHandle<Snapshot>> = None;
     let mut pid_tick = tokio::time::interval(PID_REFRESH);
     let mut reads_tick = tokio::time::interval(DropReads::TICK);
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
     let deadline = tokio::time::sleep(
         opts.duration
             .unwrap_or(Duration::from_secs(u32::MAX.into())),

@@ -110,7 +110,11 @@ pub fn drop_rule_counters(sum_name: &str, why: Why) -> BTreeMap<String, u64> {
     {
         return e.counters.clone();
     }
-    let mut counters = run_nft(nft).map(|t| parse_ruleset(&t)).unwrap_or_default();
+    let mut counters = if has_tables() {
+        run_nft(nft).map(|t| parse_ruleset(&t)).unwrap_or_default()
+    } else {
+        BTreeMap::new()
+    };
     if !counters.is_empty() {
         let sum = counters.values().fold(0u64, |a, v| a.saturating_add(*v));
         counters.insert(sum_name.to_string(), sum);
@@ -129,6 +133,18 @@ pub fn drop_rule_counters(sum_name: &str, why: Why) -> BTreeMap<String, u64> {
         e.hot_until = Some(Instant::now() + HOT);
     }
     counters
+}
+
+/// Whether the calling thread's namespace has an nftables table (iptables-nft
+/// rules live in one too): one NFT_MSG_GETTABLE dump over NETLINK_NETFILTER,
+/// no process, so the namespaces without rules (most of a node's) never run
+/// `nft`. True when netlink refuses (then `nft` decides).
+fn has_tables() -> bool {
+    // NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_GETTABLE.
+    const GETTABLE: u16 = (10 << 8) | 1;
+    // struct nfgenmsg: AF_UNSPEC (every family), NFNETLINK_V0, res_id 0.
+    let nfgenmsg = [0u8; 4];
+    super::nl::dump(libc::NETLINK_NETFILTER, GETTABLE, &nfgenmsg).map_or(true, |m| !m.is_empty())
 }
 
 /// `nft -j list ruleset`'s output, within the time and size limits.
@@ -215,6 +231,40 @@ pub fn parse_ruleset(json: &str) -> BTreeMap<String, u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A namespace without tables is told apart without running `nft`; one
+    /// with a table is not (root: creates a namespace, deleted after).
+    #[test]
+    fn has_tables_in_created_netns() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 || nft_binary().is_none() {
+            eprintln!("SKIP: has_tables_in_created_netns needs root and nft");
+            return;
+        }
+        let name = format!("ndnft-{}", std::process::id());
+        let run = |prog: &str, args: &[&str]| {
+            Command::new(prog)
+                .args(args)
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        assert!(run("ip", &["netns", "add", &name]));
+        struct Del(String);
+        impl Drop for Del {
+            fn drop(&mut self) {
+                let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+            }
+        }
+        let _del = Del(name.clone());
+        let path = PathBuf::from(format!("/run/netns/{name}"));
+        let in_ns = || super::super::in_netns(&path, has_tables).unwrap();
+        assert!(!in_ns(), "a new namespace has no table");
+        assert!(run(
+            "ip",
+            &["netns", "exec", &name, "nft", "add", "table", "inet", "ndt"]
+        ));
+        assert!(in_ns(), "the table just added");
+    }
 
     /// `nft -j list ruleset` (nft 1.0.6) of the firewall_rule reproduction:
     /// a `counter drop` with a comment, a plain `drop`, an iptables-nft rule,
