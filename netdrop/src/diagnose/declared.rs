@@ -80,13 +80,14 @@ impl Declared {
     pub fn on_drop(&mut self, ev: &DropView<'_>, at_unix: f64) {
         let s = spec(ev.cause);
         let netns = ev.rec.netns_id();
-        let mut key = key_of(s.group_by, ev);
+        let mut at = (ev.cause, netns, key_of(s.group_by, ev));
         let n = self.per_cause.entry(ev.cause).or_default();
-        if !self.groups.contains_key(&(ev.cause, netns, key.clone())) {
+        if !self.groups.contains_key(&at) {
             if *n >= MAX_GROUPS_PER_CAUSE {
-                key = GroupKey::Rest;
+                // One group for every drop beyond, whatever its namespace.
+                at = (ev.cause, NetnsId::new(0, 0), GroupKey::Rest);
             }
-            if !self.groups.contains_key(&(ev.cause, netns, key.clone())) {
+            if !self.groups.contains_key(&at) {
                 *n += 1;
             }
         }
@@ -94,7 +95,7 @@ impl Declared {
         if s.counters.iter().any(|c| c.source == Source::NftDropRules) {
             crate::context::nft::note_drop(netns.inode.into());
         }
-        let g = self.groups.entry((ev.cause, netns, key)).or_default();
+        let g = self.groups.entry(at).or_default();
         g.drops += 1;
         g.last_s = g.last_s.max(at_unix);
         if g.reasons.len() < MAX_REASONS_PER_GROUP || g.reasons.contains_key(&ev.reason) {
@@ -261,5 +262,31 @@ mod tests {
         d.on_snapshot(&snap(100));
         d.on_snapshot(&snap(130));
         assert_eq!(d.counter("softnet_stat dropped", None), Some(30));
+    }
+
+    /// Groups stay bounded whatever the traffic: beyond the cap, every
+    /// drop goes to one group of the rest, across namespaces.
+    #[test]
+    fn groups_are_bounded_across_namespaces() {
+        let mut d = Declared::default();
+        let mut rec = crate::decode::tests_support::drop_record();
+        for i in 0..(MAX_GROUPS_PER_CAUSE as u32 + 500) {
+            rec.netns = 4026531000 + i;
+            rec.netns_cookie = u64::from(i) + 1;
+            rec.dev = format!("veth{i}");
+            let ev = DropView {
+                rec: &rec,
+                cause: Cause::CpuBacklog,
+                reason: "CPU_BACKLOG".into(),
+                location: String::new(),
+                ts: 0.0,
+                owner: None,
+                netns_name: None,
+            };
+            d.on_drop(&ev, 0.0);
+        }
+        assert_eq!(d.groups.len(), MAX_GROUPS_PER_CAUSE + 1);
+        let rest = &d.groups[&(Cause::CpuBacklog, NetnsId::new(0, 0), GroupKey::Rest)];
+        assert_eq!(rest.drops, 500);
     }
 }
