@@ -77,18 +77,7 @@ fn cpu_backlog() {
     a.ip(&["link", "set", "dev", "ndcba", "gso_max_segs", "1"])
         .unwrap();
     let mac = b.mac("ndcbb").unwrap();
-    a.ip(&[
-        "neigh",
-        "replace",
-        &RX.to_string(),
-        "lladdr",
-        &mac,
-        "dev",
-        "ndcba",
-        "nud",
-        "permanent",
-    ])
-    .unwrap();
+    a.static_neighbour("ndcba", RX, &mac).unwrap();
     // A receiver that takes every segment that gets through (no ICMP back,
     // no drop of another cause): a buffer well above what arrives.
     let rx = udp_socket(&b, Some(RX)).expect("receiver");

@@ -59,20 +59,8 @@ fn qdisc_drop() {
     .unwrap();
     // Static neighbours: no ARP through the shaper (nor back from B).
     let (mac_a, mac_b) = (a.mac("ndqda").unwrap(), b.mac("ndqdb").unwrap());
-    for (ns, dev, addr, mac) in [(&a, "ndqda", RX, &mac_b), (&b, "ndqdb", TX, &mac_a)] {
-        ns.ip(&[
-            "neigh",
-            "replace",
-            &addr.to_string(),
-            "lladdr",
-            mac,
-            "dev",
-            dev,
-            "nud",
-            "permanent",
-        ])
-        .unwrap();
-    }
+    a.static_neighbour("ndqda", RX, &mac_b).unwrap();
+    b.static_neighbour("ndqdb", TX, &mac_a).unwrap();
     let tbf =
         format!("tc qdisc add dev ndqda root handle 1: tbf rate 1mbit burst 1600 limit {LIMIT}");
     if let Err(e) = a.sh(&tbf) {

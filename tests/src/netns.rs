@@ -157,6 +157,24 @@ impl Netns {
     pub fn mac(&self, dev: &str) -> Result<String> {
         Ok(self.link(dev)?.1)
     }
+
+    /// A permanent neighbour entry `addr` → `mac` on `dev`: packets to it
+    /// need no ARP (a test whose drops must all be of one cause).
+    pub fn static_neighbour(&self, dev: &str, addr: std::net::Ipv4Addr, mac: &str) -> Result<()> {
+        let addr = addr.to_string();
+        self.ip(&[
+            "neigh",
+            "replace",
+            &addr,
+            "lladdr",
+            mac,
+            "dev",
+            dev,
+            "nud",
+            "permanent",
+        ])?;
+        Ok(())
+    }
 }
 
 impl Drop for Netns {

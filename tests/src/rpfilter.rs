@@ -43,18 +43,7 @@ impl RpFilter {
         b.sysctl(&format!("net.ipv4.conf.{}.rp_filter", Self::DEV_B), "1")?;
         a.ip(&["addr", "add", "198.19.9.1/32", "dev", "lo"])?;
         let mac_b = b.mac(Self::DEV_B)?;
-        let dst = Self::DST.to_string();
-        a.ip(&[
-            "neigh",
-            "replace",
-            &dst,
-            "lladdr",
-            &mac_b,
-            "dev",
-            Self::DEV_A,
-            "nud",
-            "permanent",
-        ])?;
+        a.static_neighbour(Self::DEV_A, Self::DST, &mac_b)?;
         Ok(RpFilter { a, b })
     }
 
