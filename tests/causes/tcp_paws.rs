@@ -6,6 +6,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use netdrop_tests::netdrop::assert_drop_line_shape;
+use netdrop_tests::traffic::{checksum, sockaddr_in};
 use netdrop_tests::{
     Netdrop, Netns, delta, in_netns, kernel_has_reason, lock, require_root, settle, skip_loudly,
     veth_pair,
@@ -33,20 +34,6 @@ fn monotonic_ms() -> u32 {
     // SAFETY: ts is a valid out-pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     (ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000) as u32
-}
-
-fn checksum(chunks: &[&[u8]]) -> u16 {
-    let mut sum: u32 = 0;
-    let bytes: Vec<u8> = chunks.concat();
-    for pair in bytes.chunks(2) {
-        let hi = u32::from(pair[0]) << 8;
-        let lo = pair.get(1).map_or(0, |b| u32::from(*b));
-        sum += hi | lo;
-    }
-    while sum > 0xffff {
-        sum = (sum >> 16) + (sum & 0xffff);
-    }
-    !(sum as u16)
 }
 
 /// A TCP segment with a timestamp option (TSval, TSecr 0) from
@@ -110,14 +97,7 @@ impl RawTcp {
     }
 
     fn send(&self, seg: &[u8]) {
-        let dst = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: 0,
-            sin_addr: libc::in_addr {
-                s_addr: u32::from_ne_bytes(SERVER.octets()),
-            },
-            sin_zero: [0; 8],
-        };
+        let dst = sockaddr_in(SERVER, 0);
         // SAFETY: seg and dst outlive the call; the lengths match.
         let n = unsafe {
             libc::sendto(

@@ -344,18 +344,9 @@ fn udp_socket() -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn sockaddr(ip: [u8; 4], port: u16) -> libc::sockaddr_in {
-    // SAFETY: sockaddr_in is plain data; all-zero is valid.
-    let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-    sa.sin_family = libc::AF_INET as libc::sa_family_t;
-    sa.sin_port = port.to_be();
-    sa.sin_addr.s_addr = u32::from_ne_bytes(ip);
-    sa
-}
-
 /// Sends batches until `deadline` or `cap` datagrams; returns how many the kernel took.
 fn send_until(sock: &OwnedFd, dst: [u8; 4], deadline: Instant, cap: u64) -> Result<u64> {
-    let mut addr = sockaddr(dst, PORT);
+    let mut addr = crate::traffic::sockaddr_in(std::net::Ipv4Addr::from(dst), PORT);
     let mut payload = [0u8; PAYLOAD];
     let mut iov = libc::iovec {
         iov_base: payload.as_mut_ptr().cast(),
@@ -450,7 +441,7 @@ pub fn parse_snmp(text: &str, proto: &str, field: &str) -> Option<u64> {
 /// Sends a datagram on `sock` until the neighbour of `dst` is resolved (so no
 /// storm datagram waits for ARP). Runs in the sending namespace.
 fn warm_up(sock: &OwnedFd, dst: [u8; 4]) -> Result<()> {
-    let addr = sockaddr(dst, PORT);
+    let addr = crate::traffic::sockaddr_in(std::net::Ipv4Addr::from(dst), PORT);
     for _ in 0..40 {
         // SAFETY: addr is a valid sockaddr_in; one byte from a live buffer.
         unsafe {

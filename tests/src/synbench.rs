@@ -29,6 +29,7 @@ use serde_json::{Value, json};
 use crate::accept::relisten;
 use crate::counters::delta;
 use crate::netns::{Netns, in_netns, veth_pair};
+use crate::traffic::{checksum, sockaddr_in};
 
 /// SYNs per `sendmmsg` call.
 pub const BATCH: usize = 64;
@@ -154,18 +155,14 @@ fn raw_socket() -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn fold(mut sum: u32) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-fn sum16(bytes: &[u8]) -> u32 {
-    bytes
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum()
+/// The TCP pseudo-header of a segment of `len` bytes.
+fn pseudo_header(src: Ipv4Addr, dst: Ipv4Addr, len: u16) -> [u8; 12] {
+    let mut h = [0u8; 12];
+    h[..4].copy_from_slice(&src.octets());
+    h[4..8].copy_from_slice(&dst.octets());
+    h[9] = libc::IPPROTO_TCP as u8;
+    h[10..].copy_from_slice(&len.to_be_bytes());
+    h
 }
 
 /// An IPv4 + TCP SYN (no options) from `src:sport` to `dst:dport`, both checksums set.
@@ -178,7 +175,7 @@ pub fn syn_packet(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, seq: u32
     p[9] = libc::IPPROTO_TCP as u8;
     p[12..16].copy_from_slice(&src.octets());
     p[16..20].copy_from_slice(&dst.octets());
-    let ip_sum = fold(sum16(&p[..20]));
+    let ip_sum = checksum(&[&p[..20]]);
     p[10..12].copy_from_slice(&ip_sum.to_be_bytes());
     let t = &mut p[20..];
     t[0..2].copy_from_slice(&sport.to_be_bytes());
@@ -187,8 +184,7 @@ pub fn syn_packet(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, seq: u32
     t[12] = 5 << 4;
     t[13] = 0x02; // SYN
     t[14..16].copy_from_slice(&64240u16.to_be_bytes());
-    let pseudo = sum16(&src.octets()) + sum16(&dst.octets()) + libc::IPPROTO_TCP as u32 + 20;
-    let tcp_sum = fold(pseudo + sum16(&p[20..]));
+    let tcp_sum = checksum(&[&pseudo_header(src, dst, 20), &p[20..]]);
     p[36..38].copy_from_slice(&tcp_sum.to_be_bytes());
     p
 }
@@ -196,14 +192,7 @@ pub fn syn_packet(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, seq: u32
 /// One sender: batches of SYNs until the deadline or `max` sent; returns how many.
 fn send_syns(sock: &OwnedFd, thread: u16, seconds: f64, max: u64) -> Result<u64> {
     crate::check_test_addr(SERVER);
-    let dst = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: 0,
-        sin_addr: libc::in_addr {
-            s_addr: u32::from_ne_bytes(SERVER.octets()),
-        },
-        sin_zero: [0; 8],
-    };
+    let dst = sockaddr_in(SERVER, 0);
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let mut pkts = vec![[0u8; 40]; BATCH];
     let mut sent = 0u64;
@@ -413,9 +402,9 @@ mod tests {
     #[test]
     fn syn_checksums_verify() {
         let p = syn_packet(CLIENT, 40000, SERVER, PORT, 12345);
-        assert_eq!(fold(sum16(&p[..20])), 0, "IP header checksum");
-        let pseudo = sum16(&CLIENT.octets()) + sum16(&SERVER.octets()) + 6 + 20;
-        assert_eq!(fold(pseudo + sum16(&p[20..])), 0, "TCP checksum");
+        assert_eq!(checksum(&[&p[..20]]), 0, "IP header checksum");
+        let pseudo = [&CLIENT.octets()[..], &SERVER.octets(), &[0, 6, 0, 20]].concat();
+        assert_eq!(checksum(&[&pseudo, &p[20..]]), 0, "TCP checksum");
         assert_eq!(p[33], 0x02, "SYN only");
         assert_eq!(u16::from_be_bytes([p[22], p[23]]), PORT);
     }
