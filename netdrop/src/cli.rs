@@ -32,6 +32,32 @@ pub enum Command {
     /// (drops/s and burst length per cause, neighbour resolution latency, accept
     /// queue at drop) with percentiles.
     Hist(HistArgs),
+    /// Run as an agent with a Prometheus/OpenMetrics endpoint (/metrics): drops by
+    /// cause, namespace and group, the kernel's counters, saturation gauges that
+    /// move before the drops (neighbour table, accept queues, conntrack), the advice.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address and port of the metrics endpoint (0.0.0.0:9617 to be scraped from
+    /// other hosts).
+    #[arg(long, value_name = "ADDR:PORT", default_value = crate::serve::DEFAULT_LISTEN)]
+    pub listen: std::net::SocketAddr,
+    /// Series kept per cause for namespaces, groups and saturation gauges
+    /// (1 to 1000); the rest add up in one `other` series.
+    #[arg(long, value_name = "N", default_value_t = 20,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub top: u16,
+    /// Seconds between refreshes of the diagnosis behind the groups and advice
+    /// (0.01 to 3600).
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0, value_parser = interval_secs,
+          allow_negative_numbers = true)]
+    pub interval: f64,
+    #[command(flatten)]
+    pub filters: FilterArgs,
+    #[command(flatten)]
+    pub kernel: KernelArgs,
 }
 
 /// How histograms are shown and kept.

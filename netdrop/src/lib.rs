@@ -27,6 +27,7 @@ pub mod privileges;
 pub mod reads;
 pub mod record;
 pub mod replay;
+pub mod serve;
 pub mod session;
 pub mod sink;
 pub mod snapshot;

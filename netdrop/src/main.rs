@@ -6,6 +6,7 @@ use netdrop::{
     hist::HistConfig,
     kernel::Sources,
     replay::{self, ReplayOptions, View},
+    serve,
     session::SessionOptions,
     watch::{self, Output, WatchOptions},
 };
@@ -63,6 +64,16 @@ fn main() -> ExitCode {
                 let mut s = session(h.duration, 1.0, h.kernel, &h.filters, cli.verbose);
                 s.neigh_states = true;
                 watch::hist(output(h.output), hist_config(&h.hist), h.hist.hgrm, s).await
+            }
+            Command::Serve(a) => {
+                let mut s = session(None, a.interval, a.kernel, &a.filters, cli.verbose);
+                s.report_groups = Some(a.top.into());
+                let opts = serve::ServeOptions {
+                    listen: a.listen,
+                    top: a.top.into(),
+                    session: s,
+                };
+                serve::run(opts).await
             }
             Command::Replay(r) => {
                 let opts = ReplayOptions {
@@ -136,6 +147,7 @@ fn session(
         neigh_states: false,
         capture_bytes: None,
         verbose,
+        report_groups: None,
     }
 }
 

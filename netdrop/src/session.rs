@@ -60,6 +60,8 @@ pub struct SessionOptions {
     pub capture_bytes: Option<u32>,
     /// `-v` given this many times: kernel-side diagnostics on from 1 (`kernel_log`).
     pub verbose: u8,
+    /// Groups per cause in the reports (None: the report's default; `serve --top`).
+    pub report_groups: Option<usize>,
 }
 
 /// What an observation leaves behind.
@@ -145,6 +147,7 @@ async fn observe_with(
     diagnosis.start_unix = clock.wall(clock.mono_at_start());
     diagnosis.acks_have_a_reason = facts.reasons.value("TCP_LISTEN_OVERFLOW").is_some();
     diagnosis.start_mono_ns = Some(clock.mono_at_start());
+    diagnosis.report_groups = opts.report_groups;
     // Read here, not on a blocking thread: until the hooks are attached this
     // thread may be in a mount namespace of its own (tracefs mounted by
     // netdrop), which it can only leave while no other thread shares it.

@@ -179,6 +179,24 @@ impl GroupKey {
             _ => None,
         }
     }
+
+    /// Its kind and name as metric labels (`socket`, `udp 198.18.0.1:53`).
+    pub fn metric_label(&self) -> (&'static str, String) {
+        let kind = match self {
+            GroupKey::Socket { .. } => "socket",
+            GroupKey::Device { .. } => "device",
+            GroupKey::Peer { .. } => "peer",
+            GroupKey::Netns => "netns",
+            GroupKey::Rest => "other",
+        };
+        let name = match self {
+            GroupKey::Device { dev } => dev.clone(),
+            GroupKey::Peer { addr } => addr.to_string(),
+            GroupKey::Netns => String::new(),
+            _ => self.to_string(),
+        };
+        (kind, name)
+    }
 }
 
 impl std::fmt::Display for GroupKey {

@@ -18,9 +18,6 @@ use crate::{
     netns_id::NetnsId,
 };
 
-/// Groups shown (and advised) per cause; the rest are in the cause's total.
-const MAX_GROUPS: usize = 8;
-
 const NUD_INCOMPLETE: u16 = 0x01;
 const NUD_FAILED: u16 = 0x20;
 
@@ -97,7 +94,7 @@ pub(super) fn accept(d: &Diagnosis) -> (Vec<Group>, Vec<Advice>) {
     let mut sorted: Vec<_> = keys.into_iter().collect();
     sorted.sort_by_key(|(_, (unseen, g))| std::cmp::Reverse(g.ack_drops + g.syn_drops + unseen));
     let (mut groups, mut adv) = (Vec::new(), Vec::new());
-    for ((netns, port), (unseen, g)) in sorted.into_iter().take(MAX_GROUPS) {
+    for ((netns, port), (unseen, g)) in sorted.into_iter().take(d.group_limit()) {
         let seen = g.ack_drops + g.syn_drops;
         let drops = seen + unseen;
         let ns = d.latest_ns.get(&netns);
@@ -173,7 +170,7 @@ pub(super) fn neigh_queue(d: &Diagnosis) -> (Vec<Group>, Vec<Advice>) {
     let mut nq: Vec<_> = d.neigh_queue.iter().collect();
     nq.sort_by_key(|(_, g)| std::cmp::Reverse(g.drops));
     let (mut groups, mut adv) = (Vec::new(), Vec::new());
-    for ((netns, dev, neighbour), g) in nq.into_iter().take(MAX_GROUPS) {
+    for ((netns, dev, neighbour), g) in nq.into_iter().take(d.group_limit()) {
         let ns = d.latest_ns.get(netns);
         let state = ns
             .and_then(|n| {
@@ -297,7 +294,7 @@ pub(super) fn devices(d: &Diagnosis, kernel_only: u64) -> (Vec<Group>, Vec<Advic
         std::cmp::Reverse(g.map_or(0, |g| g.drops) + only + maybe)
     });
     let (mut groups, mut adv) = (Vec::new(), Vec::new());
-    for ((netns, dev), (g, only, maybe)) in rp.into_iter().take(MAX_GROUPS) {
+    for ((netns, dev), (g, only, maybe)) in rp.into_iter().take(d.group_limit()) {
         let ns = d.latest_ns.get(&netns);
         let label = ns_label(netns, &name_of(d, netns));
         let seen = g.map_or(0, |g| g.drops);

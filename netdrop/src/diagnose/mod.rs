@@ -88,6 +88,9 @@ pub struct TableGroup {
     pub refused_segments: Segments,
 }
 
+/// Groups per cause in a report, unless [`Diagnosis::report_groups`] says.
+const DEFAULT_REPORT_GROUPS: usize = 8;
+
 /// Examples kept per group (source addresses of rp_filter drops).
 const MAX_EXAMPLES: usize = 5;
 
@@ -137,6 +140,8 @@ pub struct Diagnosis {
     pub start_mono_ns: Option<u64>,
     /// Knobs that changed during the observation, bounded.
     pub changes: values::Changes,
+    /// Groups per cause in reports (None: [`DEFAULT_REPORT_GROUPS`]).
+    pub report_groups: Option<usize>,
     /// The global gc_thresh1..3 last read, [ipv4, ipv6], and when.
     gc_known: [[Option<u64>; 3]; 2],
     gc_read_s: [f64; 2],
@@ -524,6 +529,12 @@ impl Diagnosis {
             .get(id)
             .and_then(|t| t.last_read_s)
             .is_none_or(|r| r <= last.at_s)
+    }
+
+    /// Groups shown per cause for the first four causes (the report's
+    /// readers: 8; the exporter sets its `--top`).
+    pub fn group_limit(&self) -> usize {
+        self.report_groups.unwrap_or(DEFAULT_REPORT_GROUPS)
     }
 
     pub fn report(&self, summary: &Summary, session: &Session, hooks: report::Hooks) -> Report {
