@@ -49,6 +49,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 20,
           value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub top: u16,
+    /// Seconds a network namespace's series outlive it (gone from the snapshots,
+    /// no drops), 0.001 to 31536000.
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::serve::state::RETAIN_S,
+          value_parser = duration_secs, allow_negative_numbers = true)]
+    pub retain: f64,
     /// Seconds between refreshes of the diagnosis behind the groups and advice
     /// (0.01 to 3600).
     #[arg(long, value_name = "SECONDS", default_value_t = 1.0, value_parser = interval_secs,

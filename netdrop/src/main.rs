@@ -71,6 +71,7 @@ fn main() -> ExitCode {
                 let opts = serve::ServeOptions {
                     listen: a.listen,
                     top: a.top.into(),
+                    retain_s: a.retain,
                     session: s,
                 };
                 serve::run(opts).await

@@ -24,6 +24,7 @@ pub mod neigh;
 pub mod netdrop;
 pub mod netns;
 pub mod peer;
+pub mod prom;
 pub mod rpfilter;
 pub mod storm;
 pub mod synbench;

@@ -186,7 +186,7 @@ fn drops(s: &State, enc: &mut DescriptorEncoder) -> std::fmt::Result {
     )?;
     family(
         enc,
-        "netdrop_kernel_counter",
+        "netdrop_kernel_drops",
         "The kernel's own counter of a cause, its increase since netdrop started, summed over the namespaces",
         MetricType::Counter,
         s.kernel_counters.iter().map(|((c, n), v)| {
@@ -330,9 +330,9 @@ fn saturation(s: &State, enc: &mut DescriptorEncoder) -> std::fmt::Result {
     )?;
     family(
         enc,
-        "netdrop_advice",
-        "The current advice: the knob to change, its value in force and the suggested one (info: always 1)",
-        MetricType::Info,
+        "netdrop_advice_info",
+        "The current advice: the knob to change, its value in force and the suggested one (always 1)",
+        MetricType::Gauge,
         s.advice.iter().map(|[c, k, cur, sug, subj]| {
             (
                 vec![
@@ -465,9 +465,9 @@ fn health(s: &State, enc: &mut DescriptorEncoder) -> std::fmt::Result {
     )?;
     family(
         enc,
-        "netdrop_build",
-        "netdrop's version and the running kernel (info: always 1)",
-        MetricType::Info,
+        "netdrop_build_info",
+        "netdrop's version and the running kernel (always 1)",
+        MetricType::Gauge,
         [(
             vec![("version", s.version.clone()), ("kernel", s.kernel.clone())],
             V::U(1),

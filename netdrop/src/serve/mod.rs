@@ -27,6 +27,8 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     /// Series per cause for namespaces and groups (`--top`).
     pub top: usize,
+    /// Seconds a gone namespace's series are kept (`--retain`).
+    pub retain_s: f64,
     pub session: SessionOptions,
 }
 
@@ -36,7 +38,9 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("listening on {}", opts.listen))?;
-    let state = Arc::new(Mutex::new(State::new(opts.top)));
+    let mut state = State::new(opts.top);
+    state.retain_s = opts.retain_s;
+    let state = Arc::new(Mutex::new(state));
     let mut registry = Registry::default();
     registry.register_collector(Box::new(encode::Exposition(state.clone())));
     let server = Arc::new(http::Server {

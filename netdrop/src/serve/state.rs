@@ -4,7 +4,7 @@
 //! Everything here is bounded whatever the node does: per-namespace and
 //! per-group series are capped at `top` per cause (the rest add up in one
 //! `other` series), and a namespace's series go once it has been gone (absent
-//! from the snapshots, without drops) for [`RETAIN_S`].
+//! from the snapshots, without drops) for `--retain` ([`RETAIN_S`]).
 
 use std::{
     collections::BTreeMap,
@@ -27,7 +27,8 @@ use crate::{
     summary::{Session, Summary},
 };
 
-/// How long a namespace's series outlive it (absent from snapshots, no drops).
+/// How long a namespace's series outlive it (absent from snapshots, no
+/// drops), unless `serve --retain` says.
 pub const RETAIN_S: f64 = 600.0;
 
 /// The labels of a namespace (its pod and container where known).
@@ -87,10 +88,18 @@ impl<K: Ord> Bounded<K> {
         }
     }
 
-    /// Drops the keys not alive since `before`; what they counted stays in
-    /// no series (their series end, as their namespace did).
+    /// Drops the keys not alive since `before`; what they counted moves to
+    /// `other`, so the sum over a cause's series never goes down.
     fn expire(&mut self, before: f64) {
-        self.keys.retain(|_, (_, seen)| *seen >= before);
+        let mut moved = 0;
+        self.keys.retain(|_, (n, seen)| {
+            let keep = *seen >= before;
+            if !keep {
+                moved += *n;
+            }
+            keep
+        });
+        self.other += moved;
     }
 }
 
@@ -116,6 +125,8 @@ pub struct NsGauges {
 #[derive(Debug)]
 pub struct State {
     pub top: usize,
+    /// Seconds a gone namespace's series are kept.
+    pub retain_s: f64,
     pub started: Instant,
     pub version: String,
     pub kernel: String,
@@ -148,6 +159,7 @@ impl State {
     pub fn new(top: usize) -> State {
         State {
             top,
+            retain_s: RETAIN_S,
             started: Instant::now(),
             version: env!("CARGO_PKG_VERSION").into(),
             kernel: String::new(),
@@ -259,9 +271,9 @@ impl State {
         }
     }
 
-    /// Forgets the namespaces not alive for [`RETAIN_S`].
+    /// Forgets the namespaces not alive for `retain_s`.
     fn expire(&mut self) {
-        let before = self.tick_now() - RETAIN_S;
+        let before = self.tick_now() - self.retain_s;
         for b in self.netns_drops.values_mut() {
             b.expire(before);
         }
@@ -332,7 +344,10 @@ impl State {
             }
             let rest = self.group_rest.entry(cause).or_default();
             *rest = (*rest).max(c.drops.saturating_sub(shown));
-            if let Some(k) = &c.kernel_counter {
+            // The cause's own global counter where no counter row has it.
+            if let Some(k) = &c.kernel_counter
+                && !r.kernel_counters.iter().any(|row| row.cause == c.cause)
+            {
                 self.raise_counter(cause, &k.name, k.delta);
             }
             for g in &c.groups {

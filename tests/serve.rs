@@ -1,0 +1,342 @@
+//! `netdrop serve` scraped by a real Prometheus server while real drops are
+//! reproduced: the counts Prometheus stores equal the kernel's counters, the
+//! neighbour table's fill gauge crosses 90 % before the first overflow drop,
+//! the page is valid for promtool, and namespace churn leaves bounded series.
+
+use std::{
+    net::SocketAddrV4,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use netdrop_tests::{
+    churn::{self, ChurnOptions},
+    counters::{arp_cache, delta},
+    lock,
+    neigh::{NeighTableOverflow, PORT},
+    netdrop::Netdrop,
+    prom::{self, Prometheus, free_addr, http_get, samples},
+    require_root,
+    rpfilter::RpFilter,
+    settle, skip_loudly,
+    sysctl::SysctlGuard,
+    traffic::udp_send_each,
+};
+
+fn start_serve(extra: &[&str]) -> (Netdrop, std::net::SocketAddr) {
+    let addr = free_addr().expect("a free port");
+    let listen = addr.to_string();
+    let args = [
+        &[
+            "serve",
+            "--listen",
+            &listen,
+            "--snapshot-interval",
+            "0.5",
+            "--interval",
+            "0.5",
+        ],
+        extra,
+    ]
+    .concat();
+    let nd = Netdrop::start_command(&args).expect("starting netdrop serve");
+    (nd, addr)
+}
+
+fn page(addr: std::net::SocketAddr) -> String {
+    let (status, body) = http_get(addr, "/metrics").expect("scraping /metrics");
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+#[test]
+fn prometheus_sees_the_drops_and_the_table_filling_before_them() {
+    let _serial = lock();
+    if !require_root("prometheus_sees_the_drops_and_the_table_filling_before_them") {
+        return;
+    }
+    if prom::prometheus_bin().is_none() {
+        skip_loudly("prometheus is not installed: run scripts/setup.sh");
+        return;
+    }
+    let table = NeighTableOverflow::setup().expect("table setup");
+    let rp = RpFilter::setup().expect("rp_filter setup");
+    // The entries stay INCOMPLETE (held by their timer, out of the forced
+    // GC's reach) for 10 s instead of 3: the table stays at 90 % while
+    // Prometheus scrapes it.
+    table
+        .a
+        .sysctl(
+            &format!("net.ipv4.neigh.{}.mcast_solicit", NeighTableOverflow::DEV_A),
+            "10",
+        )
+        .expect("mcast_solicit");
+    let (nd, addr) = start_serve(&[]);
+    let (status, body) = http_get(addr, "/healthz").expect("/healthz");
+    assert_eq!((status, body.trim()), (200, "ok"));
+    let p = Prometheus::start(&[addr], None).expect("starting prometheus");
+    p.wait_for("up{job=\"netdrop\"}", Duration::from_secs(20), |v| v == 1.0)
+        .unwrap_or_else(|e| panic!("{e}\n{}", p.log()));
+    let rp_before = rp.b.netstat().expect("netstat")["TcpExt:IPReversePathFilter"];
+
+    // The table fills to 90 % of gc_thresh3 first, then overflows.
+    let before = arp_cache().expect("arp_cache");
+    let thresh3 = before["entries"] + 20;
+    let guards: Vec<SysctlGuard> = NeighTableOverflow::THRESH
+        .iter()
+        .map(|k| SysctlGuard::set(k, &thresh3.to_string()).expect("gc_thresh"))
+        .collect();
+    let dsts: Vec<SocketAddrV4> = table
+        .targets
+        .iter()
+        .map(|t| SocketAddrV4::new(*t, PORT))
+        .collect();
+    udp_send_each(&table.a, Some(NeighTableOverflow::SRC), &dsts[..18]).expect("first 18");
+    let fill = "netdrop_neigh_table_fill_ratio{family=\"ipv4\"}";
+    let seen = p.wait_for(fill, Duration::from_secs(6), |v| v >= 0.9);
+    let drops_then = p
+        .value("sum(netdrop_drops_total{cause=\"neigh_table_overflow\"})")
+        .expect("query");
+    // One more scrape at 90 %, then past gc_thresh3.
+    std::thread::sleep(Duration::from_millis(1500));
+    udp_send_each(&table.a, Some(NeighTableOverflow::SRC), &dsts[18..]).expect("the rest");
+    for g in guards.into_iter().rev() {
+        g.restore().expect("restoring gc_thresh");
+    }
+    let after = arp_cache().expect("arp_cache");
+    let sent = rp.generate().expect("rp_filter traffic");
+    settle();
+    let fulls = delta(&before, &after, "table_fulls");
+    let rp_drops = rp.b.netstat().expect("netstat")["TcpExt:IPReversePathFilter"] - rp_before;
+    assert!(fulls > 0, "no table overflow provoked");
+    assert_eq!(rp_drops, sent as u64, "IPReversePathFilter in B");
+    seen.unwrap_or_else(|e| panic!("the fill gauge never reached 0.9 before the overflow: {e}"));
+    assert_eq!(
+        drops_then.unwrap_or(0.0),
+        0.0,
+        "drops before the table was full"
+    );
+
+    // Prometheus holds the kernel's counts.
+    let wait = |expr: &str, want: u64| {
+        p.wait_for(expr, Duration::from_secs(15), |v| v == want as f64)
+            .unwrap_or_else(|e| panic!("{e}\npage:\n{}", page(addr)))
+    };
+    wait(
+        "sum(netdrop_drops_total{cause=\"neigh_table_overflow\"})",
+        fulls,
+    );
+    wait(
+        "netdrop_cause_drops_total{cause=\"neigh_table_overflow\"}",
+        fulls,
+    );
+    wait("netdrop_cause_drops_total{cause=\"rp_filter\"}", rp_drops);
+    let b = rp.b.inode().to_string();
+    wait(
+        &format!(
+            "netdrop_netns_drops_total{{cause=\"rp_filter\",netns=\"{b}\",netns_name=\"{}\"}}",
+            rp.b.name()
+        ),
+        rp_drops,
+    );
+    wait(
+        &format!(
+            "netdrop_group_drops_total{{cause=\"rp_filter\",kind=\"device\",netns=\"{b}\",group=\"{}\"}}",
+            RpFilter::DEV_B
+        ),
+        rp_drops,
+    );
+    wait(
+        "sum(netdrop_kernel_drops_total{cause=\"rp_filter\"})",
+        rp_drops,
+    );
+    wait(
+        "sum(netdrop_kernel_drops_total{cause=\"neigh_table_overflow\"})",
+        fulls,
+    );
+    // The advice, with the values in force at the drops.
+    // Values as now (restored after the burst).
+    let now3 = netdrop_tests::sysctl::read(NeighTableOverflow::THRESH[2]).expect("gc_thresh3");
+    wait(
+        &format!(
+            "count(netdrop_advice_info{{cause=\"neigh_table_overflow\",knob=\"net.ipv4.neigh.default.gc_thresh3\",current=\"{}\"}})",
+            now3.trim()
+        ),
+        1,
+    );
+    wait(
+        &format!(
+            "count(netdrop_advice_info{{cause=\"rp_filter\",knob=\"net.ipv4.conf.{}.rp_filter\",current=\"1\"}})",
+            RpFilter::DEV_B
+        ),
+        1,
+    );
+    wait(
+        &format!(
+            "netdrop_rp_filter_effective{{netns=\"{b}\",device=\"{}\"}}",
+            RpFilter::DEV_B
+        ),
+        1,
+    );
+
+    // The gauge was at 90 % or more in a scrape before the first drop.
+    let fills = p.raw_samples(fill, "5m").expect("fill samples");
+    let drops = p
+        .raw_samples(
+            "netdrop_cause_drops_total{cause=\"neigh_table_overflow\"}",
+            "5m",
+        )
+        .expect("drop samples");
+    let first_drop = drops
+        .iter()
+        .find(|(_, v)| *v > 0.0)
+        .map(|(t, _)| *t)
+        .expect("a scrape with the drops");
+    let warned = fills
+        .iter()
+        .filter(|(t, v)| *t < first_drop && *v >= 0.9)
+        .count();
+    assert!(
+        warned >= 1,
+        "no scrape saw the table at 90 % before the first drop (at {first_drop}): {fills:?}"
+    );
+    eprintln!(
+        "table: gc_thresh3 {thresh3}, {fulls} refused; {warned} scrape(s) at >= 90 % before the first drop; rp_filter {rp_drops}"
+    );
+
+    check_page_with_promtool(&page(addr));
+    drop(p);
+    let out = nd.stop().expect("stopping netdrop serve");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "serve exit; stderr:\n{}",
+        out.stderr
+    );
+}
+
+/// `promtool check metrics` reads the page without an error.
+fn check_page_with_promtool(page: &str) {
+    let Some(promtool) = prom::promtool_bin() else {
+        skip_loudly("promtool is not installed: run scripts/setup.sh");
+        return;
+    };
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(page.as_bytes())
+        .expect("writing to promtool");
+    let out = child.wait_with_output().expect("promtool");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Lint findings (e.g. a counter without _total) print but pass; a parse
+    // error fails.
+    assert!(
+        out.status.success() || !text.contains("error"),
+        "promtool check metrics:\n{text}"
+    );
+    assert!(
+        !text.contains("error while linting"),
+        "promtool check metrics:\n{text}"
+    );
+    if !text.trim().is_empty() {
+        eprintln!("promtool check metrics says:\n{text}");
+    }
+}
+
+#[test]
+fn namespace_churn_leaves_bounded_series() {
+    let _serial = lock();
+    if !require_root("namespace_churn_leaves_bounded_series") {
+        return;
+    }
+    const TOP: usize = 5;
+    let (nd, addr) = start_serve(&["--top", &TOP.to_string(), "--retain", "3"]);
+    let opts = ChurnOptions {
+        namespaces: 120,
+        sender_every: 2,
+        datagrams: 3,
+        linger: Duration::from_millis(300),
+        workers: 4,
+        time_limit: Duration::from_secs(45),
+    };
+    let run = churn::run(&opts).expect("namespace churn");
+    let sent: u64 = run.senders().map(|n| n.sent as u64).sum();
+    assert!(sent >= 100, "churn sent only {sent} datagrams");
+    settle();
+    std::thread::sleep(Duration::from_secs(1));
+    let during = page(addr);
+    let other: Vec<(String, f64)> = samples(&during, "netdrop_netns_drops_total")
+        .into_iter()
+        .filter(|(l, _)| l.contains("cause=\"other\""))
+        .collect();
+    assert!(
+        other.len() <= TOP + 1,
+        "{} series of netdrop_netns_drops_total for cause other, --top {TOP}: {other:?}",
+        other.len()
+    );
+    let total: f64 = other.iter().map(|(_, v)| v).sum();
+    assert!(
+        total >= sent as f64,
+        "the namespaces' series hold {total} drops, the churn made {sent}: {other:?}"
+    );
+    assert!(
+        other.iter().any(|(l, _)| l.contains("netns=\"other\"")),
+        "no netns=\"other\" series with {} dropping namespaces and --top {TOP}",
+        run.senders().count()
+    );
+    let folded = samples(&during, "netdrop_series_folded_total");
+    assert!(
+        folded.iter().any(|(_, v)| *v > 0.0),
+        "nothing folded: {folded:?}"
+    );
+    check_page_with_promtool(&during);
+
+    // Gone for longer than --retain: their series and state go.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let churned: std::collections::BTreeSet<String> = run
+        .namespaces
+        .iter()
+        .map(|n| format!("netns=\"{}\"", n.inode))
+        .collect();
+    loop {
+        let now = page(addr);
+        let left: Vec<String> = samples(&now, "netdrop_netns_drops_total")
+            .into_iter()
+            .map(|(l, _)| l)
+            .filter(|l| churned.iter().any(|c| l.contains(c.as_str())))
+            .filter(|l| !l.contains("netns=\"other\""))
+            .collect();
+        let tracked = samples(&now, "netdrop_namespaces_tracked")
+            .first()
+            .map_or(f64::NAN, |s| s.1);
+        if left.is_empty() && tracked < 20.0 {
+            eprintln!("after the churn: {tracked} namespaces tracked, no churned series left");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "15 s after the churn, with --retain 3: {tracked} namespaces tracked, series left: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let out = nd.stop().expect("stopping netdrop serve");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "serve exit; stderr:\n{}",
+        out.stderr
+    );
+}
