@@ -386,6 +386,11 @@ mod tests {
             vec!["netdrop", "watch", "--cause", "bogus"],
             vec!["netdrop", "watch", "--pid", "-3"],
             vec!["netdrop", "watch", "--addr", "not-an-ip"],
+            vec!["netdrop", "serve", "--listen", "9617"],
+            vec!["netdrop", "serve", "--listen", "localhost:x"],
+            vec!["netdrop", "serve", "--top", "0"],
+            vec!["netdrop", "serve", "--top", "1001"],
+            vec!["netdrop", "serve", "--retain", "-1"],
         ] {
             assert!(Cli::try_parse_from(&bad).is_err(), "{bad:?}");
         }
@@ -398,6 +403,7 @@ mod tests {
             &["diagnose"],
             &["hist"],
             &["record", "-o", "x"],
+            &["serve"],
         ] {
             let argv = [&["netdrop"], sub, &["--no-fentry", "--no-raw-tracepoint"]].concat();
             let k = match Cli::try_parse_from(&argv).unwrap().command {
@@ -405,6 +411,7 @@ mod tests {
                 Command::Diagnose(a) => a.kernel,
                 Command::Hist(a) => a.kernel,
                 Command::Record(a) => a.kernel,
+                Command::Serve(a) => a.kernel,
                 Command::Replay(_) => unreachable!(),
             };
             assert!(k.no_fentry && k.no_raw_tracepoint, "{argv:?}");

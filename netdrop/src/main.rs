@@ -68,6 +68,7 @@ fn main() -> ExitCode {
             Command::Serve(a) => {
                 let mut s = session(None, a.interval, a.kernel, &a.filters, cli.verbose);
                 s.report_groups = Some(a.top.into());
+                s.retain_s = Some(a.retain);
                 let opts = serve::ServeOptions {
                     listen: a.listen,
                     top: a.top.into(),
@@ -149,6 +150,7 @@ fn session(
         capture_bytes: None,
         verbose,
         report_groups: None,
+        retain_s: None,
     }
 }
 

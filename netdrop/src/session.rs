@@ -62,6 +62,9 @@ pub struct SessionOptions {
     pub verbose: u8,
     /// Groups per cause in the reports (None: the report's default; `serve --top`).
     pub report_groups: Option<usize>,
+    /// Seconds a gone namespace's state is kept (None: the whole observation;
+    /// `serve --retain`).
+    pub retain_s: Option<f64>,
 }
 
 /// What an observation leaves behind.
@@ -148,6 +151,7 @@ async fn observe_with(
     diagnosis.acks_have_a_reason = facts.reasons.value("TCP_LISTEN_OVERFLOW").is_some();
     diagnosis.start_mono_ns = Some(clock.mono_at_start());
     diagnosis.report_groups = opts.report_groups;
+    diagnosis.retain_s = opts.retain_s;
     // Read here, not on a blocking thread: until the hooks are attached this
     // thread may be in a mount namespace of its own (tracefs mounted by
     // netdrop), which it can only leave while no other thread shares it.

@@ -94,6 +94,8 @@ impl NsCounters {
 #[derive(Debug, Default)]
 pub struct Tracker {
     pub ns: BTreeMap<NetnsId, NsCounters>,
+    /// What namespaces forgotten by [`Tracker::retire`] counted, per counter.
+    pub retired: [u64; 3],
 }
 
 impl Tracker {
@@ -175,10 +177,19 @@ impl Tracker {
 
     /// The sum over namespaces (None: readable in none), and whether it may be short.
     pub fn total(&self, c: usize) -> (Option<u64>, bool) {
-        let any = self.ns.values().any(|t| t.latest[c].is_some());
-        let sum = self.ns.values().filter_map(|t| t.delta(c)).sum();
+        let any = self.retired[c] > 0 || self.ns.values().any(|t| t.latest[c].is_some());
+        let sum = self.retired[c] + self.ns.values().filter_map(|t| t.delta(c)).sum::<u64>();
         let short = self.ns.values().any(|t| t.may_be_short(c));
         (any.then_some(sum), short)
+    }
+
+    /// Forgets a namespace, keeping what it counted in the totals.
+    pub fn retire(&mut self, id: NetnsId) {
+        if let Some(t) = self.ns.remove(&id) {
+            for (c, r) in self.retired.iter_mut().enumerate() {
+                *r += t.delta(c).unwrap_or(0);
+            }
+        }
     }
 
     /// Forgets the namespaces absent from a complete full snapshot that neither

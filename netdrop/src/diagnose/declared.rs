@@ -51,6 +51,8 @@ pub struct Declared {
     ns: BTreeMap<(NetnsId, String), Count>,
     /// Global counters by name.
     global: BTreeMap<String, Count>,
+    /// What namespaces forgotten by [`Declared::retire`] counted, by counter.
+    retired: BTreeMap<String, u64>,
 }
 
 fn key_of(by: GroupBy, ev: &DropView<'_>) -> GroupKey {
@@ -141,6 +143,31 @@ impl Declared {
         }
     }
 
+    /// Forgets a namespace and its groups, keeping what its counters
+    /// counted in the totals.
+    pub fn retire(&mut self, id: NetnsId) {
+        let mut dropped: Vec<Cause> = Vec::new();
+        self.groups.retain(|(c, ns, _), _| {
+            let keep = *ns != id;
+            if !keep {
+                dropped.push(*c);
+            }
+            keep
+        });
+        for c in dropped {
+            if let Some(n) = self.per_cause.get_mut(&c) {
+                *n = n.saturating_sub(1);
+            }
+        }
+        let retired = &mut self.retired;
+        self.ns.retain(|(n, name), c| {
+            if *n == id {
+                *retired.entry(name.clone()).or_default() += c.delta();
+            }
+            *n != id
+        });
+    }
+
     pub fn has_group_in(&self, id: NetnsId) -> bool {
         self.groups.keys().any(|(_, ns, _)| *ns == id)
     }
@@ -168,14 +195,19 @@ impl Declared {
         if let Some(c) = self.global.get(name) {
             return Some(c.delta());
         }
-        let mut any = false;
+        let retired = netns
+            .is_none()
+            .then(|| self.retired.get(name).copied())
+            .flatten();
+        let mut any = retired.is_some();
         let sum = self
             .ns
             .iter()
             .filter(|((n, c), _)| c == name && netns.is_none_or(|id| id == *n))
             .inspect(|_| any = true)
             .map(|(_, c)| c.delta())
-            .sum();
+            .sum::<u64>()
+            + retired.unwrap_or(0);
         any.then_some(sum)
     }
 }

@@ -106,6 +106,13 @@ impl Diagnosis {
     /// both the rp_filter and the unclassified (`other`) drops seen in the
     /// same namespace.
     pub fn kernel_only(&self) -> KernelOnly {
+        let mut k = self.kernel_only_live();
+        k.add(&self.retired.kernel_only);
+        k
+    }
+
+    /// [`kernel_only`](Self::kernel_only) of the namespaces still held.
+    pub(super) fn kernel_only_live(&self) -> KernelOnly {
         let (by_key, unattributed) = self.exact_unseen();
         // Where ListenOverflows moved beyond what the hooks saw and TCP freed
         // that many drops without a reason in the same namespace, those drops

@@ -13,6 +13,7 @@ mod groups;
 pub mod model;
 mod render;
 pub mod report;
+mod retire;
 mod rp_fusion;
 /// The kernel's own view (a module of its own: the session, sinks and
 /// recordings read it too).
@@ -142,6 +143,10 @@ pub struct Diagnosis {
     pub changes: values::Changes,
     /// Groups per cause in reports (None: [`DEFAULT_REPORT_GROUPS`]).
     pub report_groups: Option<usize>,
+    /// Seconds a gone namespace is kept (None: for the whole observation).
+    pub retain_s: Option<f64>,
+    /// What forgotten namespaces contributed to the totals.
+    pub retired: retire::Retired,
     /// The global gc_thresh1..3 last read, [ipv4, ipv6], and when.
     gc_known: [[Option<u64>; 3]; 2],
     gc_read_s: [f64; 2],
@@ -407,6 +412,7 @@ impl Diagnosis {
             self.first = Some(snap.clone());
         }
         self.last = Some(snap);
+        self.retire_gone();
     }
 
     /// One namespace read between full snapshots (the session reads one right

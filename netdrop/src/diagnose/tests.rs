@@ -298,3 +298,57 @@ fn table_overflow() -> DropRecord {
 mod counts;
 mod field;
 mod fusion;
+
+/// `serve --retain`: a namespace gone for longer is forgotten, groups and
+/// all, and every total stays as it was.
+#[test]
+fn gone_namespaces_are_retired_without_changing_the_totals() {
+    let mut d = Diagnosis {
+        retain_s: Some(10.0),
+        ..Diagnosis::default()
+    };
+    d.on_snapshot(snap(0.0, 100, 0));
+    let ack = drop_rec("eth0", "198.18.0.2", "198.18.0.1", 80);
+    d.on_drop(&view(&ack, Cause::AcceptQueueFull));
+    d.on_snapshot(snap(1.0, 107, 2));
+    let totals = |d: &Diagnosis| {
+        let r = d.report(&summary(1, 0), &Session::default(), Hooks::default());
+        let row = r
+            .kernel_counters
+            .iter()
+            .find(|r| r.counter == "TcpExt:ListenOverflows")
+            .and_then(|r| r.kernel);
+        (d.kernel_only(), row, r.causes.first().map(|c| c.drops))
+    };
+    let before = totals(&d);
+    assert_eq!(before.1, Some(7));
+    let empty = |at| Snapshot {
+        at_s: at,
+        ..Default::default()
+    };
+    // Gone, but not for long enough: kept.
+    d.on_snapshot(empty(2.0));
+    d.on_snapshot(empty(11.0));
+    assert!(!d.accept.is_empty() && !d.latest_ns.is_empty());
+    // Gone for 10 s: forgotten, the totals unchanged.
+    d.on_snapshot(empty(12.5));
+    assert!(d.accept.is_empty(), "{:?}", d.accept);
+    assert!(d.latest_ns.is_empty() && d.counters.ns.is_empty());
+    assert_eq!(d.retired.namespaces, 1);
+    assert_eq!(totals(&d), before);
+}
+
+/// Without `retain_s` (watch, diagnose, replay) nothing is forgotten.
+#[test]
+fn without_retain_gone_namespaces_stay_in_the_report() {
+    let mut d = Diagnosis::default();
+    d.on_snapshot(snap(0.0, 100, 0));
+    let ack = drop_rec("eth0", "198.18.0.2", "198.18.0.1", 80);
+    d.on_drop(&view(&ack, Cause::AcceptQueueFull));
+    d.on_snapshot(Snapshot {
+        at_s: 1000.0,
+        ..Default::default()
+    });
+    assert!(!d.accept.is_empty());
+    assert_eq!(d.retired.namespaces, 0);
+}

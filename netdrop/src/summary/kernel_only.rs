@@ -38,6 +38,36 @@ pub struct KernelOnly {
 }
 
 impl KernelOnly {
+    /// Adds `o`'s counts to these.
+    pub fn add(&mut self, o: &KernelOnly) {
+        for (mine, theirs) in [
+            (&mut self.beyond_seen, &o.beyond_seen),
+            (&mut self.maybe_among_other, &o.maybe_among_other),
+            (&mut self.from_other, &o.from_other),
+            (&mut self.placed, &o.placed),
+        ] {
+            for (c, n) in theirs {
+                *mine.entry(*c).or_default() += n;
+            }
+        }
+    }
+
+    /// What `before` held beyond `after`, per cause (never negative).
+    pub fn lost_between(before: &KernelOnly, after: &KernelOnly) -> KernelOnly {
+        let diff = |b: &BTreeMap<Cause, u64>, a: &BTreeMap<Cause, u64>| {
+            b.iter()
+                .map(|(c, n)| (*c, n.saturating_sub(a.get(c).copied().unwrap_or(0))))
+                .filter(|(_, n)| *n > 0)
+                .collect()
+        };
+        KernelOnly {
+            beyond_seen: diff(&before.beyond_seen, &after.beyond_seen),
+            maybe_among_other: diff(&before.maybe_among_other, &after.maybe_among_other),
+            from_other: diff(&before.from_other, &after.from_other),
+            placed: diff(&before.placed, &after.placed),
+        }
+    }
+
     pub fn beyond_seen(&self, c: Cause) -> u64 {
         self.beyond_seen.get(&c).copied().unwrap_or(0)
     }
