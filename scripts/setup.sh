@@ -12,6 +12,12 @@
 #   tshark                              the tests: recorded pcapng files open in Wireshark
 #   nftables, iptables                  the tests: firewall_rule and conntrack_full reproductions
 #                                       (nft rules, iptables-nft rules, a conntrack-activating rule)
+#   prometheus (promtool)               tests/deploy.rs: checks and unit-tests deploy/prometheus, and the
+#                                       dashboard's expressions
+#   podman, runc                        tests/deploy.rs and `cargo xtask image`: the container image, built
+#                                       FROM scratch (no registry) and run with runc + cgroupfs (hybrid cgroups)
+#   python3-venv, kubernetes-validate   tests/deploy.rs: deploy/kubernetes against the Kubernetes schemas
+#     (PyPI, in /var/lib/netdrop-setup/venv)
 #   xz-utils, zstd                      the kernel matrix: unpacking guest kernel modules
 #   bpftrace                            the benchmark (cargo xtask bench): the bpftrace row,
 #                                       netdrop's cost per drop against a general-purpose tracer
@@ -27,7 +33,7 @@
 set -euo pipefail
 
 BPF_LINKER_VERSION=0.13.0
-PKGS=(rustc-web cargo-web libstd-rust-web-dev-bpf llvm-22-dev libpolly-22-dev iproute2 iputils-ping bpftool util-linux procps tshark g++ bpftrace xz-utils zstd nftables iptables)
+PKGS=(rustc-web cargo-web libstd-rust-web-dev-bpf llvm-22-dev libpolly-22-dev iproute2 iputils-ping bpftool util-linux procps tshark g++ bpftrace xz-utils zstd nftables iptables prometheus podman runc python3-venv)
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -80,5 +86,14 @@ if ! bpf-linker --version >/dev/null 2>&1; then
   else
     cargo install --locked bpf-linker --version "$BPF_LINKER_VERSION" >&2
   fi
+fi
+# kubernetes-validate (it bundles the Kubernetes schemas) in a venv of its own.
+VENV=/var/lib/netdrop-setup/venv
+PY=$(command -v /usr/bin/python3 || command -v python3 || true)
+if [ -n "$PY" ] && ! "$VENV/bin/kubernetes-validate" --version >/dev/null 2>&1; then
+  say "installing kubernetes-validate in $VENV"
+  as_root mkdir -p "$(dirname "$VENV")"
+  as_root "$PY" -m venv "$VENV"
+  as_root "$VENV/bin/pip" install -q kubernetes-validate >&2
 fi
 say "ready"

@@ -19,6 +19,7 @@ pub mod churn;
 pub mod cmd;
 pub mod control;
 pub mod counters;
+pub mod deploy;
 pub mod field;
 pub mod neigh;
 pub mod netdrop;

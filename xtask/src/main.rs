@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask test | run | build | fuzz | bench | vm-test`.
+//! Project tasks: `cargo xtask test | run | build | fuzz | bench | vm-test | image`.
 //!
 //! The eBPF object is built by netdrop/build.rs as part of the normal build;
 //! xtask only sequences things that are not a plain cargo command.
@@ -13,6 +13,8 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod fuzz;
+mod image;
+mod ldd;
 mod vm;
 
 #[derive(Parser)]
@@ -55,6 +57,9 @@ enum Task {
     /// (software emulation), runs the integration tests that matter inside each,
     /// and on the host; prints a table kernel × test. Root.
     VmTest(vm::VmArgs),
+    /// The container image with no registry pull: target/image/rootfs.tar (the release
+    /// binary, nft, their libraries), then `podman build` of deploy/container/Containerfile.
+    Image(image::ImageArgs),
 }
 
 fn main() -> ExitCode {
@@ -196,5 +201,6 @@ fn run(cli: Cli) -> Result<()> {
         Task::Fuzz { seconds } => fuzz::run(seconds),
         Task::Bench(args) => bench::run(&args),
         Task::VmTest(args) => vm::run(&args),
+        Task::Image(args) => image::run(&args),
     }
 }

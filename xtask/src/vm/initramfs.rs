@@ -150,31 +150,6 @@ impl Cpio {
     }
 }
 
-/// Shared libraries a dynamically linked program loads (from ldd).
-fn libraries(prog: &str) -> Result<Vec<PathBuf>> {
-    let out = Command::new("ldd")
-        .arg(prog)
-        .output()
-        .with_context(|| format!("ldd {prog}"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut libs = Vec::new();
-    for l in text.lines() {
-        let l = l.trim();
-        if let Some((_, rest)) = l.split_once("=> ") {
-            if let Some(path) = rest.split_whitespace().next()
-                && path.starts_with('/')
-            {
-                libs.push(PathBuf::from(path));
-            }
-        } else if let Some(path) = l.split_whitespace().next()
-            && path.starts_with('/')
-        {
-            libs.push(PathBuf::from(path)); // the loader itself
-        }
-    }
-    Ok(libs)
-}
-
 /// A module file's bytes, decompressed.
 fn module_bytes(path: &Path) -> Result<Vec<u8>> {
     let name = path.to_string_lossy();
@@ -287,7 +262,7 @@ pub fn build(kernel: &Kernel, out: &Path) -> Result<()> {
     for (host, guest) in TOOLS {
         let data = fs::read(host).with_context(|| format!("reading {host}"))?;
         c.file(guest, 0o755, &data);
-        libs.extend(libraries(host)?);
+        libs.extend(crate::ldd::libraries(host)?);
     }
     for lib in libs {
         let data = fs::read(&lib).with_context(|| format!("reading {}", lib.display()))?;
