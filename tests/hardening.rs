@@ -296,7 +296,7 @@ fn least_privilege() {
         return;
     }
     const DOCUMENTED: &str =
-        "-all,+bpf,+perfmon,+sys_admin,+sys_chroot,+sys_ptrace,+dac_read_search";
+        "-all,+bpf,+perfmon,+sys_admin,+sys_chroot,+sys_ptrace,+dac_read_search,+net_admin,+syslog";
     let sc = RpFilter::setup().expect("setup");
     let bin = netdrop_bin();
     let mut child = Command::new("setpriv")
@@ -331,10 +331,10 @@ fn least_privilege() {
         .find_map(|l| l.strip_prefix("CapEff:"))
         .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
         .unwrap();
-    let kept = (1u64 << 39) | (1 << 21) | (1 << 19) | (1 << 2);
+    let kept = (1u64 << 39) | (1 << 21) | (1 << 19) | (1 << 2) | (1 << 12);
     assert_eq!(
         eff, kept,
-        "after attach: CAP_BPF, CAP_SYS_ADMIN, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH only ({eff:#x})"
+        "after attach: CAP_BPF, CAP_SYS_ADMIN, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH, CAP_NET_ADMIN only ({eff:#x})"
     );
     let before = sc.b.netstat().unwrap();
     let sent = sc.generate().expect("traffic");

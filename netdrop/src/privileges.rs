@@ -3,6 +3,7 @@
 use anyhow::{Result, bail};
 
 const CAP_DAC_READ_SEARCH: u32 = 2;
+const CAP_NET_ADMIN: u32 = 12;
 const CAP_SYS_CHROOT: u32 = 18;
 const CAP_SYS_PTRACE: u32 = 19;
 const CAP_SYS_ADMIN: u32 = 21;
@@ -15,12 +16,20 @@ const CAP_BPF: u32 = 39;
 /// - CAP_SYS_ADMIN: joining other network namespaces to read their counters,
 ///   sysctls, listeners and neighbours (setns);
 /// - CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH: /proc/PID/fd and /proc/PID/ns/net of
-///   other users' processes (socket owners, unnamed namespaces).
+///   other users' processes (socket owners, unnamed namespaces);
+/// - CAP_NET_ADMIN: `nft list ruleset` for the firewall_rule counters
+///   (nfnetlink refuses the dump without it), which nft can only have from
+///   netdrop under no_new_privs (systemd `NoNewPrivileges=yes`).
 ///
-/// Everything else (CAP_PERFMON, CAP_SYS_CHROOT, CAP_NET_ADMIN, CAP_SYSLOG, …)
-/// served loading and attaching only.
-pub const KEPT_AFTER_ATTACH: [u32; 4] =
-    [CAP_BPF, CAP_SYS_ADMIN, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH];
+/// Everything else (CAP_PERFMON, CAP_SYS_CHROOT, CAP_SYSLOG, …) served loading
+/// and attaching only.
+pub const KEPT_AFTER_ATTACH: [u32; 5] = [
+    CAP_BPF,
+    CAP_SYS_ADMIN,
+    CAP_SYS_PTRACE,
+    CAP_DAC_READ_SEARCH,
+    CAP_NET_ADMIN,
+];
 
 /// Effective capabilities of this process, from /proc/self/status.
 fn effective_caps() -> Option<u64> {
