@@ -26,7 +26,7 @@ use std::{
 };
 
 use netdrop_tests::cmd::TempDir;
-use netdrop_tests::deploy::{Alert, alerts, fill_variables, metric_names};
+use netdrop_tests::deploy::{Alert, alerts, fill_variables, metric_names, readme_metrics};
 use netdrop_tests::{lock, netdrop_bin, require_root, skip_loudly};
 
 fn workspace() -> PathBuf {
@@ -287,24 +287,9 @@ fn dashboard_panels_are_valid_promql() {
     );
 }
 
-/// The names in README.md's Fleet metrics table (first cell of each row).
-fn readme_metrics() -> BTreeSet<String> {
-    let readme = read(&workspace().join("README.md"));
-    let fleet = &readme[readme.find("## Fleet").expect("README has a Fleet section")..];
-    let fleet = &fleet[..fleet[3..].find("\n## ").map_or(fleet.len(), |i| i + 3)];
-    let table = &fleet[fleet.find("| metric | type |").expect("a metrics table")..];
-    table
-        .lines()
-        .skip(2)
-        .take_while(|l| l.starts_with('|'))
-        .filter_map(|l| l.split('|').nth(1))
-        .map(|c| c.trim().trim_matches('`').to_string())
-        .collect()
-}
-
 #[test]
 fn metric_names_are_the_exporters() {
-    let known = readme_metrics();
+    let known = readme_metrics(&read(&workspace().join("README.md")));
     assert!(known.len() >= 25, "{known:?}");
     let mut used = BTreeSet::new();
     for a in rules() {
@@ -327,8 +312,9 @@ fn metric_names_are_the_exporters() {
         "netdrop_neigh_table_fill_ratio",
         "netdrop_listen_queue_fill_ratio",
         "netdrop_conntrack_fill_ratio",
-        "netdrop_kernel_counter_total",
+        "netdrop_kernel_drops_total",
         "netdrop_netns_drops_total",
+        "netdrop_cause_drops_total",
         "netdrop_events_lost_total",
     ] {
         assert!(used.contains(want), "{want} is used by no panel or rule");

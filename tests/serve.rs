@@ -74,7 +74,9 @@ fn prometheus_sees_the_drops_and_the_table_filling_before_them() {
     let (nd, addr) = start_serve(&[]);
     let (status, body) = http_get(addr, "/healthz").expect("/healthz");
     assert_eq!((status, body.trim()), (200, "ok"));
-    let p = Prometheus::start(&[addr], None).expect("starting prometheus");
+    let rules = quick_rules();
+    let p = Prometheus::start(&[addr], Some(&rules.path().join("rules.yml")))
+        .expect("starting prometheus");
     p.wait_for("up{job=\"netdrop\"}", Duration::from_secs(20), |v| v == 1.0)
         .unwrap_or_else(|e| panic!("{e}\n{}", p.log()));
     let rp_before = rp.b.netstat().expect("netstat")["TcpExt:IPReversePathFilter"];
@@ -94,11 +96,15 @@ fn prometheus_sees_the_drops_and_the_table_filling_before_them() {
     udp_send_each(&table.a, Some(NeighTableOverflow::SRC), &dsts[..18]).expect("first 18");
     let fill = "netdrop_neigh_table_fill_ratio{family=\"ipv4\"}";
     let seen = p.wait_for(fill, Duration::from_secs(6), |v| v >= 0.9);
+    // The saturation alert fires while the table is at 90 %, before any drop.
+    let near_full = p.wait_for(
+        &firing("NetdropNeighTableNearFull"),
+        Duration::from_secs(8),
+        |v| v >= 1.0,
+    );
     let drops_then = p
         .value("sum(netdrop_drops_total{cause=\"neigh_table_overflow\"})")
         .expect("query");
-    // One more scrape at 90 %, then past gc_thresh3.
-    std::thread::sleep(Duration::from_millis(1500));
     udp_send_each(&table.a, Some(NeighTableOverflow::SRC), &dsts[18..]).expect("the rest");
     for g in guards.into_iter().rev() {
         g.restore().expect("restoring gc_thresh");
@@ -111,6 +117,12 @@ fn prometheus_sees_the_drops_and_the_table_filling_before_them() {
     assert!(fulls > 0, "no table overflow provoked");
     assert_eq!(rp_drops, sent as u64, "IPReversePathFilter in B");
     seen.unwrap_or_else(|e| panic!("the fill gauge never reached 0.9 before the overflow: {e}"));
+    near_full.unwrap_or_else(|e| {
+        panic!(
+            "NetdropNeighTableNearFull did not fire at 90 %: {e}\n{}",
+            p.log()
+        )
+    });
     assert_eq!(
         drops_then.unwrap_or(0.0),
         0.0,
@@ -204,7 +216,15 @@ fn prometheus_sees_the_drops_and_the_table_filling_before_them() {
         "table: gc_thresh3 {thresh3}, {fulls} refused; {warned} scrape(s) at >= 90 % before the first drop; rp_filter {rp_drops}"
     );
 
-    check_page_with_promtool(&page(addr));
+    // The drop alerts fire too.
+    for alert in ["NetdropNeighTableOverflowDrops", "NetdropRpFilterDrops"] {
+        p.wait_for(&firing(alert), Duration::from_secs(15), |v| v >= 1.0)
+            .unwrap_or_else(|e| panic!("{alert} did not fire: {e}"));
+    }
+
+    let last = page(addr);
+    check_page_with_promtool(&last);
+    check_families_are_the_readme_table(&last);
     drop(p);
     let out = nd.stop().expect("stopping netdrop serve");
     assert_eq!(
@@ -212,6 +232,52 @@ fn prometheus_sees_the_drops_and_the_table_filling_before_them() {
         Some(0),
         "serve exit; stderr:\n{}",
         out.stderr
+    );
+}
+
+/// deploy/prometheus/rules.yml with every `for:` at 1 s (so a test sees the
+/// alerts fire in seconds), in a temporary directory.
+fn quick_rules() -> netdrop_tests::cmd::TempDir {
+    let src =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus/rules.yml");
+    let text = std::fs::read_to_string(&src).expect("deploy/prometheus/rules.yml");
+    let quick: String = text
+        .lines()
+        .map(|l| match l.trim_start().strip_prefix("for: ") {
+            Some(_) => format!("{}for: 1s\n", &l[..l.len() - l.trim_start().len()]),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    assert_ne!(quick, text, "no `for:` in rules.yml");
+    let dir = netdrop_tests::cmd::TempDir::new().expect("temp dir");
+    std::fs::write(dir.path().join("rules.yml"), quick).expect("writing rules");
+    dir
+}
+
+/// How many of `alert`'s alerts fire.
+fn firing(alert: &str) -> String {
+    format!("count(ALERTS{{alertname=\"{alert}\",alertstate=\"firing\"}})")
+}
+
+/// The metric families on the page are README's metrics table, no more, no less.
+fn check_families_are_the_readme_table(page: &str) {
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+    )
+    .expect("README.md");
+    let mut table = netdrop_tests::deploy::readme_metrics(&readme);
+    table.remove("up");
+    let served: std::collections::BTreeSet<String> = page
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect();
+    let undocumented: Vec<_> = served.difference(&table).collect();
+    let missing: Vec<_> = table.difference(&served).collect();
+    assert!(
+        undocumented.is_empty() && missing.is_empty(),
+        "served but not in README's table: {undocumented:?}; in the table but not served: {missing:?}"
     );
 }
 

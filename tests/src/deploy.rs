@@ -3,6 +3,21 @@
 
 use std::collections::BTreeSet;
 
+/// The names in README.md's Fleet metrics table (first cell of each row),
+/// from the README's text.
+pub fn readme_metrics(readme: &str) -> BTreeSet<String> {
+    let fleet = &readme[readme.find("## Fleet").expect("README has a Fleet section")..];
+    let fleet = &fleet[..fleet[3..].find("\n## ").map_or(fleet.len(), |i| i + 3)];
+    let table = &fleet[fleet.find("| metric | type |").expect("a metrics table")..];
+    table
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .filter_map(|l| l.split('|').nth(1))
+        .map(|c| c.trim().trim_matches('`').to_string())
+        .collect()
+}
+
 /// One alerting rule of rules.yml: its name, expression and annotations.
 pub struct Alert {
     pub name: String,
