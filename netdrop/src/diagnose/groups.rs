@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::container::Labels;
+
 use super::{
     AcceptGroup, Diagnosis, ListenerKey, RpGroup, listener_knobs, listener_vals, live_listener,
     model::{ChangeReport, Group, ns_label},
@@ -83,6 +85,10 @@ fn name_of(d: &Diagnosis, ns: NetnsId) -> Option<String> {
     d.latest_ns.get(&ns).and_then(|n| n.name.clone())
 }
 
+fn labels_of(d: &Diagnosis, ns: NetnsId) -> Labels {
+    Labels::of(d.latest_ns.get(&ns).and_then(|n| n.identity.as_ref()))
+}
+
 pub(super) fn accept(d: &Diagnosis) -> (Vec<Group>, Vec<Advice>) {
     let (unseen_by_key, unattributed) = d.exact_unseen();
     let mut keys: BTreeMap<ListenerKey, (u64, AcceptGroup)> = BTreeMap::new();
@@ -135,6 +141,7 @@ pub(super) fn accept(d: &Diagnosis) -> (Vec<Group>, Vec<Advice>) {
             netns: netns.inode.into(),
             netns_cookie: netns.cookie,
             netns_name: name_of(d, netns),
+            labels: labels_of(d, netns),
             listener,
             queue: live.map(|l| l.accept_queue),
             limit,
@@ -153,6 +160,7 @@ pub(super) fn accept(d: &Diagnosis) -> (Vec<Group>, Vec<Advice>) {
             netns: netns.inode.into(),
             netns_cookie: netns.cookie,
             netns_name: name_of(d, netns),
+            labels: labels_of(d, netns),
             listener: "(no listener full when the counter moved)".into(),
             queue: None,
             limit: None,
@@ -201,6 +209,7 @@ pub(super) fn neigh_queue(d: &Diagnosis) -> (Vec<Group>, Vec<Advice>) {
             netns: netns.inode.into(),
             netns_cookie: netns.cookie,
             netns_name: name_of(d, *netns),
+            labels: labels_of(d, *netns),
             neighbour: *neighbour,
             dev: dev.clone(),
             state,
@@ -339,6 +348,7 @@ pub(super) fn devices(d: &Diagnosis, kernel_only: u64) -> (Vec<Group>, Vec<Advic
             netns: netns.inode.into(),
             netns_cookie: netns.cookie,
             netns_name: name_of(d, netns),
+            labels: labels_of(d, netns),
             dev,
             rp_filter_all: all,
             rp_filter_dev: devv,
