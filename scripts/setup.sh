@@ -12,6 +12,8 @@
 #   tshark                              the tests: recorded pcapng files open in Wireshark
 #   nftables, iptables                  the tests: firewall_rule and conntrack_full reproductions
 #                                       (nft rules, iptables-nft rules, a conntrack-activating rule)
+#   podman, runc                        the tests: a real container whose drops netdrop names
+#                                       (tests/pods.rs; runc: crun refuses hybrid cgroups)
 #   xz-utils, zstd                      the kernel matrix: unpacking guest kernel modules
 #   bpftrace                            the benchmark (cargo xtask bench): the bpftrace row,
 #                                       netdrop's cost per drop against a general-purpose tracer
@@ -27,7 +29,7 @@
 set -euo pipefail
 
 BPF_LINKER_VERSION=0.13.0
-PKGS=(rustc-web cargo-web libstd-rust-web-dev-bpf llvm-22-dev libpolly-22-dev iproute2 iputils-ping bpftool util-linux procps tshark g++ bpftrace xz-utils zstd nftables iptables)
+PKGS=(rustc-web cargo-web libstd-rust-web-dev-bpf llvm-22-dev libpolly-22-dev iproute2 iputils-ping bpftool util-linux procps tshark g++ bpftrace xz-utils zstd nftables iptables podman runc)
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
