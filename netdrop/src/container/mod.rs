@@ -107,9 +107,13 @@ impl Identity {
         }
     }
 
-    /// Whether every name its kind can have was found.
+    /// Whether the names that matter were found: a pod's name (its sandbox
+    /// never has a container name), else the container's.
     fn complete(&self) -> bool {
-        self.container_name.is_some() && (self.pod_uid.is_none() || self.pod_name.is_some())
+        match self.pod_uid {
+            Some(_) => self.pod_name.is_some(),
+            None => self.container_name.is_some(),
+        }
     }
 }
 
