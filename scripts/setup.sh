@@ -12,10 +12,13 @@
 #   tshark                              the tests: recorded pcapng files open in Wireshark
 #   nftables, iptables                  the tests: firewall_rule and conntrack_full reproductions
 #                                       (nft rules, iptables-nft rules, a conntrack-activating rule)
-#   prometheus (promtool)               tests/deploy.rs: checks and unit-tests deploy/prometheus, and the
+#   prometheus (promtool)               tests/serve.rs: a real Prometheus scrapes netdrop serve; tests/deploy.rs:
+#                                       checks and unit-tests deploy/prometheus, and the
 #                                       dashboard's expressions
 #   podman, runc                        tests/deploy.rs and `cargo xtask image`: the container image, built
-#                                       FROM scratch (no registry) and run with runc + cgroupfs (hybrid cgroups)
+#                                       FROM scratch (no registry) and run with runc + cgroupfs (hybrid cgroups);
+#                                       tests/pods.rs: a real container whose drops netdrop names
+#                                       (runc: crun refuses hybrid cgroups)
 #   python3-venv, kubernetes-validate   tests/deploy.rs: deploy/kubernetes against the Kubernetes schemas
 #     (PyPI, in /var/lib/netdrop-setup/venv)
 #   xz-utils, zstd                      the kernel matrix: unpacking guest kernel modules

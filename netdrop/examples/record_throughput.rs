@@ -61,6 +61,7 @@ fn main() -> anyhow::Result<()> {
         pid: 4242,
         comm: "curl".into(),
         container: None,
+        identity: None,
     };
     let mut recorder = Recorder::create(&path)?;
     let started = Instant::now();

@@ -2,6 +2,7 @@
 
 use crate::{
     classify::{Cause, classify},
+    container::Identity,
     decode::DropRecord,
     kernel::kallsyms::Kallsyms,
     namespaces::Namespaces,
@@ -72,6 +73,18 @@ pub struct DropView<'a> {
     pub owner: Option<Owner>,
     /// The namespace's `ip netns` name or container, if it has one.
     pub netns_name: Option<String>,
+    /// The container or pod whose processes live in the namespace.
+    pub netns_identity: Option<Identity>,
+}
+
+impl DropView<'_> {
+    /// Whose drop it is: the socket owner's container or pod, else the namespace's.
+    pub fn identity(&self) -> Option<&Identity> {
+        self.owner
+            .as_ref()
+            .and_then(Owner::identity)
+            .or(self.netns_identity.as_ref())
+    }
 }
 
 /// Turns decoded records into views: names the reason, classifies, resolves the location.
@@ -95,6 +108,7 @@ impl Classifier {
             ts: self.clock.wall(rec.ts_ns),
             owner: self.owners.lookup(rec.owner_ino, rec.owner_tgid),
             netns_name: self.namespaces.name(rec.netns_id()),
+            netns_identity: self.namespaces.identity(rec.netns_id()).cloned(),
             rec,
         }
     }

@@ -8,6 +8,7 @@ pub mod advice;
 pub mod causes;
 pub mod classify;
 pub mod cli;
+pub mod container;
 pub mod context;
 pub mod counters;
 pub mod decode;

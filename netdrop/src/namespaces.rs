@@ -15,6 +15,7 @@ use std::{
 };
 
 use crate::{
+    container::Identity,
     context::{NetnsHandle, in_netns, list_netns},
     netns_id::{self, GENERATION, NetnsId},
 };
@@ -31,6 +32,24 @@ pub struct Known {
     /// Found after the last full snapshot: read again shortly after its drops,
     /// since the periodic snapshot may never see it.
     pub young: bool,
+    /// The container or pod whose processes live in it, as last found.
+    pub identity: Option<Identity>,
+}
+
+/// The container or pod of namespace `ns`: that of the lowest pid found in it
+/// (under Kubernetes the pod's sandbox: its pod, with no container name).
+pub fn identity_of(ns: &NetnsHandle) -> Option<Identity> {
+    let from_path = || {
+        ns.path
+            .strip_prefix("/proc")
+            .ok()?
+            .iter()
+            .next()?
+            .to_str()?
+            .parse()
+            .ok()
+    };
+    crate::container::of_pid(ns.pid.or_else(from_path)?)
 }
 
 /// What [`Namespaces::see`] learned about a drop's namespace.
@@ -120,6 +139,12 @@ impl Namespaces {
         self.known.get(&id).and_then(|k| k.name.clone())
     }
 
+    /// The container or pod whose processes live in namespace `id` (labels
+    /// for it: [`Identity::labels`]).
+    pub fn identity(&self, id: NetnsId) -> Option<&Identity> {
+        self.known.get(&id).and_then(|k| k.identity.as_ref())
+    }
+
     /// A drop (or refused SYN) in namespace `id`: finds it if it is new.
     pub fn see(&mut self, id: NetnsId) -> Seen {
         if id.inode == 0 || self.known.contains_key(&id) {
@@ -155,6 +180,7 @@ impl Namespaces {
                 path: Some(handle.path.clone()),
                 gone: false,
                 young: true,
+                identity: identity_of(&handle),
             },
         );
         Seen::New(handle)
@@ -228,6 +254,7 @@ impl Namespaces {
                         path: path.clone(),
                         gone: false,
                         young: false,
+                        identity: None,
                     },
                 ),
             }
@@ -246,6 +273,11 @@ impl Namespaces {
         let ids = self.on_listing(&listed, snap.netns_skipped == 0);
         for (n, id) in snap.netns.iter_mut().zip(ids) {
             n.cookie = id.cookie;
+            if let Some(k) = self.known.get_mut(&id)
+                && n.identity.is_some()
+            {
+                k.identity = n.identity.clone();
+            }
         }
     }
 
@@ -409,7 +441,8 @@ mod tests {
             Seen::New(NetnsHandle {
                 inode: u64::from(me),
                 path: PathBuf::new(),
-                name: None
+                name: None,
+                pid: None,
             })
         );
         // A cookie that is not this namespace's (with cookies): not ours.

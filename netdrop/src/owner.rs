@@ -11,6 +11,8 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+use crate::container::Identity;
+
 /// A process holding the socket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Owner {
@@ -18,6 +20,18 @@ pub struct Owner {
     pub comm: String,
     /// Container id (the 64-hex cgroup path segment, shortened to 12), if any.
     pub container: Option<String>,
+    /// Its container and pod, with their names ([`crate::container`]). Not in
+    /// the serialized form: recordings carry it beside the owner
+    /// (record/format.rs), so recordings made before it still read.
+    #[serde(skip)]
+    pub identity: Option<Identity>,
+}
+
+impl Owner {
+    /// The container and pod of the process (for labels: `pod`, `container_name`…).
+    pub fn identity(&self) -> Option<&Identity> {
+        self.identity.as_ref()
+    }
 }
 
 /// Socket inode → owner. The kernel names the owner of TCP sockets it saw
@@ -87,11 +101,7 @@ fn scan_all() -> HashMap<u64, Owner> {
         if inos.is_empty() {
             continue;
         }
-        let owner = Owner {
-            pid,
-            comm: comm_of(pid),
-            container: container_of(pid),
-        };
+        let owner = process(pid);
         for ino in inos {
             out.entry(ino).or_insert_with(|| owner.clone());
         }
@@ -100,10 +110,12 @@ fn scan_all() -> HashMap<u64, Owner> {
 }
 
 fn process(pid: u32) -> Owner {
+    let identity = crate::container::of_pid(pid);
     Owner {
         pid,
         comm: comm_of(pid),
-        container: container_of(pid),
+        container: identity.as_ref().map(|i| i.short_id().to_string()),
+        identity,
     }
 }
 
@@ -134,22 +146,9 @@ pub fn comm_of(pid: u32) -> String {
         .unwrap_or_default()
 }
 
+/// The 12-digit id of process `pid`'s container, if it is in one.
 pub fn container_of(pid: u32) -> Option<String> {
-    container_id(&fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?)
-}
-
-/// The container id in a /proc/PID/cgroup text: a 64-hex path segment, possibly
-/// wrapped (`docker-<id>.scope`, `cri-containerd-<id>.scope`), shortened to 12.
-pub fn container_id(cgroup: &str) -> Option<String> {
-    cgroup
-        .lines()
-        .flat_map(|l| l.rsplit(':').next().unwrap_or("").split('/'))
-        .find_map(|seg| {
-            let core = seg.trim_end_matches(".scope");
-            let id = core.rsplit(['-', ':']).next().unwrap_or(core);
-            (id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()))
-                .then(|| id[..12].to_string())
-        })
+    crate::container::of_pid(pid).map(|i| i.short_id().to_string())
 }
 
 #[cfg(test)]
@@ -157,23 +156,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn socket_links_and_container_ids() {
+    fn socket_links() {
         assert_eq!(parse_socket_link("socket:[4026]"), Some(4026));
         assert_eq!(parse_socket_link("pipe:[4026]"), None);
         assert_eq!(parse_socket_link("socket:[x]"), None);
-        let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-        assert_eq!(
-            container_id(&format!("0::/system.slice/docker-{id}.scope\n")).as_deref(),
-            Some("0123456789ab")
-        );
-        assert_eq!(
-            container_id(&format!("0::/kubepods/burstable/pod1/{id}\n")).as_deref(),
-            Some("0123456789ab")
-        );
-        assert_eq!(
-            container_id("0::/user.slice/user-0.slice/session-1.scope\n"),
-            None
-        );
     }
 
     #[test]

@@ -213,6 +213,7 @@ impl DropReads {
             inode: id.inode.into(),
             path: path.to_path_buf(),
             name: ns.name(id),
+            pid: None,
         };
         let at = self.started.elapsed().as_secs_f64();
         if self.last_read.len() > Self::MAX_TRACKED {
@@ -227,6 +228,7 @@ impl DropReads {
             Some(mut snap) if same(&snap) => {
                 snap.cookie = id.cookie;
                 snap.name = ns.name(id).or(snap.name);
+                snap.identity = snap.identity.or_else(|| ns.identity(id).cloned());
                 crate::dispatch::Dispatch { diagnosis, sink }.netns_snapshot(at, snap)?;
             }
             _ => ns.mark_gone(id),

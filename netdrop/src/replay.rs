@@ -247,6 +247,7 @@ impl State {
                     ts: self.clock.wall(d.rec.ts_ns),
                     owner: d.owner,
                     netns_name: d.netns_name,
+                    netns_identity: d.netns_identity,
                 };
                 self.dispatch(sink).drop(&view)?;
             }

@@ -26,6 +26,10 @@ pub struct NetnsSnapshot {
     #[serde(skip)]
     pub path: Option<std::path::PathBuf>,
     pub name: Option<String>,
+    /// The container or pod whose processes live in it (recorded beside the
+    /// snapshot, as [`Declared`] is).
+    #[serde(skip)]
+    pub identity: Option<crate::container::Identity>,
     /// TcpExt:ListenOverflows, TcpExt:ListenDrops, TcpExt:IPReversePathFilter.
     pub listen_overflows: Option<u64>,
     pub listen_drops: Option<u64>,
@@ -145,6 +149,7 @@ impl Snapshot {
 /// Reads one namespace, in it, because of `why`.
 pub fn read_netns(ns: &NetnsHandle, why: context::nft::Why) -> Option<NetnsSnapshot> {
     let (inode, name) = (ns.inode, display_name(ns));
+    let identity = crate::namespaces::identity_of(ns);
     let path = Some(ns.path.clone());
     in_netns(&ns.path, move || {
         let netstat = context::read_netstat().unwrap_or_default();
@@ -163,6 +168,7 @@ pub fn read_netns(ns: &NetnsHandle, why: context::nft::Why) -> Option<NetnsSnaps
             cookie: netns_id::current_cookie().unwrap_or(0),
             path,
             name,
+            identity,
             listen_overflows: get("TcpExt:ListenOverflows"),
             listen_drops: get("TcpExt:ListenDrops"),
             rp_filter_drops: get("TcpExt:IPReversePathFilter"),

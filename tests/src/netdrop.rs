@@ -99,10 +99,16 @@ impl Netdrop {
 
     /// Starts `netdrop ARGS` (any subcommand) and waits until its hooks are attached.
     pub fn start_command(args: &[&str]) -> Result<Self> {
+        Self::start_command_env(args, &[])
+    }
+
+    /// [`Netdrop::start_command`] with these environment variables set for netdrop.
+    pub fn start_command_env(args: &[&str], env: &[(&str, &str)]) -> Result<Self> {
         let bin = existing_bin()?;
         let args = with_test_args(args);
         let mut child = Command::new(&bin)
             .args(&args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

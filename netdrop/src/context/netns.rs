@@ -35,6 +35,9 @@ pub struct NetnsHandle {
     pub path: PathBuf,
     /// Its `ip netns` name, if any.
     pub name: Option<String>,
+    /// The lowest pid found in it (`/proc/*/ns/net`), if any: whose container
+    /// or pod it is.
+    pub pid: Option<u32>,
 }
 
 /// Opens `path` and checks that it is an nsfs file of a network namespace;
@@ -91,7 +94,7 @@ pub fn is_initial_netns() -> bool {
 pub fn list_netns() -> Vec<NetnsHandle> {
     let mut out: Vec<NetnsHandle> = Vec::new();
     let mut by_inode: HashMap<u64, usize> = HashMap::new();
-    let mut add = |path: PathBuf, name: Option<String>| {
+    let mut add = |path: PathBuf, name: Option<String>, pid: Option<u32>| {
         let Ok(inode) = netns_inode(&path) else {
             return;
         };
@@ -101,15 +104,21 @@ pub fn list_netns() -> Vec<NetnsHandle> {
                     out[i].path = path;
                     out[i].name = name;
                 }
+                out[i].pid = out[i].pid.or(pid);
             }
             None => {
                 by_inode.insert(inode, out.len());
-                out.push(NetnsHandle { inode, path, name });
+                out.push(NetnsHandle {
+                    inode,
+                    path,
+                    name,
+                    pid,
+                });
             }
         }
     };
 
-    add(PathBuf::from(ROOT_NETNS_PATH), None);
+    add(PathBuf::from(ROOT_NETNS_PATH), None, Some(1));
 
     let mut named: Vec<String> = fs::read_dir(NAMED_NETNS_DIR)
         .into_iter()
@@ -119,7 +128,7 @@ pub fn list_netns() -> Vec<NetnsHandle> {
         .collect();
     named.sort();
     for name in named {
-        add(Path::new(NAMED_NETNS_DIR).join(&name), Some(name));
+        add(Path::new(NAMED_NETNS_DIR).join(&name), Some(name), None);
     }
 
     let mut pids: Vec<u32> = fs::read_dir("/proc")
@@ -130,7 +139,11 @@ pub fn list_netns() -> Vec<NetnsHandle> {
         .collect();
     pids.sort_unstable();
     for pid in pids {
-        add(PathBuf::from(format!("/proc/{pid}/ns/net")), None);
+        add(
+            PathBuf::from(format!("/proc/{pid}/ns/net")),
+            None,
+            Some(pid),
+        );
     }
     out
 }

@@ -314,6 +314,7 @@ mod tests {
                 ts: 0.0,
                 owner: None,
                 netns_name: None,
+                netns_identity: None,
             };
             d.on_drop(&ev, 0.0);
         }

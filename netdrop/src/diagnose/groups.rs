@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::container::Labels;
+
 use super::{
     AcceptGroup, Diagnosis, ListenerKey, RpGroup, listener_knobs, listener_vals, live_listener,
     model::{ChangeReport, Group, ns_label},
@@ -80,6 +82,10 @@ fn name_of(d: &Diagnosis, ns: NetnsId) -> Option<String> {
     d.latest_ns.get(&ns).and_then(|n| n.name.clone())
 }
 
+fn labels_of(d: &Diagnosis, ns: NetnsId) -> Labels {
+    Labels::of(d.latest_ns.get(&ns).and_then(|n| n.identity.as_ref()))
+}
+
 pub(super) fn accept(d: &Diagnosis) -> (Vec<Group>, Vec<Advice>) {
     let (unseen_by_key, unattributed) = d.exact_unseen();
     let mut keys: BTreeMap<ListenerKey, (u64, AcceptGroup)> = BTreeMap::new();
@@ -132,6 +138,7 @@ pub(super) fn accept(d: &Diagnosis) -> (Vec<Group>, Vec<Advice>) {
             netns: netns.inode.into(),
             netns_cookie: netns.cookie,
             netns_name: name_of(d, netns),
+            labels: labels_of(d, netns),
             listener,
             queue: live.map(|l| l.accept_queue),
             limit,
@@ -150,6 +157,7 @@ pub(super) fn accept(d: &Diagnosis) -> (Vec<Group>, Vec<Advice>) {
             netns: netns.inode.into(),
             netns_cookie: netns.cookie,
             netns_name: name_of(d, netns),
+            labels: labels_of(d, netns),
             listener: "(no listener full when the counter moved)".into(),
             queue: None,
             limit: None,
@@ -198,6 +206,7 @@ pub(super) fn neigh_queue(d: &Diagnosis) -> (Vec<Group>, Vec<Advice>) {
             netns: netns.inode.into(),
             netns_cookie: netns.cookie,
             netns_name: name_of(d, *netns),
+            labels: labels_of(d, *netns),
             neighbour: *neighbour,
             dev: dev.clone(),
             state,
@@ -336,6 +345,7 @@ pub(super) fn devices(d: &Diagnosis, kernel_only: u64) -> (Vec<Group>, Vec<Advic
             netns: netns.inode.into(),
             netns_cookie: netns.cookie,
             netns_name: name_of(d, netns),
+            labels: labels_of(d, netns),
             dev,
             rp_filter_all: all,
             rp_filter_dev: devv,

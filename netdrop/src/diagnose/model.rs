@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::{advice::Advice, classify::Cause, summary::Summary};
+use crate::{advice::Advice, classify::Cause, container::Labels, summary::Summary};
 
 /// Which hooks ran, for the report header.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -60,6 +60,10 @@ pub enum Group {
         netns: u64,
         netns_cookie: u64,
         netns_name: Option<String>,
+        /// The container or pod living in the namespace (`pod`, `pod_namespace`,
+        /// `container`, `container_name`).
+        #[serde(flatten)]
+        labels: Labels,
         listener: String,
         queue: Option<u32>,
         limit: Option<u32>,
@@ -78,6 +82,10 @@ pub enum Group {
         netns: u64,
         netns_cookie: u64,
         netns_name: Option<String>,
+        /// The container or pod living in the namespace (`pod`, `pod_namespace`,
+        /// `container`, `container_name`).
+        #[serde(flatten)]
+        labels: Labels,
         neighbour: IpAddr,
         dev: String,
         state: Option<String>,
@@ -105,6 +113,10 @@ pub enum Group {
         netns: u64,
         netns_cookie: u64,
         netns_name: Option<String>,
+        /// The container or pod living in the namespace (`pod`, `pod_namespace`,
+        /// `container`, `container_name`).
+        #[serde(flatten)]
+        labels: Labels,
         dev: String,
         rp_filter_all: Option<i64>,
         rp_filter_dev: Option<i64>,
@@ -127,6 +139,10 @@ pub enum Group {
         netns: u64,
         netns_cookie: u64,
         netns_name: Option<String>,
+        /// The container or pod living in the namespace (`pod`, `pod_namespace`,
+        /// `container`, `container_name`).
+        #[serde(flatten)]
+        labels: Labels,
         #[serde(flatten)]
         key: crate::causes::GroupKey,
         drops: u64,

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use super::model::{ChangeReport, CounterRow, Group, Report, ns_label};
 use crate::{
     advice::{clock, short_knob},
+    container::Labels,
     text::{Safe, safe},
 };
 
@@ -147,11 +148,13 @@ fn change_line(c: &ChangeReport) -> String {
     )
 }
 
-/// `netns lb (4026532177)`, and whether it is gone.
-fn netns_part(netns: u64, name: &Option<String>, gone: bool) -> String {
+/// `netns lb (4026532177)`, the container or pod living in it, and whether
+/// it is gone (not escaped: its line is, whole).
+fn netns_part(netns: u64, name: &Option<String>, labels: &Labels, gone: bool) -> String {
     format!(
-        "netns {}{}",
+        "netns {}{}{}",
         ns_label(netns, name),
+        labels.text().map(|t| format!(" {t}")).unwrap_or_default(),
         if gone { " (gone)" } else { "" }
     )
 }
@@ -161,6 +164,7 @@ fn group_line(g: &Group) -> String {
         Group::Listener {
             netns,
             netns_name,
+            labels,
             listener,
             queue,
             limit,
@@ -190,13 +194,14 @@ fn group_line(g: &Group) -> String {
             };
             format!(
                 "listener {listener} {}: {queue}net.core.somaxconn {}, {drops} drops",
-                netns_part(*netns, netns_name, *gone),
+                netns_part(*netns, netns_name, labels, *gone),
                 opt(somaxconn)
             )
         }
         Group::Neighbour {
             netns,
             netns_name,
+            labels,
             neighbour,
             dev,
             state,
@@ -207,7 +212,7 @@ fn group_line(g: &Group) -> String {
             ..
         } => format!(
             "neighbour {neighbour} dev {dev} {}: state {}, unres_qlen_bytes {} (unres_qlen {}), {drops} drops",
-            netns_part(*netns, netns_name, *gone),
+            netns_part(*netns, netns_name, labels, *gone),
             opt(state),
             opt(unres_qlen_bytes),
             opt(unres_qlen)
@@ -232,6 +237,7 @@ fn group_line(g: &Group) -> String {
         Group::Device {
             netns,
             netns_name,
+            labels,
             dev,
             rp_filter_all,
             rp_filter_dev,
@@ -245,7 +251,7 @@ fn group_line(g: &Group) -> String {
         } => {
             let mut line = format!(
                 "dev {dev} {}: rp_filter all {} / {dev} {} → effective {}, {drops} drops",
-                netns_part(*netns, netns_name, *gone),
+                netns_part(*netns, netns_name, labels, *gone),
                 opt(rp_filter_all),
                 opt(rp_filter_dev),
                 opt(effective),
@@ -268,6 +274,7 @@ fn group_line(g: &Group) -> String {
         Group::Declared {
             netns,
             netns_name,
+            labels,
             key,
             drops,
             counter,
@@ -276,7 +283,7 @@ fn group_line(g: &Group) -> String {
             gone,
             ..
         } => {
-            let ns = netns_part(*netns, netns_name, *gone);
+            let ns = netns_part(*netns, netns_name, labels, *gone);
             let mut line = match key {
                 crate::causes::GroupKey::Netns => format!("{ns}: {drops} drops"),
                 key => format!("{key} {ns}: {drops} drops"),
@@ -324,6 +331,12 @@ mod tests {
             netns: 4026532177,
             netns_cookie: 9,
             netns_name: ns.clone(),
+            labels: Labels {
+                pod: Some("web\x1b[2J".into()),
+                pod_namespace: Some("prod".into()),
+                container: Some("0123456789ab".into()),
+                container_name: Some("a\npp".into()),
+            },
             dev: "ev\x1b[2J".into(),
             rp_filter_all: Some(1),
             rp_filter_dev: Some(1),
@@ -340,6 +353,7 @@ mod tests {
             netns: 4026532177,
             netns_cookie: 9,
             netns_name: ns,
+            labels: Labels::default(),
             neighbour: "198.18.0.2".parse().unwrap(),
             dev: "d\u{202e}v".into(),
             state: Some("INCOMPLETE\u{9b}".into()),
@@ -392,7 +406,7 @@ mod tests {
         for want in [
             "on kernel 6.18\\r\\x1b]0;owned\\x07, hooks: skb:kfree_skb\\x08",
             "(no tcp_conn_request\\n hook)",
-            "• dev ev\\x1b[2J netns ns\\n\\x1b[31mRED (4026532177): rp_filter all 1 / ev\\x1b[2J 1",
+            "• dev ev\\x1b[2J netns ns\\n\\x1b[31mRED (4026532177) pod prod/web\\x1b[2J (container a\\npp): rp_filter all 1 / ev\\x1b[2J 1",
             "net.ipv4.conf.ev\\x1b[2J.rp_filter 0 → 1 at",
             "neighbour 198.18.0.2 dev d\\u{202e}v netns ns\\n\\x1b[31mRED (4026532177) (gone): state INCOMPLETE\\u{9b}",
             "→ set net.ipv4.conf.ev\\x1b[2J.rp_filter to 2",

@@ -95,6 +95,7 @@ fn declared_groups(d: &Diagnosis, spec: &CauseSpec) -> (Vec<Group>, Vec<Advice>)
             netns: netns.inode as u64,
             netns_cookie: netns.cookie,
             netns_name,
+            labels: crate::container::Labels::of(ns.and_then(|n| n.identity.as_ref())),
             key: key.clone(),
             drops: g.drops,
             counter,

@@ -33,6 +33,7 @@ fn view(rec: &DropRecord, cause: Cause) -> DropView<'_> {
         ts: 0.0,
         owner: None,
         netns_name: None,
+        netns_identity: None,
     }
 }
 

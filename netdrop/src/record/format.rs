@@ -13,18 +13,21 @@
 //! or altered one. A writer killed mid-frame leaves a file whose last frame is
 //! incomplete: every frame before it is intact.
 
+mod counters;
+
 use std::collections::BTreeMap;
 
 use bytes::{Buf, BufMut, BytesMut};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::{
+    container::Identity,
     decode::{DropRecord, ListenRecord, NeighRecord, NeighStateRecord},
     diagnose::report::Hooks,
     kernel::reasons::ReasonTable,
     owner::Owner,
     snapshot::{Declared, NetnsSnapshot, Snapshot},
-    summary::{Counts, Naming, Session},
+    summary::Naming,
 };
 
 pub const MAGIC: [u8; 8] = *b"NDREC\r\n\x1a";
@@ -71,6 +74,36 @@ pub mod kind {
     /// A namespace read with what it read for the causes' declarations
     /// ([`NetnsDecl`]); NETNS (14) still read.
     pub const NETNS_DECL: u8 = 16;
+    /// A drop (DROP_NS's payload) with its owner's and its namespace's
+    /// container or pod ([`Identified`]); DROP_NS (11) still read.
+    pub const DROP_ID: u8 = 17;
+    /// A refused SYN (LISTEN_DROP_NS's payload) with its owner's container or
+    /// pod; LISTEN_DROP_NS (12) still read.
+    pub const LISTEN_DROP_ID: u8 = 18;
+    /// A snapshot (SNAPSHOT_DECL's payload) with its namespaces' containers or
+    /// pods ([`SnapshotIds`]); SNAPSHOT_DECL (15) still read.
+    pub const SNAPSHOT_ID: u8 = 19;
+    /// A namespace read (NETNS_DECL's payload) with its container or pod;
+    /// NETNS_DECL (16) still read.
+    pub const NETNS_ID: u8 = 20;
+}
+
+/// An entry with the containers or pods it names ([`Owner::identity`] and its
+/// namespace's), kept out of the entries' own serialized form so older kinds
+/// still decode. `I` is `Option<Identity>` (or a reference to one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Identified<T, I> {
+    pub entry: T,
+    pub owner: I,
+    pub netns: I,
+}
+
+/// [`kind::SNAPSHOT_ID`]: a snapshot and, in the order of its namespaces,
+/// their containers or pods.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotIds<S, I> {
+    pub snap: S,
+    pub netns: Vec<I>,
 }
 
 /// [`kind::SNAPSHOT_DECL`].
@@ -172,6 +205,9 @@ pub struct DropEntry {
     pub location: String,
     pub owner: Option<Owner>,
     pub netns_name: Option<String>,
+    /// The namespace's container or pod (recorded beside: [`kind::DROP_ID`]).
+    #[serde(skip)]
+    pub netns_identity: Option<Identity>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -259,13 +295,13 @@ impl Entry {
     pub fn kind(&self) -> u8 {
         match self {
             Entry::Header(_) => kind::HEADER,
-            Entry::Drop(_) => kind::DROP_NS,
+            Entry::Drop(_) => kind::DROP_ID,
             Entry::NeighFail(_) => kind::NEIGH_FAIL,
-            Entry::ListenDrop(_) => kind::LISTEN_DROP_NS,
+            Entry::ListenDrop(_) => kind::LISTEN_DROP_ID,
             Entry::NeighState(_) => kind::NEIGH_STATE,
             Entry::Counters(_) => kind::COUNTERS,
-            Entry::Snapshot(_) => kind::SNAPSHOT_DECL,
-            Entry::Netns(_) => kind::NETNS_DECL,
+            Entry::Snapshot(_) => kind::SNAPSHOT_ID,
+            Entry::Netns(_) => kind::NETNS_ID,
             Entry::Lost(_) => kind::LOST,
             Entry::End(_) => kind::END,
         }
@@ -286,38 +322,53 @@ impl Entry {
         match self {
             Entry::Header(v) => put(v, buf),
             Entry::Drop(v) => put(
-                &Tagged {
-                    entry: v.as_ref(),
-                    netns_cookie: v.rec.netns_cookie,
+                &Identified {
+                    entry: Tagged {
+                        entry: v.as_ref(),
+                        netns_cookie: v.rec.netns_cookie,
+                    },
+                    owner: v.owner.as_ref().and_then(Owner::identity),
+                    netns: v.netns_identity.as_ref(),
                 },
                 buf,
             ),
             Entry::NeighFail(v) => put(v, buf),
             Entry::ListenDrop(v) => put(
-                &Tagged {
-                    entry: v.as_ref(),
-                    netns_cookie: v.rec.netns_cookie,
+                &Identified {
+                    entry: Tagged {
+                        entry: v.as_ref(),
+                        netns_cookie: v.rec.netns_cookie,
+                    },
+                    owner: v.owner.as_ref().and_then(Owner::identity),
+                    netns: None,
                 },
                 buf,
             ),
             Entry::NeighState(v) => put(v, buf),
             Entry::Counters(v) => put(v, buf),
             Entry::Snapshot(v) => put(
-                &SnapshotDecl {
-                    snap: SnapshotNs {
-                        snap: v.as_ref(),
-                        cookies: v.netns.iter().map(|n| n.cookie).collect(),
+                &SnapshotIds {
+                    snap: SnapshotDecl {
+                        snap: SnapshotNs {
+                            snap: v.as_ref(),
+                            cookies: v.netns.iter().map(|n| n.cookie).collect(),
+                        },
+                        counters: v.counters.clone(),
+                        knobs: v.knobs.clone(),
+                        netns: v.netns.iter().map(NetnsSnapshot::declared).collect(),
                     },
-                    counters: v.counters.clone(),
-                    knobs: v.knobs.clone(),
-                    netns: v.netns.iter().map(NetnsSnapshot::declared).collect(),
+                    netns: v.netns.iter().map(|n| n.identity.as_ref()).collect(),
                 },
                 buf,
             ),
             Entry::Netns(v) => put(
-                &NetnsDecl {
-                    entry: v.as_ref(),
-                    decl: v.ns.declared(),
+                &Identified {
+                    entry: NetnsDecl {
+                        entry: v.as_ref(),
+                        decl: v.ns.declared(),
+                    },
+                    owner: None,
+                    netns: v.ns.identity.as_ref(),
                 },
                 buf,
             ),
@@ -336,19 +387,29 @@ impl Entry {
                 Err(postcard::Error::DeserializeBadEncoding)
             }
         }
+        type Ids<T> = Identified<T, Option<Identity>>;
         let entry = match kind {
             kind::HEADER => de(payload).map(Entry::Header),
             kind::DROP => de(payload).map(Entry::Drop),
-            kind::DROP_NS => de::<Tagged<DropEntry>>(payload).map(|t| {
-                let mut e = t.entry;
-                e.rec.netns_cookie = t.netns_cookie;
+            kind::DROP_NS => de(payload).map(|t| Entry::Drop(Box::new(untag_drop(t)))),
+            kind::DROP_ID => de::<Ids<Tagged<DropEntry>>>(payload).map(|i| {
+                let mut e = untag_drop(i.entry);
+                if let Some(o) = e.owner.as_mut() {
+                    o.identity = i.owner;
+                }
+                e.netns_identity = i.netns;
                 Entry::Drop(Box::new(e))
             }),
             kind::NEIGH_FAIL => de(payload).map(Entry::NeighFail),
             kind::LISTEN_DROP => de(payload).map(Entry::ListenDrop),
-            kind::LISTEN_DROP_NS => de::<Tagged<ListenEntry>>(payload).map(|t| {
-                let mut e = t.entry;
-                e.rec.netns_cookie = t.netns_cookie;
+            kind::LISTEN_DROP_NS => {
+                de(payload).map(|t| Entry::ListenDrop(Box::new(untag_listen(t))))
+            }
+            kind::LISTEN_DROP_ID => de::<Ids<Tagged<ListenEntry>>>(payload).map(|i| {
+                let mut e = untag_listen(i.entry);
+                if let Some(o) = e.owner.as_mut() {
+                    o.identity = i.owner;
+                }
                 Entry::ListenDrop(Box::new(e))
             }),
             kind::SNAPSHOT_NS => de::<SnapshotNs<Snapshot>>(payload).map(|s| {
@@ -358,21 +419,20 @@ impl Entry {
                 }
                 Entry::Snapshot(Box::new(snap))
             }),
-            kind::SNAPSHOT_DECL => de::<SnapshotDecl<Snapshot>>(payload).map(|s| {
-                let mut snap = s.snap.snap;
-                for (ns, cookie) in snap.netns.iter_mut().zip(s.snap.cookies) {
-                    ns.cookie = cookie;
-                }
-                for (ns, decl) in snap.netns.iter_mut().zip(s.netns) {
-                    ns.set_declared(decl);
-                }
-                (snap.counters, snap.knobs) = (s.counters, s.knobs);
-                Entry::Snapshot(Box::new(snap))
-            }),
-            kind::NETNS_DECL => de::<NetnsDecl<NetnsEntry>>(payload).map(|n| {
-                let mut e = n.entry;
-                e.ns.cookie = e.netns_cookie;
-                e.ns.set_declared(n.decl);
+            kind::SNAPSHOT_DECL => de(payload).map(|s| Entry::Snapshot(Box::new(snapshot_decl(s)))),
+            kind::SNAPSHOT_ID => {
+                de::<SnapshotIds<SnapshotDecl<Snapshot>, Option<Identity>>>(payload).map(|s| {
+                    let mut snap = snapshot_decl(s.snap);
+                    for (ns, identity) in snap.netns.iter_mut().zip(s.netns) {
+                        ns.identity = identity;
+                    }
+                    Entry::Snapshot(Box::new(snap))
+                })
+            }
+            kind::NETNS_DECL => de(payload).map(|n| Entry::Netns(Box::new(netns_decl(n)))),
+            kind::NETNS_ID => de::<Ids<NetnsDecl<NetnsEntry>>>(payload).map(|i| {
+                let mut e = netns_decl(i.entry);
+                e.ns.identity = i.netns;
                 Entry::Netns(Box::new(e))
             }),
             kind::NETNS => de::<NetnsEntry>(payload).map(|mut n| {
@@ -389,6 +449,37 @@ impl Entry {
         };
         Some(entry)
     }
+}
+
+fn untag_drop(t: Tagged<DropEntry>) -> DropEntry {
+    let mut e = t.entry;
+    e.rec.netns_cookie = t.netns_cookie;
+    e
+}
+
+fn untag_listen(t: Tagged<ListenEntry>) -> ListenEntry {
+    let mut e = t.entry;
+    e.rec.netns_cookie = t.netns_cookie;
+    e
+}
+
+fn snapshot_decl(s: SnapshotDecl<Snapshot>) -> Snapshot {
+    let mut snap = s.snap.snap;
+    for (ns, cookie) in snap.netns.iter_mut().zip(s.snap.cookies) {
+        ns.cookie = cookie;
+    }
+    for (ns, decl) in snap.netns.iter_mut().zip(s.netns) {
+        ns.set_declared(decl);
+    }
+    (snap.counters, snap.knobs) = (s.counters, s.knobs);
+    snap
+}
+
+fn netns_decl(n: NetnsDecl<NetnsEntry>) -> NetnsEntry {
+    let mut e = n.entry;
+    e.ns.cookie = e.netns_cookie;
+    e.ns.set_declared(n.decl);
+    e
 }
 
 /// Appends one frame: sync, length, kind, payload, checksum.
@@ -430,92 +521,6 @@ pub fn read_preamble(mut data: &[u8]) -> Result<u32, String> {
     }
     data.advance(MAGIC.len());
     Ok(data.get_u32_le())
-}
-
-impl CountersEntry {
-    pub fn new(at_s: f64, counts: &Counts, session: &Session) -> CountersEntry {
-        let sparse = |v: &[u64]| {
-            v.iter()
-                .enumerate()
-                .filter(|(_, c)| **c != 0)
-                .map(|(i, c)| (i as u32, *c))
-                .collect()
-        };
-        CountersEntry {
-            at_s,
-            drops: sparse(&counts.drops),
-            lost: sparse(&counts.lost),
-            stats: counts.stats.clone(),
-            session: SessionEntry::from(session),
-            sent: Some(sparse(&counts.sent)),
-        }
-    }
-
-    /// Back to dense counters (slots past `MAX_REASONS` are kept in the last slot).
-    pub fn counts(&self) -> Counts {
-        let n = netdrop_common::MAX_REASONS as usize;
-        let dense = |v: &[(u32, u64)]| {
-            let mut d = vec![0u64; n];
-            for &(i, c) in v {
-                let slot = (i as usize).min(n - 1);
-                d[slot] = d[slot].saturating_add(c);
-            }
-            d
-        };
-        let mut stats = self.stats.clone();
-        stats.resize(netdrop_common::stat::COUNT as usize, 0);
-        let drops = dense(&self.drops);
-        let lost = dense(&self.lost);
-        let sent = match &self.sent {
-            Some(sent) => dense(sent),
-            // Before the event limit every drop not lost was sent.
-            None => {
-                use netdrop_common::stat::*;
-                for (total, lost, sent) in [
-                    (
-                        NEIGH_CREATE_FAIL,
-                        NEIGH_CREATE_FAIL_LOST,
-                        NEIGH_CREATE_FAIL_SENT,
-                    ),
-                    (ACCEPT_SYN_DROP, ACCEPT_SYN_DROP_LOST, ACCEPT_SYN_DROP_SENT),
-                ] {
-                    stats[sent as usize] =
-                        stats[total as usize].saturating_sub(stats[lost as usize]);
-                }
-                drops
-                    .iter()
-                    .zip(&lost)
-                    .map(|(d, l)| d.saturating_sub(*l))
-                    .collect()
-            }
-        };
-        Counts {
-            drops,
-            lost,
-            sent,
-            stats,
-        }
-    }
-}
-
-impl From<&Session> for SessionEntry {
-    fn from(s: &Session) -> Self {
-        SessionEntry {
-            duration_s: s.duration_s,
-            events_read: s.events_read,
-            undecodable: s.undecodable,
-        }
-    }
-}
-
-impl From<SessionEntry> for Session {
-    fn from(s: SessionEntry) -> Self {
-        Session {
-            duration_s: s.duration_s,
-            events_read: s.events_read,
-            undecodable: s.undecodable,
-        }
-    }
 }
 
 /// Serializes exactly like [`DropEntry`], without copying the record.

@@ -45,6 +45,7 @@ fn drop_entry(i: u64) -> Entry {
         location: "__neigh_event_send+0x2a4".into(),
         owner: None,
         netns_name: Some("ndt-a".into()),
+        netns_identity: None,
     }))
 }
 
@@ -344,7 +345,7 @@ fn namespace_cookies_round_trip_and_old_kinds_still_read() {
     let mut buf = BytesMut::new();
     Entry::Drop(d.clone()).encode(&mut buf);
     let (kind, back) = decode_one(&buf);
-    assert_eq!(kind, format::kind::DROP_NS);
+    assert_eq!(kind, format::kind::DROP_ID);
     assert_eq!(back, Entry::Drop(d.clone()));
 
     // Old kind 2 (the DropEntry alone): cookie 0, everything else intact.
@@ -386,7 +387,7 @@ fn namespace_cookies_round_trip_and_old_kinds_still_read() {
     let mut buf = BytesMut::new();
     Entry::Snapshot(Box::new(snap.clone())).encode(&mut buf);
     let (kind, back) = decode_one(&buf);
-    assert_eq!(kind, format::kind::SNAPSHOT_DECL);
+    assert_eq!(kind, format::kind::SNAPSHOT_ID);
     assert_eq!(back, Entry::Snapshot(Box::new(snap.clone())));
     // A snapshot of kind 13 (before the registry) reads, without them.
     let mut old13 = BytesMut::new();
@@ -422,7 +423,7 @@ fn namespace_cookies_round_trip_and_old_kinds_still_read() {
     let mut buf = BytesMut::new();
     Entry::Netns(Box::new(entry.clone())).encode(&mut buf);
     let (kind, back) = decode_one(&buf);
-    assert_eq!(kind, format::kind::NETNS_DECL);
+    assert_eq!(kind, format::kind::NETNS_ID);
     let Entry::Netns(n) = back else {
         panic!("netns frame")
     };
@@ -440,6 +441,100 @@ fn namespace_cookies_round_trip_and_old_kinds_still_read() {
     };
     assert_eq!(o.ns.cookie, 13);
     assert!(o.ns.counters.is_empty());
+}
+
+/// Containers and pods are recorded beside the drop, the refused SYN, the
+/// snapshot and the namespace read (kinds 17–20); the kinds before them
+/// (11, 12, 15, 16) still read, without them.
+#[test]
+fn identities_round_trip_and_older_kinds_still_read() {
+    use crate::{
+        container::{Identity, Runtime},
+        owner::Owner,
+        snapshot::NetnsSnapshot,
+    };
+    let decode_one = |buf: &BytesMut| -> (u8, Entry) {
+        let kind = buf[8];
+        let payload = &buf[FRAME_HEAD..buf.len() - FRAME_TAIL];
+        (kind, Entry::decode(kind, payload).unwrap().unwrap())
+    };
+    let pod = Identity {
+        runtime: Runtime::Containerd,
+        container_id: "ab".repeat(32),
+        container_name: Some("app".into()),
+        pod_name: Some("web-1".into()),
+        pod_namespace: Some("prod".into()),
+        pod_uid: Some("6f4b5c1e-0d1a-4a2b-9c3d-1e2f3a4b5c6d".into()),
+    };
+    let sandbox = Identity {
+        container_name: None,
+        container_id: "cd".repeat(32),
+        ..pod.clone()
+    };
+    let Entry::Drop(mut d) = drop_entry(1) else {
+        unreachable!()
+    };
+    d.owner = Some(Owner {
+        pid: 42,
+        comm: "app".into(),
+        container: Some(pod.short_id().into()),
+        identity: Some(pod.clone()),
+    });
+    d.netns_identity = Some(sandbox.clone());
+    let mut buf = BytesMut::new();
+    Entry::Drop(d.clone()).encode(&mut buf);
+    let (kind, back) = decode_one(&buf);
+    assert_eq!(kind, format::kind::DROP_ID);
+    assert_eq!(back, Entry::Drop(d.clone()));
+
+    // Kind 11 (before identities): the same drop, without them.
+    let mut old = BytesMut::new();
+    frame(
+        format::kind::DROP_NS,
+        &postcard::to_stdvec(&format::Tagged {
+            entry: &*d,
+            netns_cookie: 7,
+        })
+        .unwrap(),
+        &mut old,
+    );
+    let (_, Entry::Drop(o)) = decode_one(&old) else {
+        panic!("kind 11 drop frame")
+    };
+    assert_eq!(
+        o.owner.as_ref().map(|o| (o.pid, o.identity.is_none())),
+        Some((42, true))
+    );
+    assert_eq!((o.netns_identity.as_ref(), o.rec.netns_cookie), (None, 7));
+
+    let snap = Snapshot {
+        netns: vec![
+            NetnsSnapshot {
+                inode: 1,
+                identity: Some(sandbox.clone()),
+                ..Default::default()
+            },
+            NetnsSnapshot {
+                inode: 2,
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    };
+    let mut buf = BytesMut::new();
+    Entry::Snapshot(Box::new(snap.clone())).encode(&mut buf);
+    let (kind, back) = decode_one(&buf);
+    assert_eq!(kind, format::kind::SNAPSHOT_ID);
+    assert_eq!(back, Entry::Snapshot(Box::new(snap.clone())));
+
+    let entry = NetnsEntry::new(0.5, &snap.netns[0]);
+    let mut buf = BytesMut::new();
+    Entry::Netns(Box::new(entry.clone())).encode(&mut buf);
+    let (kind, Entry::Netns(n)) = decode_one(&buf) else {
+        panic!("netns frame")
+    };
+    assert_eq!(kind, format::kind::NETNS_ID);
+    assert_eq!(n.ns.identity.as_ref(), Some(&sandbox));
 }
 
 /// Recordings written before namespace cookies (the fuzz seeds were) replay

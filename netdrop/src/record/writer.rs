@@ -156,7 +156,7 @@ impl Recorder {
                 Ok(())
             }
             Err(TrySendError::Full(_)) => {
-                let is_drop = kind == format::kind::DROP_NS;
+                let is_drop = kind == format::kind::DROP_ID;
                 let n = if is_drop {
                     &mut self.pending_lost.drops
                 } else {

@@ -184,13 +184,23 @@ impl<W: Write> Sink for HumanSink<W> {
         } else {
             format!(" dev {}", Safe(&r.dev))
         };
-        let netns = match &ev.netns_name {
+        let mut netns = match &ev.netns_name {
             Some(n) => safe(n).into_owned(),
             None => r.netns.to_string(),
         };
+        // The container or pod living in the namespace, and the owner's when
+        // it is another (a host-network pod, a socket passed along).
+        if let Some(i) = &ev.netns_identity {
+            netns += &format!(" ({})", i.human());
+        }
         // The socket's owner when there is one; else the task that happened to run.
         let who = match &ev.owner {
-            Some(o) => format!("owner {} {}", o.pid, Safe(&o.comm)),
+            Some(o) => match o.identity() {
+                Some(i) if ev.netns_identity.as_ref() != Some(i) => {
+                    format!("owner {} {}, {}", o.pid, Safe(&o.comm), i.human())
+                }
+                _ => format!("owner {} {}", o.pid, Safe(&o.comm)),
+            },
             None => format!("task {} {}", r.pid, Safe(&r.comm)),
         };
         writeln!(
@@ -349,14 +359,29 @@ mod tests {
             ts: 1.0,
             owner: None,
             netns_name: Some("web\u{202e}bad".into()),
+            netns_identity: None,
         };
         let mut sink = HumanSink::new(Vec::new(), 10.0);
         sink.on_drop(&view).unwrap();
+        let pod = crate::container::Identity {
+            runtime: crate::container::Runtime::Containerd,
+            container_id: "ab".repeat(32),
+            container_name: Some("app".into()),
+            pod_name: Some(HOSTILE.into()),
+            pod_namespace: Some("prod".into()),
+            pod_uid: None,
+        };
         let owned = DropView {
             owner: Some(crate::owner::Owner {
                 pid: 7,
                 comm: "own\x08\x08er".into(),
                 container: None,
+                identity: Some(pod.clone()),
+            }),
+            netns_identity: Some(crate::container::Identity {
+                container_name: Some("t\x1b[1m".into()),
+                pod_name: None,
+                ..pod
             }),
             ..view
         };
@@ -393,7 +418,10 @@ mod tests {
             assert!(lines[0].contains(want), "{want} in {}", lines[0]);
         }
         assert!(
-            lines[1].ends_with("[owner 7 own\\x08\\x08er]"),
+            lines[1].contains("netns web\\u{202e}bad (container t\\x1b[1m) dev")
+                && lines[1].ends_with(&format!(
+                    "[owner 7 own\\x08\\x08er, pod prod/{SHOWN} (container app)]"
+                )),
             "{}",
             lines[1]
         );

@@ -7,8 +7,10 @@ use serde::Serialize;
 
 use super::{Session, Sink};
 use crate::{
+    container::{Identity, Labels},
     decode::{ListenRecord, NeighRecord},
     event::DropView,
+    owner::Owner,
     summary::Summary,
 };
 
@@ -41,6 +43,9 @@ pub struct DropLine<'a> {
     pub netns_cookie: u64,
     /// `ip netns` name or `container:<id>`, when the namespace has one.
     pub netns_name: Option<&'a str>,
+    /// The container or pod living in the namespace (`pod`, `pod_namespace`,
+    /// `container`, `container_name`), null if none.
+    pub netns_identity: Option<Labels>,
     pub ifindex: u32,
     pub dev: &'a str,
     pub protocol: u16,
@@ -53,7 +58,7 @@ pub struct DropLine<'a> {
     pub pid: u32,
     pub comm: &'a str,
     /// The process owning the drop's socket (null: no socket, or already closed).
-    pub owner: Option<&'a crate::owner::Owner>,
+    pub owner: Option<OwnerLine<'a>>,
     /// Which socket: "skb" (the packet's own) or "rx_sk" (the receiving one, e.g. a listener).
     pub socket: Option<&'static str>,
     pub socket_ino: Option<u64>,
@@ -65,6 +70,31 @@ pub struct DropLine<'a> {
     /// When the drop's socket is a listener: its accept queue and limit at the drop.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub accept_queue: Option<[u32; 2]>,
+    /// Whose drop: the owner's container or pod, else the namespace's.
+    #[serde(flatten)]
+    pub labels: Labels,
+}
+
+/// A socket owner: `pid`, `comm`, `container` (12-digit id) and the names of
+/// its container and pod.
+#[derive(Serialize)]
+pub struct OwnerLine<'a> {
+    pub pid: u32,
+    pub comm: &'a str,
+    #[serde(flatten)]
+    pub labels: Labels,
+}
+
+impl<'a> OwnerLine<'a> {
+    pub fn new(o: &'a Owner) -> OwnerLine<'a> {
+        let mut labels = Labels::of(o.identity());
+        labels.container = labels.container.or_else(|| o.container.clone());
+        OwnerLine {
+            pid: o.pid,
+            comm: &o.comm,
+            labels,
+        }
+    }
 }
 
 impl<'a> DropLine<'a> {
@@ -79,6 +109,7 @@ impl<'a> DropLine<'a> {
             netns: ev.rec.netns,
             netns_cookie: ev.rec.netns_cookie,
             netns_name: ev.netns_name.as_deref(),
+            netns_identity: ev.netns_identity.as_ref().map(Identity::labels),
             ifindex: ev.rec.ifindex,
             dev: &ev.rec.dev,
             protocol: ev.rec.protocol,
@@ -89,7 +120,7 @@ impl<'a> DropLine<'a> {
             l4: p.and_then(|p| p.l4_name()),
             pid: ev.rec.pid,
             comm: &ev.rec.comm,
-            owner: ev.owner.as_ref(),
+            owner: ev.owner.as_ref().map(OwnerLine::new),
             socket: match ev.rec.owner_src {
                 netdrop_common::owner_src::SKB_SK => Some("skb"),
                 netdrop_common::owner_src::RX_SK => Some("rx_sk"),
@@ -103,6 +134,7 @@ impl<'a> DropLine<'a> {
                 _ => None,
             },
             accept_queue: ev.rec.accept_queue.map(|(q, l)| [q, l]),
+            labels: Labels::of(ev.identity()),
         }
     }
 }
@@ -140,7 +172,7 @@ struct ListenLine<'a> {
     pid: u32,
     comm: &'a str,
     /// The listener's owner.
-    owner: Option<&'a crate::owner::Owner>,
+    owner: Option<OwnerLine<'a>>,
     socket: &'static str,
 }
 
@@ -194,7 +226,7 @@ impl<W: Write> Sink for JsonSink<W> {
             backlog: rec.max_ack_backlog,
             pid: rec.pid,
             comm: &rec.comm,
-            owner,
+            owner: owner.map(OwnerLine::new),
             socket: "listener",
         })
     }

@@ -78,16 +78,20 @@ impl Sink for RecordSink {
 
     fn on_drop(&mut self, ev: &DropView<'_>) -> io::Result<()> {
         let at = self.at_s(ev.rec.ts_ns);
-        let entry = format::Tagged {
-            entry: DropEntryRef {
-                rec: ev.rec,
-                location: &ev.location,
-                owner: ev.owner.as_ref(),
-                netns_name: ev.netns_name.as_deref(),
+        let entry = format::Identified {
+            entry: format::Tagged {
+                entry: DropEntryRef {
+                    rec: ev.rec,
+                    location: &ev.location,
+                    owner: ev.owner.as_ref(),
+                    netns_name: ev.netns_name.as_deref(),
+                },
+                netns_cookie: ev.rec.netns_cookie,
             },
-            netns_cookie: ev.rec.netns_cookie,
+            owner: ev.owner.as_ref().and_then(Owner::identity),
+            netns: ev.netns_identity.as_ref(),
         };
-        self.rec().event(format::kind::DROP_NS, &entry, at)
+        self.rec().event(format::kind::DROP_ID, &entry, at)
     }
 
     fn on_neigh_fail(&mut self, rec: &NeighRecord, _ts: f64) -> io::Result<()> {
@@ -102,11 +106,15 @@ impl Sink for RecordSink {
         _ts: f64,
     ) -> io::Result<()> {
         let at = self.at_s(rec.ts_ns);
-        let entry = format::Tagged {
-            entry: ListenEntryRef { rec, owner },
-            netns_cookie: rec.netns_cookie,
+        let entry = format::Identified {
+            entry: format::Tagged {
+                entry: ListenEntryRef { rec, owner },
+                netns_cookie: rec.netns_cookie,
+            },
+            owner: owner.and_then(Owner::identity),
+            netns: None,
         };
-        self.rec().event(format::kind::LISTEN_DROP_NS, &entry, at)
+        self.rec().event(format::kind::LISTEN_DROP_ID, &entry, at)
     }
 
     fn on_neigh_state(&mut self, rec: &NeighStateRecord, _ts: f64) -> io::Result<()> {
