@@ -451,10 +451,26 @@ fn kubernetes_pod() {
         &[("NETDROP_KUBELET_LOG_DIR", log_dir)],
     )
     .expect("starting netdrop");
+    // The exporter too: its per-namespace series carry the pod's labels.
+    let metrics = netdrop_tests::prom::free_addr().expect("a free port");
+    let serve = Netdrop::start_command_env(
+        &[
+            "serve",
+            "--listen",
+            &metrics.to_string(),
+            "--snapshot-interval",
+            "0.5",
+        ],
+        &[("NETDROP_KUBELET_LOG_DIR", log_dir)],
+    )
+    .expect("starting netdrop serve");
     udp_send(&ns, Some(addr), SocketAddrV4::new(addr, port), RCVBUF_SENDS).expect("sending");
     settle();
     let out = nd.stop().expect("stopping netdrop");
     out.assert_clean_exit();
+    assert_series_name_the_pod(metrics, ns.inode());
+    let served = serve.stop().expect("stopping netdrop serve");
+    assert_eq!(served.status.code(), Some(0), "{}", served.stderr);
     drop(sleeper);
 
     let lines = with_dport(out.drops_with_cause("socket_rcvbuf"), port);
@@ -492,6 +508,40 @@ fn kubernetes_pod() {
         "a raw ESC reached the terminal:\n{}",
         replay.stdout
     );
+}
+
+/// `netdrop serve`'s socket_rcvbuf series of the pod's namespace carry its
+/// pod, namespace and container, escaped; no raw ESC on the page.
+fn assert_series_name_the_pod(metrics: std::net::SocketAddr, inode: u32) {
+    use netdrop_tests::prom::{http_get, samples};
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, page) = http_get(metrics, "/metrics").expect("scraping");
+        assert_eq!(status, 200);
+        let ours: Vec<(String, f64)> = samples(&page, "netdrop_netns_drops_total")
+            .into_iter()
+            .filter(|(l, _)| l.contains(&format!("netns=\"{inode}\"")))
+            .filter(|(l, _)| l.contains("cause=\"socket_rcvbuf\""))
+            .collect();
+        if let Some((labels, n)) = ours.first() {
+            assert!(*n > 0.0, "{labels}");
+            for want in [
+                format!("pod_namespace=\"{POD_NS}\""),
+                format!("container=\"{CONTAINER}\""),
+            ] {
+                assert!(labels.contains(&want), "{want} in {labels}");
+            }
+            assert!(labels.contains("pod=\"web"), "the pod's name in {labels}");
+            assert!(!page.contains('\x1b'), "a raw ESC on the metrics page");
+            eprintln!("serve: {labels} {n}");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no socket_rcvbuf series for netns {inode}:\n{page}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }
 
 /// The diagnosis group of the receiver's socket.

@@ -14,6 +14,7 @@ use std::{
 };
 
 use crate::{
+    container::Identity,
     decode::ListenRecord,
     diagnose::{
         Report,
@@ -194,7 +195,8 @@ impl State {
         })
     }
 
-    fn learn(&mut self, id: NetnsId, name: Option<&str>, owner: Option<&Owner>) {
+    /// Notes a namespace's name and the pod or container living in it.
+    fn learn(&mut self, id: NetnsId, name: Option<&str>, identity: Option<&Identity>) {
         let l = self.labels.entry(id).or_insert_with(|| NsLabels {
             netns: id.inode.to_string(),
             ..NsLabels::default()
@@ -202,8 +204,14 @@ impl State {
         if let Some(n) = name {
             l.netns_name = n.to_string();
         }
-        if let Some(c) = owner.and_then(|o| o.container.as_deref()) {
-            l.container = c.to_string();
+        if let Some(i) = identity {
+            let c = i.labels();
+            l.pod_namespace = c.pod_namespace.unwrap_or_default();
+            // The name where the runtime says, else the short id; a pod's
+            // namespace belongs to its sandbox, which is no container of note.
+            let id = c.container.filter(|_| c.pod.is_none());
+            l.container = c.container_name.or(id).unwrap_or_default();
+            l.pod = c.pod.unwrap_or_default();
         }
     }
 
@@ -211,7 +219,7 @@ impl State {
     fn take_ns(&mut self, ns: &NetnsSnapshot) {
         let id = ns.id();
         let now = self.tick_now();
-        self.learn(id, ns.name.as_deref(), None);
+        self.learn(id, ns.name.as_deref(), ns.identity.as_ref());
         let labels = self.ns_labels(id);
         if ns.listen_overflows.is_none() {
             self.snapshot_errors += 1;
@@ -465,7 +473,7 @@ impl Sink for MetricsSink {
     fn on_drop(&mut self, ev: &DropView<'_>) -> io::Result<()> {
         self.with(|s| {
             let id = ev.rec.netns_id();
-            s.learn(id, ev.netns_name.as_deref(), ev.owner.as_ref());
+            s.learn(id, ev.netns_name.as_deref(), ev.netns_identity.as_ref());
             let (now, top) = (s.tick_now(), s.top);
             s.netns_drops
                 .entry(ev.cause.as_str())
@@ -483,7 +491,8 @@ impl Sink for MetricsSink {
     ) -> io::Result<()> {
         self.with(|s| {
             let id = rec.netns_id();
-            s.learn(id, None, owner);
+            // A listener's owner lives in the listener's namespace.
+            s.learn(id, None, owner.and_then(Owner::identity));
             let (now, top) = (s.tick_now(), s.top);
             s.netns_drops
                 .entry(crate::classify::Cause::AcceptQueueFull.as_str())
