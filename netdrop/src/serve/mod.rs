@@ -7,6 +7,8 @@
 mod encode;
 mod http;
 pub mod state;
+#[cfg(test)]
+mod tests;
 
 use std::{
     net::SocketAddr,

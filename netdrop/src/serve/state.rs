@@ -218,7 +218,8 @@ impl State {
     /// One namespace's read: its gauges and listeners replace the previous.
     fn take_ns(&mut self, ns: &NetnsSnapshot) {
         let id = ns.id();
-        let now = self.tick_now();
+        // The read's time: every namespace of one snapshot is alive at it.
+        let now = self.now;
         self.learn(id, ns.name.as_deref(), ns.identity.as_ref());
         let labels = self.ns_labels(id);
         if ns.listen_overflows.is_none() {
@@ -281,7 +282,7 @@ impl State {
 
     /// Forgets the namespaces not alive for `retain_s`.
     fn expire(&mut self) {
-        let before = self.tick_now() - self.retain_s;
+        let before = self.now - self.retain_s;
         for b in self.netns_drops.values_mut() {
             b.expire(before);
         }
@@ -553,6 +554,7 @@ impl Sink for MetricsSink {
 
     fn on_snapshot(&mut self, snap: &Snapshot) -> io::Result<()> {
         self.with(|s| {
+            s.tick_now();
             for ns in &snap.netns {
                 s.take_ns(ns);
             }
@@ -570,7 +572,10 @@ impl Sink for MetricsSink {
     }
 
     fn on_netns_snapshot(&mut self, _at_s: f64, ns: &NetnsSnapshot) -> io::Result<()> {
-        self.with(|s| s.take_ns(ns));
+        self.with(|s| {
+            s.tick_now();
+            s.take_ns(ns);
+        });
         Ok(())
     }
 }
