@@ -10,6 +10,7 @@ use std::{
 };
 
 use netdrop_tests::{
+    accept::AcceptOverflow,
     churn::{self, ChurnOptions},
     counters::{arp_cache, delta},
     lock,
@@ -225,6 +226,80 @@ fn prometheus_sees_the_drops_and_the_table_filling_before_them() {
     let last = page(addr);
     check_page_with_promtool(&last);
     check_families_are_the_readme_table(&last);
+    drop(p);
+    let out = nd.stop().expect("stopping netdrop serve");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "serve exit; stderr:\n{}",
+        out.stderr
+    );
+}
+
+/// The seed incident's accept queue: a listener with backlog 1 that never
+/// accepts, 16 connects at once. Prometheus sees the queue's fill at 1, the
+/// alert fire, and the drops equal to ListenOverflows (known from the counter
+/// alone where tcp_conn_request cannot be hooked).
+#[test]
+fn prometheus_sees_a_full_accept_queue() {
+    let _serial = lock();
+    if !require_root("prometheus_sees_a_full_accept_queue") {
+        return;
+    }
+    if prom::prometheus_bin().is_none() {
+        skip_loudly("prometheus is not installed: run scripts/setup.sh");
+        return;
+    }
+    let sc = AcceptOverflow::setup().expect("setup");
+    let (nd, addr) = start_serve(&[]);
+    let rules = quick_rules();
+    let p = Prometheus::start(&[addr], Some(&rules.path().join("rules.yml")))
+        .expect("starting prometheus");
+    p.wait_for("up{job=\"netdrop\"}", Duration::from_secs(20), |v| v == 1.0)
+        .unwrap_or_else(|e| panic!("{e}\n{}", p.log()));
+    let before = sc.s.netstat().expect("netstat")["TcpExt:ListenOverflows"];
+    let listener = sc.syn_burst(1, 16).expect("traffic");
+    settle();
+    let overflows = sc.s.netstat().expect("netstat")["TcpExt:ListenOverflows"] - before;
+    assert!(overflows > 0, "no overflow provoked");
+    let s = sc.s.inode();
+    let l = format!(
+        "netns=\"{s}\",listener=\"{}:{}\"",
+        AcceptOverflow::SERVER,
+        AcceptOverflow::PORT
+    );
+    let wait = |expr: &str, ok: &dyn Fn(f64) -> bool| {
+        p.wait_for(expr, Duration::from_secs(15), ok)
+            .unwrap_or_else(|e| panic!("{e}\npage:\n{}", page(addr)))
+    };
+    // The listener stays full while it is held: the gauge and the alert.
+    wait(&format!("netdrop_listen_queue_fill_ratio{{{l}}}"), &|v| {
+        v >= 1.0
+    });
+    wait(&format!("netdrop_listen_queue_limit{{{l}}}"), &|v| v == 1.0);
+    wait(&firing("NetdropAcceptQueueFull"), &|v| v >= 1.0);
+    let want = overflows as f64;
+    wait(
+        "netdrop_cause_drops_total{cause=\"accept_queue_full\"}",
+        &|v| v == want,
+    );
+    wait(
+        "sum(netdrop_kernel_drops_total{cause=\"accept_queue_full\"})",
+        &|v| v == want,
+    );
+    wait(
+        &format!(
+            "sum(netdrop_group_drops_total{{cause=\"accept_queue_full\",kind=\"listener\",netns=\"{s}\"}})"
+        ),
+        &|v| v == want,
+    );
+    wait(
+        "count(netdrop_advice_info{cause=\"accept_queue_full\"})",
+        &|v| v >= 1.0,
+    );
+    wait(&firing("NetdropAcceptQueueDrops"), &|v| v >= 1.0);
+    eprintln!("accept queue: {overflows} ListenOverflows, all in Prometheus");
+    drop(listener);
     drop(p);
     let out = nd.stop().expect("stopping netdrop serve");
     assert_eq!(
