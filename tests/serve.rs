@@ -236,6 +236,68 @@ fn prometheus_sees_the_drops_and_the_table_filling_before_them() {
     );
 }
 
+/// No Prometheus needed (the kernel matrix runs it in every guest): the
+/// page's counts equal the kernel's for rp_filter drops and a full accept
+/// queue, whatever hooks this kernel has.
+#[test]
+fn serve_counts_equal_the_kernels() {
+    let _serial = lock();
+    if !require_root("serve_counts_equal_the_kernels") {
+        return;
+    }
+    let rp = RpFilter::setup().expect("rp_filter setup");
+    let aq = AcceptOverflow::setup().expect("accept setup");
+    let (nd, addr) = start_serve(&[]);
+    let rp_before = rp.b.netstat().expect("netstat")["TcpExt:IPReversePathFilter"];
+    let aq_before = aq.s.netstat().expect("netstat")["TcpExt:ListenOverflows"];
+    let sent = rp.generate().expect("rp_filter traffic");
+    let listener = aq.syn_burst(1, 16).expect("accept traffic");
+    settle();
+    let rp_kernel = rp.b.netstat().expect("netstat")["TcpExt:IPReversePathFilter"] - rp_before;
+    let aq_kernel = aq.s.netstat().expect("netstat")["TcpExt:ListenOverflows"] - aq_before;
+    assert_eq!(rp_kernel, sent as u64, "IPReversePathFilter");
+    assert!(aq_kernel > 0, "no accept queue overflow");
+    let want = [("rp_filter", rp_kernel), ("accept_queue_full", aq_kernel)];
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let last = loop {
+        let p = page(addr);
+        let got: Vec<f64> = want
+            .iter()
+            .map(|(c, _)| {
+                samples(&p, "netdrop_cause_drops_total")
+                    .iter()
+                    .find(|(l, _)| l.contains(&format!("cause=\"{c}\"")))
+                    .map_or(0.0, |s| s.1)
+            })
+            .collect();
+        if got.iter().zip(&want).all(|(g, (_, w))| *g == *w as f64) {
+            break p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "netdrop_cause_drops_total {got:?}, the kernel {want:?}:\n{p}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let per_ns = samples(&last, "netdrop_netns_drops_total");
+    let b = format!("netns=\"{}\"", rp.b.inode());
+    assert!(
+        per_ns.iter().any(|(l, v)| l.contains(&b)
+            && l.contains("cause=\"rp_filter\"")
+            && *v == rp_kernel as f64),
+        "rp_filter drops of {b}: {per_ns:?}"
+    );
+    eprintln!("serve: rp_filter {rp_kernel}, accept_queue_full {aq_kernel}, as the kernel counted");
+    drop(listener);
+    let out = nd.stop().expect("stopping netdrop serve");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "serve exit; stderr:\n{}",
+        out.stderr
+    );
+}
+
 /// The seed incident's accept queue: a listener with backlog 1 that never
 /// accepts, 16 connects at once. Prometheus sees the queue's fill at 1, the
 /// alert fire, and the drops equal to ListenOverflows (known from the counter

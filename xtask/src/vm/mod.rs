@@ -95,8 +95,8 @@ pub struct MatrixTest {
 
 /// The tests every kernel runs: the four causes, the accept queue through
 /// fentry and through kprobe, owners, a record/replay round trip, a storm with
-/// exact counts, the kernel-side log (`-v`: its sites pass the verifier), and
-/// nothing left behind.
+/// exact counts, the kernel-side log (`-v`: its sites pass the verifier), the
+/// exporter's counts, and nothing left behind.
 pub const MATRIX: &[MatrixTest] = &[
     MatrixTest {
         name: "neigh_queue_full",
@@ -217,6 +217,13 @@ pub const MATRIX: &[MatrixTest] = &[
         name: "firewall_rule",
         binary: "causes",
         test: "firewall_rule::firewall_rule",
+        env: &[],
+        needs_function_hooks: false,
+    },
+    MatrixTest {
+        name: "serve",
+        binary: "serve",
+        test: "serve_counts_equal_the_kernels",
         env: &[],
         needs_function_hooks: false,
     },
