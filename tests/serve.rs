@@ -543,3 +543,22 @@ fn namespace_churn_leaves_bounded_series() {
         out.stderr
     );
 }
+
+/// A port already taken is refused at once with one line, before anything
+/// is loaded (root or not).
+#[test]
+fn a_taken_port_is_a_one_line_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("binding");
+    let addr = taken.local_addr().unwrap().to_string();
+    let out =
+        netdrop_tests::netdrop::run_netdrop(&["serve", "--listen", &addr], Duration::from_secs(20))
+            .expect("running netdrop serve");
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", out.stderr);
+    assert!(
+        lines[0].starts_with("netdrop: error: listening on ") && lines[0].contains("in use"),
+        "{}",
+        lines[0]
+    );
+}

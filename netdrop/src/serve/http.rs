@@ -53,7 +53,8 @@ pub async fn serve(listener: TcpListener, server: Arc<Server>) {
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
-                .keep_alive(true)
+                // One request per connection: an idle client holds no slot.
+                .keep_alive(false)
                 .serve_connection(TokioIo::new(stream), svc);
             if let Err(e) = conn.await {
                 tracing::debug!("metrics endpoint: connection: {e}");
