@@ -94,6 +94,13 @@ pub fn samples(page: &str, metric: &str) -> Vec<(String, f64)> {
     out
 }
 
+/// Series on a metrics page: its sample lines (neither comments nor blank).
+pub fn series_count(page: &str) -> usize {
+    page.lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .count()
+}
+
 pub fn prometheus_bin() -> Option<PathBuf> {
     ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
         .iter()
@@ -234,5 +241,17 @@ impl Drop for Prometheus {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_are_the_sample_lines() {
+        let page = "# HELP a_total A.\n# TYPE a_total counter\na_total{x=\"1\"} 2\na_total{x=\"2\"} 3\n\nb 1\n# EOF\n";
+        assert_eq!(series_count(page), 3);
+        assert_eq!(samples(page, "a_total").len(), 2);
     }
 }

@@ -25,7 +25,8 @@ pub struct BenchArgs {
     /// kernel.bpf_stats_enabled=1 for ns/drop (the first, for rates, runs with 0).
     #[arg(long, default_value_t = 3.0)]
     pub stats_seconds: f64,
-    /// Seconds of the soak (netdrop watch under one long storm); 0 skips it.
+    /// Seconds of each soak (netdrop watch under one long storm; netdrop serve
+    /// scraped every second under namespace churn and a storm); 0 skips them.
     #[arg(long, default_value_t = 60.0)]
     pub soak_seconds: f64,
     /// Storm sender threads (default: one per CPU).

@@ -51,7 +51,8 @@ enum Task {
         seconds: u64,
     },
     /// One benchmark run (root: via sudo if needed): netdrop against no tracer, an empty
-    /// BPF program and bpftrace under a drop storm, then a soak; writes BENCHMARKS.md.
+    /// BPF program and bpftrace under a drop storm, then two soaks (watch; serve under
+    /// namespace churn); writes BENCHMARKS.md.
     Bench(bench::BenchArgs),
     /// The kernel matrix: boots Debian kernels 5.10, 6.1, 6.12 and 7.2 under QEMU
     /// (software emulation), runs the integration tests that matter inside each,

@@ -9,9 +9,11 @@
 //! tracer attached: the measured one with `kernel.bpf_stats_enabled` = 0
 //! (rate, agent CPU, counts) and a short one with it at 1 (ns/drop), as the
 //! statistics themselves slow every traced drop. With `--repeat N` the rows run N times
-//! round-robin and the tables show medians ([`summary`]). Then a soak: a long
-//! storm with `netdrop watch` sampled every second. What each number means is
-//! in [`rows`] and [`soak`]; the markdown in [`report`].
+//! round-robin and the tables show medians ([`summary`]). Then two soaks of
+//! `--soak-seconds` each: a long storm with `netdrop watch` sampled every
+//! second ([`soak`]), and `netdrop serve` scraped every second while namespaces
+//! come and go under the same storm ([`serve_soak`]). What each number means
+//! is in [`rows`], [`soak`] and [`serve_soak`]; the markdown in [`report`].
 //!
 //! Writes the results into the marked region of BENCHMARKS.md (hand-written text
 //! around it survives) and prints them. Progress goes to stderr. It asserts
@@ -21,13 +23,16 @@
 //! even on SIGKILL), `kernel.bpf_stats_enabled` is restored by a guard (after a
 //! SIGKILL, by the next run, from the value saved in its tmp dir; it is 0 for
 //! the run but for the stats storms), the storm's
-//! namespaces die with the storm, the empty programs with their descriptors.
+//! namespaces die with the storm, the churn's are deleted before the serve
+//! soak ends (also on Ctrl-C, within seconds), the empty programs die with
+//! their descriptors.
 
 pub mod emptyprog;
 pub mod parse;
 pub mod procs;
 pub mod report;
 pub mod rows;
+pub mod serve_soak;
 pub mod soak;
 pub mod summary;
 
@@ -41,7 +46,7 @@ use crate::cmd;
 use crate::storm;
 use crate::sysctl::SysctlGuard;
 
-pub const USAGE: &str = "usage: nd-bench --netdrop PATH [--storm PATH] [--seconds S (10)] [--stats-seconds S (3)] [--soak-seconds S (60; 0 skips)] [--threads N] [--repeat N (1: rounds over all rows; medians shown)] [--out FILE (BENCHMARKS.md at the repository root)]";
+pub const USAGE: &str = "usage: nd-bench --netdrop PATH [--storm PATH] [--seconds S (10)] [--stats-seconds S (3)] [--soak-seconds S (60, each soak; 0 skips them)] [--threads N] [--repeat N (1: rounds over all rows; medians shown)] [--out FILE (BENCHMARKS.md at the repository root)]";
 
 /// Most rounds `--repeat` takes.
 pub const MAX_REPEAT: usize = 100;
@@ -247,8 +252,29 @@ fn with_tracefs(args: &Args, tracefs: &Path) -> Result<String> {
     } else {
         None
     };
+    let serve = if args.soak_seconds > 0.0 {
+        eprintln!(
+            "nd-bench: serve soak: netdrop serve scraped every second, namespace churn, {} s storm",
+            args.soak_seconds
+        );
+        let s = serve_soak::run(&ctx, args.soak_seconds)?;
+        if let (Some(a), Some(b)) = (s.start(), s.end()) {
+            eprintln!(
+                "nd-bench:   RSS {} -> {} KiB, series {:?} -> {:?}, namespaces tracked at the end {:?}, {} namespaces churned",
+                a.rss_kib, b.rss_kib, a.series, b.series, b.tracked, s.churn.namespaces
+            );
+        }
+        Some(s)
+    } else {
+        None
+    };
     stats.restore()?;
-    let body = report::markdown(&info, &summary::summarize(results), soak.as_ref());
+    let body = report::markdown(
+        &info,
+        &summary::summarize(results),
+        soak.as_ref(),
+        serve.as_ref(),
+    );
     let existing = match std::fs::read_to_string(&args.out) {
         Ok(t) => Some(t),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,

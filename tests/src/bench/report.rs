@@ -1,11 +1,13 @@
-//! The results as markdown: machine, the cost and count tables, the soak, the
-//! targets met or missed, and how to reproduce. This is the generated region
-//! of BENCHMARKS.md (between the markers; see `parse::replace_region`).
+//! The results as markdown: machine, the cost and count tables, the soaks
+//! (the serve soak's section is [`serve_soak::section`]), the targets met or
+//! missed, and how to reproduce. This is the generated region of BENCHMARKS.md
+//! (between the markers; see `parse::replace_region`).
 
 use std::fmt::Write;
 
 use super::parse::Hook;
 use super::rows::Tracer;
+use super::serve_soak::{self, ServeSoak};
 use super::soak::{self, Soak};
 use super::summary::{Summary, empty_ns, find, floor, ratio};
 
@@ -35,11 +37,11 @@ pub const MAX_X_FLOOR: f64 = 3.0;
 pub const MAX_CPU_PCT: f64 = 10.0;
 pub const MIN_RATE_RATIO: f64 = 0.95;
 
-fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
+pub(super) fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
     v.map_or_else(|| "-".to_owned(), f)
 }
 
-fn int(n: u64) -> String {
+pub(super) fn int(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
@@ -63,8 +65,13 @@ fn times(r: Option<f64>) -> String {
     opt(r, |v| format!("{v:.2}"))
 }
 
-/// The whole generated region; `rows` are the runs of all rounds.
-pub fn markdown(info: &Info, sums: &[Summary], soak: Option<&Soak>) -> String {
+/// The whole generated region; `sums` fold the runs of all rounds.
+pub fn markdown(
+    info: &Info,
+    sums: &[Summary],
+    soak: Option<&Soak>,
+    serve: Option<&ServeSoak>,
+) -> String {
     let mut m = String::new();
     machine(&mut m, info);
     cost_table(&mut m, info, sums);
@@ -72,7 +79,10 @@ pub fn markdown(info: &Info, sums: &[Summary], soak: Option<&Soak>) -> String {
     if let Some(s) = soak {
         soak_section(&mut m, s);
     }
-    targets(&mut m, sums, soak);
+    if let Some(s) = serve {
+        serve_soak::section(&mut m, s, &info.command);
+    }
+    targets(&mut m, sums, soak, serve);
     reproduce(&mut m, info);
     m
 }
@@ -87,7 +97,7 @@ fn machine(m: &mut String, i: &Info) {
     let _ = writeln!(m, "| bpftrace | {} |", i.bpftrace);
     let _ = writeln!(
         m,
-        "| load | `nd-storm`: UDP datagrams to a closed port over {}, {} sender threads, {} s measured storm per row (`kernel.bpf_stats_enabled` = 0), then {} s stats storm for ns/drop (= 1), fresh storms each, {}, soak {} s (= 0) |",
+        "| load | `nd-storm`: UDP datagrams to a closed port over {}, {} sender threads, {} s measured storm per row (`kernel.bpf_stats_enabled` = 0), then {} s stats storm for ns/drop (= 1), fresh storms each, {}, soaks {} s each (= 0) |",
         i.via,
         i.threads,
         i.seconds,
@@ -300,7 +310,7 @@ fn nd_label(s: &Summary) -> String {
     format!("{} [{}]", s.label(), s.hook_label())
 }
 
-fn targets(m: &mut String, sums: &[Summary], soak: Option<&Soak>) {
+fn targets(m: &mut String, sums: &[Summary], soak: Option<&Soak>, serve: Option<&ServeSoak>) {
     let _ = writeln!(
         m,
         "### Targets\n\nJudged on netdrop as it runs by default (`netdrop watch`, `netdrop record`: \
@@ -408,6 +418,12 @@ fn targets(m: &mut String, sums: &[Summary], soak: Option<&Soak>) {
             },
         ),
     );
+    target(
+        m,
+        "flat RSS over the serve soak (namespace churn)",
+        serve.and_then(ServeSoak::flat),
+        serve.map_or_else(|| "no soak".into(), serve_soak::target_numbers),
+    );
     // Two decimals: 94.99 % must not read as the 95.0 % it misses.
     let rate_vs_base = |s: &Summary| match (s.rate(), ratio(s.rate(), base)) {
         (Some(a), Some(r)) => format!("{} ({:.2} %)", rate_s(a), r * 100.0),
@@ -442,7 +458,7 @@ fn targets(m: &mut String, sums: &[Summary], soak: Option<&Soak>) {
 fn reproduce(m: &mut String, i: &Info) {
     let _ = writeln!(
         m,
-        "### How to reproduce\n\n```sh\nsudo cargo xtask bench    # 10 s per row (+ 3 s stats storm), 60 s soak, one run per row; updates this region of BENCHMARKS.md\nsudo cargo xtask bench {}    # this run\n```\n",
+        "### How to reproduce\n\n```sh\nsudo cargo xtask bench    # 10 s per row (+ 3 s stats storm), 60 s soaks, one run per row; updates this region of BENCHMARKS.md\nsudo cargo xtask bench {}    # this run\n```\n",
         i.command.strip_prefix("nd-bench ").unwrap_or(&i.command)
     );
     let _ = writeln!(
@@ -522,7 +538,7 @@ mod tests {
             command: "nd-bench --seconds 5 --soak-seconds 0 --repeat 3".into(),
             ..Default::default()
         };
-        let md = markdown(&info, &summarize(rows), None);
+        let md = markdown(&info, &summarize(rows), None, None);
         // tracer | hook | rate | vs baseline | ns | × floor | × empty tp | × bpftrace
         assert!(
             line(&md, "| baseline (no tracer) |")
@@ -553,6 +569,10 @@ mod tests {
             x3.contains("| met |") && x3.contains("50 ns = 1.25 × empty tp, 2.50 × empty raw_tp")
         );
         assert!(line(&md, "| flat RSS over the soak |").contains("| not measured | no soak |"));
+        assert!(
+            line(&md, "| flat RSS over the serve soak (namespace churn) |")
+                .contains("| not measured | no soak |")
+        );
         assert!(md.contains(
             "sudo cargo xtask bench --seconds 5 --soak-seconds 0 --repeat 3    # this run"
         ));

@@ -60,18 +60,27 @@ impl Soak {
 
     /// RSS max − min over the samples after the warm-up, KiB.
     pub fn rss_growth(&self) -> Option<u64> {
-        let after: Vec<u64> = self
-            .samples
-            .iter()
-            .filter(|s| s.second > WARMUP_S)
-            .map(|s| s.rss_kib)
-            .collect();
-        Some(after.iter().max()? - after.iter().min()?)
+        rss_spread(self.samples.iter().map(|s| (s.second, s.rss_kib)), WARMUP_S)
     }
 
     pub fn flat(&self) -> Option<bool> {
-        Some(self.rss_growth()? <= FLAT_KIB)
+        flat(self.rss_growth())
     }
+}
+
+/// Max − min of the RSS readings `(second, KiB)` after the first `warmup_s`
+/// seconds, KiB (None: no reading after it).
+pub fn rss_spread(readings: impl Iterator<Item = (usize, u64)>, warmup_s: usize) -> Option<u64> {
+    let after: Vec<u64> = readings
+        .filter(|&(second, _)| second > warmup_s)
+        .map(|(_, kib)| kib)
+        .collect();
+    Some(after.iter().max()? - after.iter().min()?)
+}
+
+/// Whether an RSS spread is flat (at most [`FLAT_KIB`]).
+pub fn flat(spread: Option<u64>) -> Option<bool> {
+    Some(spread? <= FLAT_KIB)
 }
 
 /// Runs the soak; a failure is kept in its note (Ctrl-C is returned).
@@ -141,7 +150,8 @@ fn run_inner(ctx: &Ctx, soak: &mut Soak) -> Result<()> {
     Ok(())
 }
 
-fn seconds_arg(s: f64) -> f64 {
+/// The storm's `--seconds` for a soak of `s` seconds.
+pub(super) fn seconds_arg(s: f64) -> f64 {
     s.clamp(1.0, storm::MAX_SECONDS)
 }
 
@@ -156,11 +166,7 @@ fn storm_finish_sampling(
 ) -> Result<storm::Report> {
     // The storm cannot be borrowed inside its own finish(): read NoPorts through its pid.
     let storm_pid = storm.pid();
-    storm.finish(Duration::from_millis(50), || {
-        let due = samples.len() + 1;
-        if t0.elapsed() < Duration::from_secs(due as u64) {
-            return Ok(());
-        }
+    storm_finish_each_second(storm, t0, |second| {
         let rss = procs::status_kib(pid, "VmRSS").context("netdrop's RSS")?;
         let now = Storm::noports_of_pid(storm_pid);
         let drops = match (now, *last_noports) {
@@ -173,12 +179,30 @@ fn storm_finish_sampling(
         let s = seen.lock().unwrap();
         let tick = s.tick.as_ref();
         samples.push(Sample {
-            second: due,
+            second,
             rss_kib: rss,
             drops,
             lost: tick.and_then(|t| t.lost),
             sampled: tick.and_then(|t| t.sampled),
         });
         Ok(())
+    })
+}
+
+/// Waits for the storm, calling `sample(second)` for second 1, 2, … since
+/// `t0` as each comes due (a late call is followed at once by those missed).
+pub(super) fn storm_finish_each_second(
+    storm: Storm,
+    t0: Instant,
+    mut sample: impl FnMut(usize) -> Result<()>,
+) -> Result<storm::Report> {
+    let mut taken = 0;
+    storm.finish(Duration::from_millis(50), || {
+        let due = taken + 1;
+        if t0.elapsed() < Duration::from_secs(due as u64) {
+            return Ok(());
+        }
+        taken = due;
+        sample(due)
     })
 }
