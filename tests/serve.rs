@@ -53,11 +53,7 @@ fn page(addr: std::net::SocketAddr) -> String {
 #[test]
 fn prometheus_sees_the_drops_and_the_table_filling_before_them() {
     let _serial = lock();
-    if !require_root("prometheus_sees_the_drops_and_the_table_filling_before_them") {
-        return;
-    }
-    if prom::prometheus_bin().is_none() {
-        skip_loudly("prometheus is not installed: run scripts/setup.sh");
+    if !can_run_prometheus("prometheus_sees_the_drops_and_the_table_filling_before_them") {
         return;
     }
     let table = NeighTableOverflow::setup().expect("table setup");
@@ -75,11 +71,7 @@ fn prometheus_sees_the_drops_and_the_table_filling_before_them() {
     let (nd, addr) = start_serve(&[]);
     let (status, body) = http_get(addr, "/healthz").expect("/healthz");
     assert_eq!((status, body.trim()), (200, "ok"));
-    let rules = quick_rules();
-    let p = Prometheus::start(&[addr], Some(&rules.path().join("rules.yml")))
-        .expect("starting prometheus");
-    p.wait_for("up{job=\"netdrop\"}", Duration::from_secs(20), |v| v == 1.0)
-        .unwrap_or_else(|e| panic!("{e}\n{}", p.log()));
+    let (p, _rules) = scraping(addr);
     let rp_before = rp.b.netstat().expect("netstat")["TcpExt:IPReversePathFilter"];
 
     // The table fills to 90 % of gc_thresh3 first, then overflows.
@@ -227,13 +219,7 @@ fn prometheus_sees_the_drops_and_the_table_filling_before_them() {
     check_page_with_promtool(&last);
     check_families_are_the_readme_table(&last);
     drop(p);
-    let out = nd.stop().expect("stopping netdrop serve");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "serve exit; stderr:\n{}",
-        out.stderr
-    );
+    stop_serve(nd);
 }
 
 /// No Prometheus needed (the kernel matrix runs it in every guest): the
@@ -289,13 +275,7 @@ fn serve_counts_equal_the_kernels() {
     );
     eprintln!("serve: rp_filter {rp_kernel}, accept_queue_full {aq_kernel}, as the kernel counted");
     drop(listener);
-    let out = nd.stop().expect("stopping netdrop serve");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "serve exit; stderr:\n{}",
-        out.stderr
-    );
+    stop_serve(nd);
 }
 
 /// The seed incident's accept queue: a listener with backlog 1 that never
@@ -305,20 +285,12 @@ fn serve_counts_equal_the_kernels() {
 #[test]
 fn prometheus_sees_a_full_accept_queue() {
     let _serial = lock();
-    if !require_root("prometheus_sees_a_full_accept_queue") {
-        return;
-    }
-    if prom::prometheus_bin().is_none() {
-        skip_loudly("prometheus is not installed: run scripts/setup.sh");
+    if !can_run_prometheus("prometheus_sees_a_full_accept_queue") {
         return;
     }
     let sc = AcceptOverflow::setup().expect("setup");
     let (nd, addr) = start_serve(&[]);
-    let rules = quick_rules();
-    let p = Prometheus::start(&[addr], Some(&rules.path().join("rules.yml")))
-        .expect("starting prometheus");
-    p.wait_for("up{job=\"netdrop\"}", Duration::from_secs(20), |v| v == 1.0)
-        .unwrap_or_else(|e| panic!("{e}\n{}", p.log()));
+    let (p, _rules) = scraping(addr);
     let before = sc.s.netstat().expect("netstat")["TcpExt:ListenOverflows"];
     let listener = sc.syn_burst(1, 16).expect("traffic");
     settle();
@@ -363,6 +335,37 @@ fn prometheus_sees_a_full_accept_queue() {
     eprintln!("accept queue: {overflows} ListenOverflows, all in Prometheus");
     drop(listener);
     drop(p);
+    stop_serve(nd);
+}
+
+/// Root and Prometheus, or a loud skip.
+fn can_run_prometheus(test: &str) -> bool {
+    if !require_root(test) {
+        return false;
+    }
+    if prom::prometheus_bin().is_none() {
+        skip_loudly(&format!(
+            "{test}: prometheus is not installed: run scripts/setup.sh"
+        ));
+        return false;
+    }
+    true
+}
+
+/// A Prometheus scraping the exporter at `addr` every second with the
+/// quick rules, once it has scraped it (the rules' directory lives as long
+/// as the second value).
+fn scraping(addr: std::net::SocketAddr) -> (Prometheus, netdrop_tests::cmd::TempDir) {
+    let rules = quick_rules();
+    let p = Prometheus::start(&[addr], Some(&rules.path().join("rules.yml")))
+        .expect("starting prometheus");
+    p.wait_for("up{job=\"netdrop\"}", Duration::from_secs(20), |v| v == 1.0)
+        .unwrap_or_else(|e| panic!("{e}\n{}", p.log()));
+    (p, rules)
+}
+
+/// SIGINT, and a clean exit.
+fn stop_serve(nd: Netdrop) {
     let out = nd.stop().expect("stopping netdrop serve");
     assert_eq!(
         out.status.code(),
@@ -535,13 +538,7 @@ fn namespace_churn_leaves_bounded_series() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
-    let out = nd.stop().expect("stopping netdrop serve");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "serve exit; stderr:\n{}",
-        out.stderr
-    );
+    stop_serve(nd);
 }
 
 /// A port already taken is refused at once with one line, before anything
