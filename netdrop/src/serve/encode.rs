@@ -10,7 +10,7 @@ use prometheus_client::{
     metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
 };
 
-use super::state::{NsLabels, State};
+use super::state::{ListenerGauge, NsLabels, State};
 use crate::{context, text};
 
 type Labels = Vec<(&'static str, String)>;
@@ -202,52 +202,39 @@ fn saturation(s: &State, enc: &mut DescriptorEncoder) -> std::fmt::Result {
     // The fullest listeners first: the top ones are exported.
     let mut listeners: Vec<_> = s.listeners.iter().collect();
     listeners.sort_by(|a, b| {
-        let f = |g: &super::state::ListenerGauge| ratio(g.peak as f64, g.limit as f64);
+        let f = |g: &ListenerGauge| ratio(g.peak as f64, g.limit as f64);
         f(b.1).total_cmp(&f(a.1))
     });
     listeners.truncate(s.top);
-    let l = |(k, g): &(
-        &(crate::netns_id::NetnsId, String),
-        &super::state::ListenerGauge,
-    )| { with(ns_labels(&g.labels), &[("listener", &k.1)]) };
-    for (name, help, value) in [
+    let l = |(k, g): &(&(crate::netns_id::NetnsId, String), &ListenerGauge)| {
+        with(ns_labels(&g.labels), &[("listener", &k.1)])
+    };
+    type Field = fn(&ListenerGauge) -> V;
+    let fields: [(&str, &str, Field); 4] = [
         (
             "netdrop_listen_queue_length",
             "Connections waiting in the listener's accept queue, as last read",
-            0,
+            |g| V::U(g.queue.into()),
         ),
         (
             "netdrop_listen_queue_peak",
             "The accept queue's largest length since the previous scrape",
-            1,
+            |g| V::U(g.peak.into()),
         ),
         (
             "netdrop_listen_queue_limit",
             "The accept queue's limit: min(listen() backlog, net.core.somaxconn)",
-            2,
+            |g| V::U(g.limit.into()),
         ),
         (
             "netdrop_listen_queue_fill_ratio",
             "Peak / limit: at 1 and above, SYNs and final ACKs are dropped",
-            3,
+            |g| V::F(ratio(g.peak as f64, g.limit as f64)),
         ),
-    ] {
-        family(
-            enc,
-            name,
-            help,
-            MetricType::Gauge,
-            listeners.iter().map(|e| {
-                let g = e.1;
-                let v = match value {
-                    0 => V::U(g.queue.into()),
-                    1 => V::U(g.peak.into()),
-                    2 => V::U(g.limit.into()),
-                    _ => V::F(ratio(g.peak as f64, g.limit as f64)),
-                };
-                (l(e), v)
-            }),
-        )?;
+    ];
+    for (name, help, field) in fields {
+        let series = listeners.iter().map(|e| (l(e), field(e.1)));
+        family(enc, name, help, MetricType::Gauge, series)?;
     }
     let mut conntrack: Vec<_> =
         s.ns.values()
@@ -263,37 +250,29 @@ fn saturation(s: &State, enc: &mut DescriptorEncoder) -> std::fmt::Result {
             ("netns_name", l.netns_name.clone()),
         ]
     };
-    for (name, help, which) in [
+    type Fill = fn(i64, i64) -> V;
+    let fields: [(&str, &str, Fill); 3] = [
         (
             "netdrop_conntrack_entries",
             "Connections tracked in the namespace (net.netfilter.nf_conntrack_count)",
-            0,
+            |n, _| V::U(n.max(0) as u64),
         ),
         (
             "netdrop_conntrack_max",
             "net.netfilter.nf_conntrack_max in force there",
-            1,
+            |_, max| V::U(max.max(0) as u64),
         ),
         (
             "netdrop_conntrack_fill_ratio",
             "Entries / max: at 1, new connections are dropped",
-            2,
+            |n, max| V::F(ratio(n as f64, max as f64)),
         ),
-    ] {
-        family(
-            enc,
-            name,
-            help,
-            MetricType::Gauge,
-            conntrack.iter().map(|(g, (n, max))| {
-                let v = match which {
-                    0 => V::U(*n as u64),
-                    1 => V::U(*max as u64),
-                    _ => V::F(ratio(*n as f64, *max as f64)),
-                };
-                (nsl(&g.labels), v)
-            }),
-        )?;
+    ];
+    for (name, help, field) in fields {
+        let series = conntrack
+            .iter()
+            .map(|(g, (n, max))| (nsl(&g.labels), field(*n, *max)));
+        family(enc, name, help, MetricType::Gauge, series)?;
     }
     let mut rp: Vec<(Labels, V)> =
         s.ns.values()
