@@ -344,9 +344,7 @@ impl State {
             let groups = self.group_drops.entry(cause).or_default();
             let mut shown = 0;
             for g in &c.groups {
-                let Some((kind, netns, name, drops)) = group_key(g) else {
-                    continue;
-                };
+                let (kind, netns, name, drops) = group_key(g);
                 if groups.raise((kind.into(), netns, name), drops, now, top) {
                     shown += drops;
                 }
@@ -400,9 +398,9 @@ impl State {
 }
 
 /// A report group as (kind, namespace, name, drops).
-fn group_key(g: &Group) -> Option<(&'static str, NetnsId, String, u64)> {
+fn group_key(g: &Group) -> (&'static str, NetnsId, String, u64) {
     let id = |n: &u64, c: &u64| NetnsId::new(*n as u32, *c);
-    Some(match g {
+    match g {
         Group::Listener {
             netns,
             netns_cookie,
@@ -448,7 +446,7 @@ fn group_key(g: &Group) -> Option<(&'static str, NetnsId, String, u64)> {
             let (kind, name) = key.metric_label();
             (kind, id(netns, netns_cookie), name, *drops)
         }
-    })
+    }
 }
 
 fn listener_name(addr: std::net::IpAddr, port: u16) -> String {
