@@ -11,9 +11,11 @@
 //! - systemd: `systemd-analyze verify` of the unit (pointing at the built
 //!   binary), its capability set, and its exposure as README.md states it.
 //! - Kubernetes: `kubernetes-validate --strict` of the manifests.
-//! - The container image: `cargo xtask image`, then `podman run` of it
-//!   (`--version`, `--help`, and `watch` with the DaemonSet's capabilities).
-//!   **Needs root and podman**; the rest needs neither.
+//! - The container image (deploy/image.rs): `cargo xtask image`, then
+//!   `podman run` of it (`--version`, `--help`, `watch`, and `serve` scraped
+//!   during real drops) as the DaemonSet runs it, read from its manifest;
+//!   the probes ask what serve answers. **Needs root and podman**; the rest
+//!   needs neither.
 //!
 //! A missing tool is a loud SKIP naming scripts/setup.sh, which installs them all.
 //!
@@ -26,8 +28,12 @@ use std::{
 };
 
 use netdrop_tests::cmd::TempDir;
+use netdrop_tests::daemonset::DaemonSet;
 use netdrop_tests::deploy::{Alert, alerts, fill_variables, metric_names, readme_metrics};
-use netdrop_tests::{lock, netdrop_bin, require_root, skip_loudly};
+use netdrop_tests::{netdrop_bin, skip_loudly};
+
+#[path = "deploy/image.rs"]
+mod image;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -423,16 +429,8 @@ fn kubernetes_manifests_validate() {
     ] {
         assert!(yaml.contains(want), "daemonset.yaml lacks {want:?}");
     }
-    let add = yaml
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("add: "))
-        .expect("capabilities add");
-    let add: BTreeSet<&str> = add
-        .trim_matches(['[', ']'])
-        .split(',')
-        .map(|c| c.trim().trim_matches('"'))
-        .collect();
-    assert_eq!(add, CAPS.into_iter().collect());
+    let add = DaemonSet::parse(&yaml).caps();
+    assert_eq!(add, CAPS.map(String::from).into());
     let Some(validate) = tool(
         "kubernetes_manifests",
         "kubernetes-validate",
@@ -462,116 +460,4 @@ fn kubernetes_manifests_validate() {
         "an unknown field passed:\n{}",
         text(&o)
     );
-}
-
-/// Removes the test's image however the test ends.
-struct Image(String);
-
-impl Drop for Image {
-    fn drop(&mut self) {
-        let _ = Command::new("podman").args(["rmi", "-f", &self.0]).output();
-    }
-}
-
-/// podman as CONTAINERS.md says it works on hybrid cgroups.
-fn podman_run(podman: &Path, extra: &[&str], image: &str, args: &[&str]) -> Output {
-    let mut c = Command::new(podman);
-    c.args([
-        "--runtime",
-        "runc",
-        "--cgroup-manager",
-        "cgroupfs",
-        "run",
-        "--rm",
-    ])
-    .args([
-        "--ulimit",
-        "nofile=1024:1024",
-        "--ulimit",
-        "nproc=1024:1024",
-    ])
-    .args(extra)
-    .arg(image)
-    .args(args);
-    c.output().expect("podman run")
-}
-
-#[test]
-fn container_image_runs() {
-    if !require_root("container_image_runs") {
-        return;
-    }
-    let (Some(podman), Some(_)) = (
-        tool("container_image", "podman", &[]),
-        tool("container_image", "runc", &["/usr/sbin/runc"]),
-    ) else {
-        return;
-    };
-    let tag = format!("localhost/netdrop-test:{}", std::process::id());
-    let image = Image(tag.clone());
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let bin = netdrop_bin();
-    let o = Command::new(cargo)
-        .current_dir(workspace())
-        .args([
-            "run", "-q", "-p", "xtask", "--", "image", "--tag", &tag, "--binary",
-        ])
-        .arg(&bin)
-        .output()
-        .expect("cargo xtask image");
-    assert_ok("cargo xtask image", &o);
-
-    let o = podman_run(&podman, &["--network", "none"], &image.0, &["--version"]);
-    assert_ok("podman run IMAGE --version", &o);
-    let own = run(&bin, &["--version"]);
-    assert_eq!(
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&own.stdout)
-    );
-    let o = podman_run(&podman, &["--network", "none"], &image.0, &["--help"]);
-    assert_ok("podman run IMAGE --help", &o);
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("watch"),
-        "{}",
-        text(&o)
-    );
-    let o = podman_run(
-        &podman,
-        &["--network", "none", "--entrypoint", "/usr/sbin/nft"],
-        &image.0,
-        &["--version"],
-    );
-    assert_ok("nft in the image", &o);
-
-    // The DaemonSet's capabilities and nothing else are enough to attach.
-    let caps = CAPS.map(|c| c.to_lowercase()).join(",");
-    let _serial = lock();
-    let o = podman_run(
-        &podman,
-        &[
-            "--pid",
-            "host",
-            "--network",
-            "host",
-            "--read-only",
-            "--cap-drop",
-            "all",
-            "--cap-add",
-            &caps,
-            "--security-opt",
-            "seccomp=unconfined",
-        ],
-        &image.0,
-        &["watch", "--duration", "1"],
-    );
-    assert_ok("podman run IMAGE watch (capabilities of the DaemonSet)", &o);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("netdrop: watching ("), "{err}");
-    let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap_or_default();
-    if kallsyms.contains(" nf_hook_slow") {
-        assert!(
-            !err.contains("no nf_hook_slow in /proc/kallsyms"),
-            "CAP_SYSLOG: {err}"
-        );
-    }
 }

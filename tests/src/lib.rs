@@ -19,6 +19,7 @@ pub mod churn;
 pub mod cmd;
 pub mod control;
 pub mod counters;
+pub mod daemonset;
 pub mod deploy;
 pub mod field;
 pub mod neigh;
@@ -31,6 +32,7 @@ pub mod storm;
 pub mod synbench;
 pub mod sysctl;
 pub mod traffic;
+pub mod yaml;
 
 use std::net::Ipv4Addr;
 use std::sync::{Mutex, MutexGuard};
