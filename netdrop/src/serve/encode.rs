@@ -51,6 +51,7 @@ fn family(
 fn ns_labels(l: &NsLabels) -> Labels {
     vec![
         ("netns", l.netns.clone()),
+        ("netns_cookie", l.netns_cookie.clone()),
         ("netns_name", l.netns_name.clone()),
         ("pod", l.pod.clone()),
         ("pod_namespace", l.pod_namespace.clone()),
@@ -149,16 +150,17 @@ fn drops(s: &State, enc: &mut DescriptorEncoder) -> std::fmt::Result {
     let mut per_group = Vec::new();
     for (cause, b) in &s.group_drops {
         for ((kind, id, group), (n, _)) in &b.keys {
-            let netns = if id.inode == 0 {
-                "all".to_string()
+            let (netns, cookie) = if id.inode == 0 {
+                ("all".to_string(), String::new())
             } else {
-                id.inode.to_string()
+                (id.inode.to_string(), id.cookie.to_string())
             };
             per_group.push((
                 vec![
                     ("cause", cause.to_string()),
                     ("kind", kind.clone()),
                     ("netns", netns),
+                    ("netns_cookie", cookie),
                     ("group", group.clone()),
                 ],
                 V::U(*n),
@@ -171,6 +173,7 @@ fn drops(s: &State, enc: &mut DescriptorEncoder) -> std::fmt::Result {
                     ("cause", cause.to_string()),
                     ("kind", "other".into()),
                     ("netns", "other".into()),
+                    ("netns_cookie", String::new()),
                     ("group", "other".into()),
                 ],
                 V::U(rest),
@@ -247,6 +250,7 @@ fn saturation(s: &State, enc: &mut DescriptorEncoder) -> std::fmt::Result {
     let nsl = |l: &NsLabels| {
         vec![
             ("netns", l.netns.clone()),
+            ("netns_cookie", l.netns_cookie.clone()),
             ("netns_name", l.netns_name.clone()),
         ]
     };

@@ -36,6 +36,9 @@ pub const RETAIN_S: f64 = 600.0;
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct NsLabels {
     pub netns: String,
+    /// Tells apart namespaces that had the same inode (the kernel reuses
+    /// them): the kernel's `net_cookie`, or netdrop's generation of the inode.
+    pub netns_cookie: String,
     pub netns_name: String,
     pub pod: String,
     pub pod_namespace: String,
@@ -43,6 +46,14 @@ pub struct NsLabels {
 }
 
 impl NsLabels {
+    fn of(id: NetnsId) -> NsLabels {
+        NsLabels {
+            netns: id.inode.to_string(),
+            netns_cookie: id.cookie.to_string(),
+            ..NsLabels::default()
+        }
+    }
+
     pub fn other_row() -> NsLabels {
         NsLabels {
             netns: "other".into(),
@@ -189,18 +200,15 @@ impl State {
     }
 
     pub fn ns_labels(&self, id: NetnsId) -> NsLabels {
-        self.labels.get(&id).cloned().unwrap_or_else(|| NsLabels {
-            netns: id.inode.to_string(),
-            ..NsLabels::default()
-        })
+        self.labels
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| NsLabels::of(id))
     }
 
     /// Notes a namespace's name and the pod or container living in it.
     fn learn(&mut self, id: NetnsId, name: Option<&str>, identity: Option<&Identity>) {
-        let l = self.labels.entry(id).or_insert_with(|| NsLabels {
-            netns: id.inode.to_string(),
-            ..NsLabels::default()
-        });
+        let l = self.labels.entry(id).or_insert_with(|| NsLabels::of(id));
         if let Some(n) = name {
             l.netns_name = n.to_string();
         }

@@ -241,3 +241,38 @@ fn every_family_has_help_and_a_type() {
         assert!(p.contains(&format!("# TYPE {name} ")), "{name}");
     }
 }
+
+/// The kernel reuses a namespace's inode: two namespaces with one inode are
+/// two series (their cookies differ), never one label set twice.
+#[test]
+fn a_reused_inode_is_two_series() {
+    let mut s = sink(10);
+    for cookie in [1u64, 2] {
+        let rec = crate::decode::DropRecord {
+            netns: 77,
+            netns_cookie: cookie,
+            ..drop_record()
+        };
+        let v = DropView {
+            rec: &rec,
+            cause: Cause::RpFilter,
+            reason: "IP_RPFILTER".into(),
+            location: String::new(),
+            ts: 0.0,
+            owner: None,
+            netns_name: None,
+            netns_identity: None,
+        };
+        s.on_drop(&v).unwrap();
+    }
+    let p = page(&s);
+    let series: Vec<&str> = p
+        .lines()
+        .filter(|l| l.starts_with("netdrop_netns_drops_total{") && l.contains("netns=\"77\""))
+        .map(|l| l.rsplit_once(' ').unwrap().0)
+        .collect();
+    assert_eq!(series.len(), 2, "{p}");
+    assert_ne!(series[0], series[1]);
+    assert!(series.iter().any(|l| l.contains("netns_cookie=\"1\"")));
+    assert!(series.iter().any(|l| l.contains("netns_cookie=\"2\"")));
+}
