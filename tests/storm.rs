@@ -12,7 +12,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::sync::Mutex;
 
-use netdrop_tests::netdrop::NetdropOutput;
+use netdrop_tests::netdrop::{NetdropOutput, reason_of};
 use netdrop_tests::storm::{self, Options, Report, Via};
 use netdrop_tests::{Netdrop, lock, require_root, settle};
 
@@ -73,17 +73,24 @@ fn storm_counts_are_exact_and_held_back_events_are_counted() {
         counted, report.kernel_drops,
         "netdrop's NO_SOCKET count against the kernel's Udp NoPorts"
     );
-    let lines = out.drops().len() as u64;
-    let held = field(&out, "sampled_events");
-    let lost = field(&out, "lost_events");
+    // The storm's own drops (NO_SOCKET, cause other). A slow guest may also
+    // drop some at its CPU backlog (CPU_BACKLOG, seen on 6.1 under TCG):
+    // those have lines and a budget of their own.
+    let reason = out.no_socket_reason();
+    let lines = out.drops().iter().filter(|l| reason_of(l) == reason).count() as u64;
+    let of_other = |key: &str| out.summary()[key]["other"].as_u64().unwrap_or(0);
+    let held = of_other("sampled_by_cause");
+    let lost = of_other("lost_by_cause");
     assert_eq!(
         lines + held + lost,
         counted,
         "every counted drop is a line, held back or lost ({lines} + {held} + {lost})"
     );
+    assert!(held > 0, "nothing held back in a storm over the event limit");
     assert_eq!(
-        out.summary()["sampled_by_cause"]["other"].as_u64(),
-        Some(held)
+        field(&out, "sampled_events") + field(&out, "lost_events") + out.drops().len() as u64,
+        field(&out, "total_drops"),
+        "over every reason too"
     );
     // 1000 per window; a window per second of the run (netdrop starts a little
     // before the storm and stops a little after it); CPUs racing on a window's
