@@ -182,7 +182,9 @@ fn strip_overstrike(s: &str) -> String {
 fn color_follows_the_flag_and_no_color() {
     let rec = recording("all-kinds");
     let rec = rec.to_str().unwrap();
-    let cases: &[(&[&str], &[(&str, &str)], bool)] = &[
+    // (arguments, environment, coloured)
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], bool);
+    let cases: &[Case] = &[
         (&["replay", rec], &[], false),                  // auto, piped
         (&["replay", rec], &[("NO_COLOR", "1")], false), // auto, NO_COLOR
         (&["--color", "always", "replay", rec], &[], true),
