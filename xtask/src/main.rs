@@ -154,6 +154,13 @@ fn run(cli: Cli) -> Result<()> {
         Task::Test { unit, filter } => {
             // Read now: a bad value must not wait for the end of the run to be reported.
             let fuzz_seconds = if unit { 0 } else { fuzz::seconds_from_env()? };
+            // The binary first: xtask's own unit tests install what it generates
+            // (and the integration tests run it).
+            if !unit {
+                let mut c = cargo();
+                c.args(["build", "-p", "netdrop"]);
+                status(c)?;
+            }
             // Unit tests: pure logic, fixtures, no root.
             let mut c = cargo();
             c.args([
@@ -170,9 +177,6 @@ fn run(cli: Cli) -> Result<()> {
                 return Ok(());
             }
             // Integration tests against the real kernel, one at a time (shared kernel state).
-            let mut c = cargo();
-            c.args(["build", "-p", "netdrop"]);
-            status(c)?;
             if !is_root() {
                 eprintln!(
                     "xtask: SKIP integration tests: they need root (namespaces, sysctls, eBPF); run `sudo -E cargo xtask test`"
