@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::style::ColorChoice;
+
 /// Attribute Linux kernel packet drops to their cause, live.
 #[derive(Debug, Parser)]
 #[command(name = "netdrop", version, about, propagate_version = true)]
@@ -11,6 +13,11 @@ pub struct Cli {
     /// More logging on stderr (-v, -vv).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Colour in the human views and on stderr: auto (on a terminal, unless NO_COLOR
+    /// is set), always, never. JSON is never coloured.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto,
+          global = true)]
+    pub color: ColorChoice,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -36,6 +43,26 @@ pub enum Command {
     /// cause, namespace and group, the kernel's counters, saturation gauges that
     /// move before the drops (neighbour table, accept queues, conntrack), the advice.
     Serve(ServeArgs),
+    /// Print a shell completion script (bash, zsh, fish) on stdout.
+    Completions(CompletionsArgs),
+    /// Write the manual pages (netdrop.1 and one per subcommand, netdrop-watch.1 …)
+    /// into a directory, or print netdrop.1 on stdout.
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: crate::manual::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write every page here (created if missing; pages already there are replaced).
+    /// Default: print netdrop.1 on stdout (`netdrop man | man -l -`).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

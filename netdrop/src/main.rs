@@ -1,18 +1,27 @@
-use std::{process::ExitCode, time::Duration};
+use std::{
+    io::{IsTerminal, Write},
+    process::ExitCode,
+    time::Duration,
+};
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use netdrop::{
     cli::{Cli, Command, FilterArgs, HistOptions, KernelArgs, OutputFormat},
     hist::HistConfig,
     kernel::Sources,
+    manual,
     replay::{self, ReplayOptions, View},
     serve,
     session::SessionOptions,
+    style::{self, ColorChoice, Style},
     watch::{self, Output, WatchOptions},
 };
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
+    let stderr_style = Style::new(style::enabled(cli.color, std::io::stderr().is_terminal()));
+    // Human views on stdout; JSON ignores it.
+    let stdout_style = Style::new(style::enabled(cli.color, std::io::stdout().is_terminal()));
     let level = match cli.verbose {
         0 => "warn",
         1 => "info",
@@ -20,6 +29,7 @@ fn main() -> ExitCode {
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(stderr_style.is_on())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("NETDROP_LOG")
                 .unwrap_or_else(|_| level.into()),
@@ -31,15 +41,18 @@ fn main() -> ExitCode {
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => return fail(e.into()),
+        Err(e) => return fail(e.into(), stderr_style),
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Completions(c) => print_completions(c.shell),
+            Command::Man(m) => write_man(m.dir.as_deref()),
             Command::Watch(w) => {
                 let opts = WatchOptions {
                     output: output(w.output),
                     lines_per_sec: w.lines_per_sec,
                     record: w.record,
+                    style: stdout_style,
                     session: session(w.duration, w.interval, w.kernel, &w.filters, cli.verbose),
                 };
                 watch::run(opts).await
@@ -93,11 +106,12 @@ fn main() -> ExitCode {
                     realtime: r.realtime,
                     interval: r.interval,
                     lines_per_sec: r.lines_per_sec,
+                    style: stdout_style,
                 };
                 return match replay::run(&opts) {
                     Ok(done) if done.damage.is_empty() => Ok(ExitCode::SUCCESS),
                     // Everything intact was shown; the damage was described on stderr.
-                    Ok(_) => Ok(ExitCode::from(EXIT_DAMAGED)),
+                    Ok(_) => Ok(ExitCode::from(manual::EXIT_DAMAGED)),
                     Err(e) => Err(e),
                 };
             }
@@ -106,12 +120,39 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(code) => code,
-        Err(e) => fail(e),
+        Err(e) => fail(e, stderr_style),
     }
 }
 
-/// `replay` of a damaged or truncated recording: everything intact was replayed.
-const EXIT_DAMAGED: u8 = 3;
+/// Parses the command line, clap's help and usage errors coloured as `--color`
+/// says (clap reads NO_COLOR itself in auto).
+fn parse() -> Cli {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let color = match style::choice_in_args(&args) {
+        ColorChoice::Auto => clap::ColorChoice::Auto,
+        ColorChoice::Always => clap::ColorChoice::Always,
+        ColorChoice::Never => clap::ColorChoice::Never,
+    };
+    let mut matches = Cli::command().color(color).get_matches_from(args);
+    Cli::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| e.exit())
+}
+
+/// `netdrop completions SHELL`: the script on stdout.
+fn print_completions(shell: manual::Shell) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    manual::completions(shell, &mut out)?;
+    Ok(out.flush()?)
+}
+
+/// `netdrop man`: every page into `dir`, else netdrop.1 on stdout.
+fn write_man(dir: Option<&std::path::Path>) -> anyhow::Result<()> {
+    if let Some(dir) = dir {
+        return manual::write_pages(dir).map(|_| ());
+    }
+    let mut out = std::io::stdout().lock();
+    out.write_all(manual::pages().swap_remove(0).roff.as_bytes())?;
+    Ok(out.flush()?)
+}
 
 fn output(o: OutputFormat) -> Output {
     match o {
@@ -157,12 +198,16 @@ fn session(
 /// One line: the error and its causes, joined. A closed stdout (the reader
 /// went away: `netdrop watch | head -1`) is not an error: netdrop stops
 /// quietly, as `ip` or `bpftool` do (everything was detached on the way out).
-fn fail(e: anyhow::Error) -> ExitCode {
+fn fail(e: anyhow::Error, style: Style) -> ExitCode {
     if is_broken_pipe(&e) {
         return ExitCode::SUCCESS;
     }
     // One line, whatever the causes carry (paths, names from the kernel or a file).
-    eprintln!("netdrop: error: {}", netdrop::text::safe(&format!("{e:#}")));
+    eprintln!(
+        "netdrop: {}: {}",
+        style.error("error"),
+        netdrop::text::safe(&format!("{e:#}"))
+    );
     ExitCode::FAILURE
 }
 

@@ -53,6 +53,8 @@ pub struct ReplayOptions {
     pub hgrm: Option<PathBuf>,
     /// Also write the recorded packet bytes as pcapng here.
     pub pcap: Option<PathBuf>,
+    /// Colour in the human watch view.
+    pub style: crate::style::Style,
 }
 
 /// How a replay went: the damage found (empty for an intact recording).
@@ -72,7 +74,9 @@ pub fn run(opts: &ReplayOptions) -> Result<Replayed> {
             opts.realtime,
             opts.hgrm.clone(),
         )),
-        (View::Watch, Output::Human) => Box::new(HumanSink::new(stdout, opts.lines_per_sec)),
+        (View::Watch, Output::Human) => {
+            Box::new(HumanSink::new(stdout, opts.lines_per_sec).with_style(opts.style))
+        }
         (View::Watch, Output::Json) => Box::new(JsonSink::new(stdout)),
     };
     let mut pcap = opts.pcap.as_deref().map(PcapSink::create).transpose()?;

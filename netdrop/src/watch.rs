@@ -23,6 +23,8 @@ pub struct WatchOptions {
     pub lines_per_sec: f64,
     /// Also write a recording here.
     pub record: Option<std::path::PathBuf>,
+    /// Colour in the human view (`style::enabled` for stdout).
+    pub style: crate::style::Style,
     pub session: SessionOptions,
 }
 
@@ -31,7 +33,9 @@ pub struct WatchOptions {
 pub async fn run(opts: WatchOptions) -> Result<()> {
     let stdout = BufWriter::new(io::stdout().lock());
     let mut sink: Box<dyn Sink> = match opts.output {
-        Output::Human => Box::new(HumanSink::new(stdout, opts.lines_per_sec)),
+        Output::Human => {
+            Box::new(HumanSink::new(stdout, opts.lines_per_sec).with_style(opts.style))
+        }
         Output::Json => Box::new(JsonSink::new(stdout)),
     };
     let mut recording = opts

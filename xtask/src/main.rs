@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask test | run | build | fuzz | bench | vm-test | image`.
+//! Project tasks: `cargo xtask test | run | build | install | fuzz | bench | vm-test | image`.
 //!
 //! The eBPF object is built by netdrop/build.rs as part of the normal build;
 //! xtask only sequences things that are not a plain cargo command.
@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod fuzz;
 mod image;
+mod install;
 mod ldd;
 mod vm;
 
@@ -28,11 +29,15 @@ struct Cli {
 enum Task {
     /// Build netdrop (release) with its embedded eBPF object.
     Build,
-    /// Build netdrop (release) and run it with these arguments (as root: via sudo if needed).
+    /// Build netdrop (release), install its shell completions and man pages (as
+    /// `install --no-binary`), and run it with these arguments (as root: via sudo if needed).
     Run {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Build netdrop (release) and install it: /usr/local/bin/netdrop, the bash, zsh and
+    /// fish completions, the man pages in /usr/local/share/man/man1 (root: via sudo if needed).
+    Install(install::InstallArgs),
     /// The whole test suite: unit tests, the kernel integration tests one at a time (root),
     /// the kernel matrix in QEMU guests (NETDROP_VM_KERNELS, default all), then the fuzz
     /// targets for NETDROP_FUZZ_SECONDS (default 60; 0 skips).
@@ -115,18 +120,24 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// `cargo build --release -p netdrop`; the binary's path.
+fn build_release() -> Result<PathBuf> {
+    let mut c = cargo();
+    c.args(["build", "--release", "-p", "netdrop"]);
+    status(c)?;
+    Ok(target_dir().join("release/netdrop"))
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.task {
-        Task::Build => {
-            let mut c = cargo();
-            c.args(["build", "--release", "-p", "netdrop"]);
-            status(c)
-        }
+        Task::Build => build_release().map(|_| ()),
+        Task::Install(args) => install::run(&args),
         Task::Run { args } => {
-            let mut c = cargo();
-            c.args(["build", "--release", "-p", "netdrop"]);
-            status(c)?;
-            let bin = target_dir().join("release/netdrop");
+            let bin = build_release()?;
+            // A convenience on the way: never a reason not to run.
+            if let Err(e) = install::docs(&bin) {
+                eprintln!("xtask: completions and man pages not installed: {e:#}");
+            }
             let mut cmd = if is_root() {
                 Command::new(&bin)
             } else {
@@ -143,6 +154,13 @@ fn run(cli: Cli) -> Result<()> {
         Task::Test { unit, filter } => {
             // Read now: a bad value must not wait for the end of the run to be reported.
             let fuzz_seconds = if unit { 0 } else { fuzz::seconds_from_env()? };
+            // The binary first: xtask's own unit tests install what it generates
+            // (and the integration tests run it).
+            if !unit {
+                let mut c = cargo();
+                c.args(["build", "-p", "netdrop"]);
+                status(c)?;
+            }
             // Unit tests: pure logic, fixtures, no root.
             let mut c = cargo();
             c.args([
@@ -159,9 +177,6 @@ fn run(cli: Cli) -> Result<()> {
                 return Ok(());
             }
             // Integration tests against the real kernel, one at a time (shared kernel state).
-            let mut c = cargo();
-            c.args(["build", "-p", "netdrop"]);
-            status(c)?;
             if !is_root() {
                 eprintln!(
                     "xtask: SKIP integration tests: they need root (namespaces, sysctls, eBPF); run `sudo -E cargo xtask test`"

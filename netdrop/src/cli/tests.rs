@@ -54,7 +54,7 @@ fn hook_choice_flags_are_on_every_observing_subcommand() {
             Command::Hist(a) => a.kernel,
             Command::Record(a) => a.kernel,
             Command::Serve(a) => a.kernel,
-            Command::Replay(_) => unreachable!(),
+            Command::Replay(_) | Command::Completions(_) | Command::Man(_) => unreachable!(),
         };
         assert!(k.no_fentry && k.no_raw_tracepoint, "{argv:?}");
     }
@@ -247,4 +247,73 @@ fn filter_flags_are_checked() {
         "netdrop", "watch", "--port", "0", "--addr", "::1", "--pid", "1",
     ])
     .unwrap();
+}
+
+/// `-o json` on every subcommand whose results go to stdout; `record -o` is its
+/// FILE (progress goes to stderr), and serve, completions and man have none.
+#[test]
+fn json_output_on_every_command_that_reports() {
+    for sub in [
+        &["watch"][..],
+        &["diagnose"],
+        &["hist"],
+        &["replay", "x"],
+        &["replay", "x", "--report"],
+        &["replay", "x", "--hist"],
+    ] {
+        for flag in ["-o", "--output"] {
+            let argv = [&["netdrop"], sub, &[flag, "json"]].concat();
+            let output = match Cli::try_parse_from(&argv).unwrap().command {
+                Command::Watch(a) => a.output,
+                Command::Diagnose(a) => a.output,
+                Command::Hist(a) => a.output,
+                Command::Replay(a) => a.output,
+                _ => unreachable!(),
+            };
+            assert_eq!(output, OutputFormat::Json, "{argv:?}");
+        }
+    }
+    let Command::Record(r) = Cli::try_parse_from(["netdrop", "record", "-o", "json"])
+        .unwrap()
+        .command
+    else {
+        panic!("not record")
+    };
+    assert_eq!(r.output, PathBuf::from("json"), "record -o stays the FILE");
+    for sub in [&["serve"][..], &["completions", "bash"], &["man"]] {
+        let argv = [&["netdrop"], sub, &["-o", "json"]].concat();
+        assert!(Cli::try_parse_from(&argv).is_err(), "{argv:?}");
+    }
+}
+
+#[test]
+fn color_is_global_and_completions_take_three_shells() {
+    use crate::style::ColorChoice;
+    for (argv, want) in [
+        (&["netdrop", "watch"][..], ColorChoice::Auto),
+        (
+            &["netdrop", "--color", "always", "watch"],
+            ColorChoice::Always,
+        ),
+        (&["netdrop", "watch", "--color=never"], ColorChoice::Never),
+        (
+            &["netdrop", "replay", "x", "--color", "always"],
+            ColorChoice::Always,
+        ),
+    ] {
+        assert_eq!(Cli::try_parse_from(argv).unwrap().color, want, "{argv:?}");
+    }
+    assert!(Cli::try_parse_from(["netdrop", "--color", "sometimes", "watch"]).is_err());
+    for shell in ["bash", "zsh", "fish"] {
+        let cli = Cli::try_parse_from(["netdrop", "completions", shell]).unwrap();
+        assert!(matches!(cli.command, Command::Completions(_)), "{shell}");
+    }
+    assert!(Cli::try_parse_from(["netdrop", "completions", "tcsh"]).is_err());
+    let Command::Man(m) = Cli::try_parse_from(["netdrop", "man", "--dir", "/tmp/m"])
+        .unwrap()
+        .command
+    else {
+        panic!("not man")
+    };
+    assert_eq!(m.dir, Some(PathBuf::from("/tmp/m")));
 }

@@ -576,6 +576,7 @@ fn recordings_from_before_the_registry_replay() {
             lines_per_sec: 0.0,
             hgrm: None,
             pcap: None,
+            style: crate::style::Style::plain(),
         };
         let (report, _) = crate::replay::replay(&opts, &mut crate::sink::null::NullSink).unwrap();
         let t = &report.totals;

@@ -12,6 +12,7 @@ use crate::{
     classify::Cause,
     decode::{ListenRecord, NeighRecord},
     event::DropView,
+    style::Style,
     summary::Summary,
     text::{Safe, safe},
 };
@@ -63,6 +64,7 @@ pub struct HumanSink<W: Write> {
     limits: BTreeMap<Cause, RateLimit>,
     suppressed: BTreeMap<Cause, u64>,
     last: Summary,
+    style: Style,
 }
 
 impl<W: Write> HumanSink<W> {
@@ -73,7 +75,14 @@ impl<W: Write> HumanSink<W> {
             limits: BTreeMap::new(),
             suppressed: BTreeMap::new(),
             last: Summary::default(),
+            style: Style::plain(),
         }
+    }
+
+    /// Colour: cause names, non-zero counts, what was lost or refused.
+    pub fn with_style(mut self, style: Style) -> Self {
+        self.style = style;
+        self
     }
 
     fn allow(&mut self, cause: Cause, ts: f64) -> bool {
@@ -110,16 +119,23 @@ impl<W: Write> HumanSink<W> {
             if only > 0 {
                 reasons.push(format!("counted by the kernel only {only}"));
             }
-            let recent = if since.is_some() {
-                format!(" (+{delta})")
-            } else {
-                String::new()
+            let st = self.style;
+            let recent = match since {
+                Some(_) => {
+                    let field = format!("{:<10}", format!(" (+{delta})"));
+                    if delta > 0 {
+                        st.number(&field).into_owned()
+                    } else {
+                        field
+                    }
+                }
+                None => String::new(),
             };
             writeln!(
                 self.out,
-                "  {:<22}{:>10}{recent:<10} {}",
-                cause.as_str(),
-                total,
+                "  {}{}{recent} {}",
+                st.cause(&format!("{:<22}", cause.as_str())),
+                st.number(&format!("{total:>10}")),
                 reasons.join(", ")
             )?;
             if cause != Cause::Other {
@@ -132,16 +148,22 @@ impl<W: Write> HumanSink<W> {
         if s.neigh_create_failures > 0 {
             writeln!(
                 self.out,
-                "  neighbour creates refused (table full): {}",
-                s.neigh_create_failures
+                "  {} {}",
+                self.style
+                    .warning("neighbour creates refused (table full):"),
+                self.style.number(&s.neigh_create_failures.to_string())
             )?;
         }
         let suppressed: u64 = self.suppressed.values().sum();
         if s.lost_events > 0 || suppressed > 0 || s.sampled_events > 0 {
             writeln!(
                 self.out,
-                "  detail not shown (counts above are exact): {} events held back by the kernel's limit (--events-per-sec), {} lost in the ring buffer, {} lines rate-limited",
-                s.sampled_events, s.lost_events, suppressed
+                "  {} {} events held back by the kernel's limit (--events-per-sec), {} lost in the ring buffer, {} lines rate-limited",
+                self.style
+                    .warning("detail not shown (counts above are exact):"),
+                s.sampled_events,
+                s.lost_events,
+                suppressed
             )?;
             for (cause, n) in &s.sampled_by_cause {
                 let lost = s.lost_by_cause.get(cause).copied().unwrap_or(0);
@@ -205,9 +227,9 @@ impl<W: Write> Sink for HumanSink<W> {
         };
         writeln!(
             self.out,
-            "{} {:<20} {:<20} {}  netns {netns}{dev}{flow}  [{who}]",
+            "{} {} {:<20} {}  netns {netns}{dev}{flow}  [{who}]",
             clock_time(ev.ts),
-            ev.cause.as_str(),
+            self.style.cause(&format!("{:<20}", ev.cause.as_str())),
             Safe(&ev.reason),
             Safe(&ev.location),
         )
@@ -220,9 +242,10 @@ impl<W: Write> Sink for HumanSink<W> {
         let addr = rec.addr.map(|a| a.to_string()).unwrap_or_default();
         writeln!(
             self.out,
-            "{} {:<20} {:<20} table has {} entries, no room for {addr} dev {}  [task {} {}]",
+            "{} {} {:<20} table has {} entries, no room for {addr} dev {}  [task {} {}]",
             clock_time(ts),
-            "neigh_table_overflow",
+            self.style
+                .cause(&format!("{:<20}", Cause::NeighTableOverflow.as_str())),
             "neigh_create refused",
             rec.entries,
             Safe(&rec.dev),
@@ -242,9 +265,10 @@ impl<W: Write> Sink for HumanSink<W> {
         }
         writeln!(
             self.out,
-            "{} {:<20} {:<20} listener {}:{} accept queue {}/{}  netns {}",
+            "{} {} {:<20} listener {}:{} accept queue {}/{}  netns {}",
             clock_time(ts),
-            "accept_queue_full",
+            self.style
+                .cause(&format!("{:<20}", Cause::AcceptQueueFull.as_str())),
             "LISTEN_OVERFLOW_SYN",
             rec.addr,
             rec.port,
@@ -448,5 +472,50 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("3 lines rate-limited"), "{text}");
+    }
+
+    #[test]
+    fn colour_marks_causes_and_counts_and_never_a_name() {
+        let mut rec = crate::decode::tests_support::drop_record();
+        rec.comm = HOSTILE.into();
+        let view = DropView {
+            rec: &rec,
+            cause: Cause::RpFilter,
+            reason: "IP_RPFILTER".into(),
+            location: "ip_rcv_finish".into(),
+            ts: 1.0,
+            owner: None,
+            netns_name: Some(HOSTILE.into()),
+            netns_identity: None,
+        };
+        let mut s = Summary::default();
+        s.causes.insert("rp_filter", 3);
+        s.reasons.insert("IP_RPFILTER".into(), 3);
+        s.total_drops = 3;
+        s.neigh_create_failures = 2;
+        let run = |style: Style| {
+            let mut sink = HumanSink::new(Vec::new(), 10.0).with_style(style);
+            sink.on_drop(&view).unwrap();
+            sink.tick(&s, &Session::default()).unwrap();
+            String::from_utf8(sink.out).unwrap()
+        };
+        let plain = run(Style::plain());
+        assert!(!plain.contains('\x1b'), "{plain}");
+        let coloured = run(Style::new(true));
+        for want in [
+            "\x1b[1;36mrp_filter\x1b[0m",
+            "\x1b[1m3\x1b[0m",
+            "\x1b[1m(+3)\x1b[0m",
+            "\x1b[33mneighbour creates refused (table full):\x1b[0m \x1b[1m2\x1b[0m",
+        ] {
+            assert!(coloured.contains(want), "{want:?} in {coloured:?}");
+        }
+        // Without netdrop's own sequences it is the plain text: the columns
+        // line up the same, and the hostile names are still escaped.
+        let stripped = ["\x1b[1;36m", "\x1b[1m", "\x1b[33m", "\x1b[0m"]
+            .iter()
+            .fold(coloured, |t, sgr| t.replace(sgr, ""));
+        assert_eq!(stripped, plain);
+        assert_inert(&stripped);
     }
 }
