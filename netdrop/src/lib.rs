@@ -34,4 +34,5 @@ pub mod sink;
 pub mod snapshot;
 pub mod summary;
 pub mod text;
+pub mod tui;
 pub mod watch;

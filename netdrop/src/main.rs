@@ -36,11 +36,14 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Watch(w) => {
+                let screen = screen(w.output, w.lines);
+                let interval = interval(w.interval, screen);
                 let opts = WatchOptions {
                     output: output(w.output),
                     lines_per_sec: w.lines_per_sec,
                     record: w.record,
-                    session: session(w.duration, w.interval, w.kernel, &w.filters, cli.verbose),
+                    session: session(w.duration, interval, w.kernel, &w.filters, cli.verbose),
+                    screen,
                 };
                 watch::run(opts).await
             }
@@ -78,7 +81,10 @@ fn main() -> ExitCode {
                 serve::run(opts).await
             }
             Command::Replay(r) => {
+                let screen = screen(r.output, r.lines || r.report || r.hist);
                 let opts = ReplayOptions {
+                    interval: interval(r.interval, screen),
+                    screen,
                     path: r.file,
                     view: if r.report {
                         View::Report
@@ -91,7 +97,6 @@ fn main() -> ExitCode {
                     pcap: r.pcap,
                     output: output(r.output),
                     realtime: r.realtime,
-                    interval: r.interval,
                     lines_per_sec: r.lines_per_sec,
                 };
                 return match replay::run(&opts) {
@@ -108,6 +113,17 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => fail(e),
     }
+}
+
+/// The live screen for the human view on a terminal (not with `--lines`).
+fn screen(o: OutputFormat, lines: bool) -> Option<netdrop::tui::TuiOptions> {
+    (o == OutputFormat::Human && netdrop::tui::wanted(lines)).then(Default::default)
+}
+
+/// `--interval`: 5 s between the line view's summaries, 1 s between the
+/// screen's refreshes of the diagnosis.
+fn interval(given: Option<f64>, screen: Option<netdrop::tui::TuiOptions>) -> f64 {
+    given.unwrap_or(if screen.is_some() { 1.0 } else { 5.0 })
 }
 
 /// `replay` of a damaged or truncated recording: everything intact was replayed.

@@ -24,15 +24,18 @@ pub struct WatchOptions {
     /// Also write a recording here.
     pub record: Option<std::path::PathBuf>,
     pub session: SessionOptions,
+    /// The human view as the live screen (a terminal, no `--lines`).
+    pub screen: Option<crate::tui::TuiOptions>,
 }
 
 /// Live lines, a per-cause summary every interval; at the end the diagnosis
 /// (groups, advice) and the exact totals.
 pub async fn run(opts: WatchOptions) -> Result<()> {
     let stdout = BufWriter::new(io::stdout().lock());
-    let mut sink: Box<dyn Sink> = match opts.output {
-        Output::Human => Box::new(HumanSink::new(stdout, opts.lines_per_sec)),
-        Output::Json => Box::new(JsonSink::new(stdout)),
+    let mut sink: Box<dyn Sink> = match (opts.output, opts.screen) {
+        (Output::Human, Some(o)) => Box::new(crate::tui::sink::Screen::new(o)),
+        (Output::Human, None) => Box::new(HumanSink::new(stdout, opts.lines_per_sec)),
+        (Output::Json, _) => Box::new(JsonSink::new(stdout)),
     };
     let mut recording = opts
         .record
