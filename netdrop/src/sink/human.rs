@@ -240,11 +240,23 @@ pub fn who(ev: &DropView<'_>) -> String {
     }
 }
 
-/// A drop's line: time, cause, reason, location, namespace (and its
-/// container or pod), device, flow, owner. Every name in it comes from the
-/// kernel or other processes (a comm, a device or namespace name): escaped,
-/// so none can forge a line or drive the terminal.
+/// A drop's line: time, cause, reason, location, then [`drop_detail`].
 pub fn drop_line(ev: &DropView<'_>) -> String {
+    format!(
+        "{} {:<20} {:<20} {}  {}",
+        clock_time(ev.ts),
+        ev.cause.as_str(),
+        Safe(&ev.reason),
+        Safe(&ev.location),
+        drop_detail(ev)
+    )
+}
+
+/// What a drop hit: namespace (and its container or pod), device, flow,
+/// owner. Every name in it comes from the kernel or other processes (a comm,
+/// a device or namespace name): escaped, so none can forge a line or drive
+/// the terminal.
+pub fn drop_detail(ev: &DropView<'_>) -> String {
     let r = ev.rec;
     let mut flow = String::new();
     if let Some(p) = &r.packet {
@@ -273,14 +285,7 @@ pub fn drop_line(ev: &DropView<'_>) -> String {
     if let Some(i) = &ev.netns_identity {
         netns += &format!(" ({})", i.human());
     }
-    format!(
-        "{} {:<20} {:<20} {}  netns {netns}{dev}{flow}  [{}]",
-        clock_time(ev.ts),
-        ev.cause.as_str(),
-        Safe(&ev.reason),
-        Safe(&ev.location),
-        who(ev)
-    )
+    format!("netns {netns}{dev}{flow}  [{}]", who(ev))
 }
 
 /// A neighbour entry the full table refused (escaped).

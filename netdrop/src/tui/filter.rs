@@ -82,7 +82,10 @@ impl Filter {
             },
             Term::Netns(v) => match v.parse::<u64>() {
                 Ok(ino) => f.netns == Some(ino),
-                Err(_) => f.netns_name.as_deref().is_some_and(|n| n.contains(v.as_str())),
+                Err(_) => f
+                    .netns_name
+                    .as_deref()
+                    .is_some_and(|n| n.contains(v.as_str())),
             },
             Term::Dev(v) => f.dev.as_deref() == Some(v.as_str()),
             Term::Port(p) => f.ports.contains(p),
@@ -118,9 +121,17 @@ mod tests {
 
     #[test]
     fn refuses_what_it_cannot_use() {
-        assert!(Filter::parse("port:http").unwrap_err().contains("port number"));
+        assert!(
+            Filter::parse("port:http")
+                .unwrap_err()
+                .contains("port number")
+        );
         assert!(Filter::parse("port:70000").is_err());
-        assert!(Filter::parse("user:root").unwrap_err().contains("unknown key"));
+        assert!(
+            Filter::parse("user:root")
+                .unwrap_err()
+                .contains("unknown key")
+        );
         assert!(Filter::parse("dev:").unwrap_err().contains("dev:VALUE"));
     }
 

@@ -209,7 +209,13 @@ impl Data {
     }
 
     /// A drop line of `cause`; `other` drops also add to their reason/location row.
-    pub fn on_line(&mut self, cause: Cause, line: DropLine, other: Option<(&str, &str)>, filter: &Filter) {
+    pub fn on_line(
+        &mut self,
+        cause: Cause,
+        line: DropLine,
+        other: Option<(&str, &str)>,
+        filter: &Filter,
+    ) {
         if let Some((reason, location)) = other {
             self.other.add(reason, location);
             if let Some(f) = &mut self.other_filtered
@@ -250,12 +256,21 @@ impl Data {
     /// The diagnosis of `cause`: its advice lines (escaped).
     pub fn advice(&self, cause: Cause) -> Vec<String> {
         self.cause_report(cause)
-            .map(|c| c.advice.iter().map(|a| safe(&a.action).into_owned()).collect())
+            .map(|c| {
+                c.advice
+                    .iter()
+                    .map(|a| safe(&a.action).into_owned())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     fn cause_report(&self, cause: Cause) -> Option<&CauseReport> {
-        self.report.as_ref()?.causes.iter().find(|c| c.cause == cause)
+        self.report
+            .as_ref()?
+            .causes
+            .iter()
+            .find(|c| c.cause == cause)
     }
 
     /// The groups of `cause` that match the filter, with the latest owner
@@ -291,7 +306,13 @@ impl Data {
 
     /// The latest lines of `cause` (of the group's namespace when one is
     /// given) that match the filter, newest last, at most `n`.
-    pub fn recent(&self, cause: Cause, netns: Option<u64>, filter: &Filter, n: usize) -> Vec<&DropLine> {
+    pub fn recent(
+        &self,
+        cause: Cause,
+        netns: Option<u64>,
+        filter: &Filter,
+        n: usize,
+    ) -> Vec<&DropLine> {
         let Some(lines) = self.lines.get(&cause) else {
             return Vec::new();
         };
@@ -330,18 +351,46 @@ fn group_facts(g: &Group) -> Facts {
         ..Facts::default()
     };
     match g {
-        Group::Listener { netns, netns_name, labels, listener, .. } => {
+        Group::Listener {
+            netns,
+            netns_name,
+            labels,
+            listener,
+            ..
+        } => {
             f.netns = Some(*netns);
             f.netns_name = name(netns_name, labels);
-            f.ports = listener.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).into_iter().collect();
+            f.ports = listener
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse().ok())
+                .into_iter()
+                .collect();
         }
-        Group::Neighbour { netns, netns_name, labels, dev, .. }
-        | Group::Device { netns, netns_name, labels, dev, .. } => {
+        Group::Neighbour {
+            netns,
+            netns_name,
+            labels,
+            dev,
+            ..
+        }
+        | Group::Device {
+            netns,
+            netns_name,
+            labels,
+            dev,
+            ..
+        } => {
             f.netns = Some(*netns);
             f.netns_name = name(netns_name, labels);
             f.dev = Some(dev.clone());
         }
-        Group::Declared { netns, netns_name, labels, key, .. } => {
+        Group::Declared {
+            netns,
+            netns_name,
+            labels,
+            key,
+            ..
+        } => {
             f.netns = Some(*netns);
             f.netns_name = name(netns_name, labels);
             f.dev = key.dev().map(str::to_string);

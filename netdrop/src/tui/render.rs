@@ -10,7 +10,7 @@ use ratatui::{
     layout::{Constraint, Layout, Rect},
     style::{Color, Modifier, Style},
     text::{Line, Span},
-    widgets::{Block, Borders, Clear, Paragraph},
+    widgets::{Block, Borders, Clear, Paragraph, Wrap},
 };
 
 use super::{
@@ -62,7 +62,7 @@ pub fn spark(series: &std::collections::VecDeque<u64>, width: usize) -> String {
         .skip(skip)
         .map(|&v| match v {
             0 => ' ',
-            v => BARS[((v * 7).div_ceil(max) as usize).min(7)],
+            v => BARS[((v * 8).div_ceil(max) as usize).clamp(1, 8) - 1],
         })
         .collect()
 }
@@ -77,7 +77,7 @@ pub fn draw(f: &mut Frame, app: &App, color: bool) {
     let other = d.other_filtered.as_ref().unwrap_or(&d.other).ranked();
     let causes_h = (1 + 2 * ranked.len().max(1)).min(9) as u16;
     let groups_h = match app.pane {
-        Pane::Group => 5,
+        Pane::Group => 7,
         _ => (1 + groups.len().max(1)).min(5) as u16,
     };
     let other_h = if other.is_empty() {
@@ -159,14 +159,19 @@ fn status_line(app: &App, d: &Data, t: Theme) -> Line<'static> {
     parts.push(Span::raw(what));
     parts.push(Span::raw(format!(
         " · {} drops · sort {}",
-        d.summary.total_drops.max(d.causes.values().map(|r| r.total).sum()),
+        d.summary
+            .total_drops
+            .max(d.causes.values().map(|r| r.total).sum()),
         match app.sort {
             Sort::Rate => "drops/s",
             Sort::Total => "total",
         }
     )));
     if app.paused() {
-        parts.push(Span::styled(" · PAUSED", t.fg(Color::Yellow).add_modifier(Modifier::BOLD)));
+        parts.push(Span::styled(
+            " · PAUSED",
+            t.fg(Color::Yellow).add_modifier(Modifier::BOLD),
+        ));
     }
     if let Some(r) = &app.recording {
         parts.push(Span::styled(format!(" · REC {r}"), t.fg(Color::Red)));
@@ -174,7 +179,10 @@ fn status_line(app: &App, d: &Data, t: Theme) -> Line<'static> {
     if let Some(input) = &app.input {
         parts.push(Span::raw(format!(" · filter: {}▏", safe(input))));
     } else if !app.filter.is_empty() {
-        parts.push(Span::raw(format!(" · filter: {}", safe(&app.filter.source))));
+        parts.push(Span::raw(format!(
+            " · filter: {}",
+            safe(&app.filter.source)
+        )));
     }
     if let Some(m) = &app.message {
         parts.push(Span::styled(format!(" · {m}"), t.fg(Color::Yellow)));
@@ -198,8 +206,15 @@ fn draw_causes(
     }
     let width = area.width as usize;
     for r in ranked {
-        let head = format!("{:<22}{:>9.1}/s {:>10}  ", r.cause.as_str(), r.rate(), r.total);
-        let spark_w = width.saturating_sub(head.chars().count() + 2).min(super::model::SPARK_SECONDS);
+        let head = format!(
+            "{:<22}{:>9.1}/s {:>10}  ",
+            r.cause.as_str(),
+            r.rate(),
+            r.total
+        );
+        let spark_w = width
+            .saturating_sub(head.chars().count() + 2)
+            .min(super::model::SPARK_SECONDS);
         let mark = if Some(r.cause) == cause { "▶ " } else { "  " };
         let style = if Some(r.cause) == cause && app.pane == Pane::Causes {
             t.selected()
@@ -243,8 +258,18 @@ fn draw_groups(
         for a in d.advice(cause) {
             lines.push(Line::styled(format!("  → {a}"), t.fg(Color::Green)));
         }
-        let title = format!(" {} · group {}/{} (Esc: back) ", cause.as_str(), app.group + 1, groups.len());
-        f.render_widget(Paragraph::new(lines).block(pane(&title, t)), area);
+        let title = format!(
+            " {} · group {}/{} (Esc: back) ",
+            cause.as_str(),
+            app.group + 1,
+            groups.len()
+        );
+        f.render_widget(
+            Paragraph::new(lines)
+                .wrap(Wrap { trim: false })
+                .block(pane(&title, t)),
+            area,
+        );
         return;
     }
     if groups.is_empty() {
@@ -257,7 +282,11 @@ fn draw_groups(
     let rows = area.height.saturating_sub(1) as usize;
     let first = app.group.saturating_sub(rows.saturating_sub(1));
     for (i, g) in groups.iter().enumerate().skip(first).take(rows) {
-        let owner = g.owner.as_ref().map(|o| format!("  [{o}]")).unwrap_or_default();
+        let owner = g
+            .owner
+            .as_ref()
+            .map(|o| format!("  [{o}]"))
+            .unwrap_or_default();
         let style = if app.pane == Pane::Groups && i == app.group {
             t.selected()
         } else {
@@ -265,7 +294,11 @@ fn draw_groups(
         };
         lines.push(Line::styled(format!("  • {}{owner}", g.text), style));
     }
-    let hint = if app.pane == Pane::Causes { "Enter: open" } else { "Enter: open · Esc: back" };
+    let hint = if app.pane == Pane::Causes {
+        "Enter: open"
+    } else {
+        "Enter: open · Esc: back"
+    };
     let title = format!(" groups of {} ({}) · {hint} ", cause.as_str(), groups.len());
     f.render_widget(Paragraph::new(lines).block(pane(&title, t)), area);
 }
@@ -295,7 +328,11 @@ fn health_line(d: &Data) -> String {
             .take(2)
         {
             let k = row.kernel.map_or("n/a".into(), |k| k.to_string());
-            parts.push(format!("{} {k} (netdrop {})", safe(&row.counter), row.netdrop_seen));
+            parts.push(format!(
+                "{} {k} (netdrop {})",
+                safe(&row.counter),
+                row.netdrop_seen
+            ));
         }
     }
     parts.join(" · ")
@@ -305,12 +342,18 @@ const HELP: &[(&str, &str)] = &[
     ("↑ ↓ j k", "select a cause, or a group"),
     ("Enter → l", "open the cause's groups, then one group"),
     ("Esc ← h", "back"),
-    ("/", "filter: proc:NAME|PID netns:NAME|INODE dev:NAME port:N words"),
+    (
+        "/",
+        "filter: proc:NAME|PID netns:NAME|INODE dev:NAME port:N words",
+    ),
     ("p, space", "pause (freeze the screen; a replay stops)"),
     ("s", "sort causes by drops/s or by total"),
     ("r", "start or stop a recording (netdrop-<time>.ndr)"),
     ("?", "this help"),
-    ("q, Ctrl-C", "quit: the summary and diagnosis on the normal screen"),
+    (
+        "q, Ctrl-C",
+        "quit: the summary and diagnosis on the normal screen",
+    ),
 ];
 
 fn draw_help(f: &mut Frame, area: Rect, t: Theme) {
@@ -328,9 +371,8 @@ fn draw_help(f: &mut Frame, area: Rect, t: Theme) {
         .collect();
     f.render_widget(Clear, r);
     f.render_widget(
-        Paragraph::new(lines).block(
-            Block::bordered().title(Span::styled(" keys (any key closes) ", t.title())),
-        ),
+        Paragraph::new(lines)
+            .block(Block::bordered().title(Span::styled(" keys (any key closes) ", t.title()))),
         r,
     );
 }

@@ -164,7 +164,11 @@ impl Screen {
             self.app.recording = None;
             self.app.message = Some(match rec.finish(&self.summary, &self.session) {
                 Ok(()) => format!("recording saved to {}", crate::text::safe_path(&path)),
-                Err(e) => format!("recording {}: {}", crate::text::safe_path(&path), safe(&e.to_string())),
+                Err(e) => format!(
+                    "recording {}: {}",
+                    crate::text::safe_path(&path),
+                    safe(&e.to_string())
+                ),
             });
             return;
         }
@@ -263,13 +267,21 @@ fn facts(ev: &DropView<'_>, text: &str) -> Facts {
 
 impl Sink for Screen {
     fn on_drop(&mut self, ev: &DropView<'_>) -> io::Result<()> {
-        let text = human::drop_line(ev);
+        // On the screen the cause is the pane's: time, reason, location, detail.
+        let text = format!(
+            "{} {} {}  {}",
+            &human::clock_time(ev.ts)[..12],
+            safe(&ev.reason),
+            safe(&ev.location),
+            human::drop_detail(ev)
+        );
         let line = DropLine {
             facts: facts(ev, &text),
             who: human::who(ev),
             text,
         };
-        let other = (ev.cause == Cause::Other).then_some((ev.reason.as_str(), ev.location.as_str()));
+        let other =
+            (ev.cause == Cause::Other).then_some((ev.reason.as_str(), ev.location.as_str()));
         self.line(ev.cause, line, other);
         self.record(|r| r.on_drop(ev));
         Ok(())
@@ -293,7 +305,12 @@ impl Sink for Screen {
         Ok(())
     }
 
-    fn on_listen_drop(&mut self, rec: &ListenRecord, owner: Option<&Owner>, ts: f64) -> io::Result<()> {
+    fn on_listen_drop(
+        &mut self,
+        rec: &ListenRecord,
+        owner: Option<&Owner>,
+        ts: f64,
+    ) -> io::Result<()> {
         let text = human::listen_line(rec, ts);
         let line = DropLine {
             facts: Facts {
@@ -304,7 +321,9 @@ impl Sink for Screen {
                 text: text.clone(),
                 ..Facts::default()
             },
-            who: owner.map(|o| format!("owner {} {}", o.pid, safe(&o.comm))).unwrap_or_default(),
+            who: owner
+                .map(|o| format!("owner {} {}", o.pid, safe(&o.comm)))
+                .unwrap_or_default(),
             text,
         };
         self.line(Cause::AcceptQueueFull, line, None);
@@ -403,7 +422,10 @@ impl Sink for Screen {
         self.leave_and_print(s, session)?;
         if let Some((mut r, path)) = recorded {
             r.finish(s, session)?;
-            eprintln!("netdrop: recording saved to {}", crate::text::safe_path(&path));
+            eprintln!(
+                "netdrop: recording saved to {}",
+                crate::text::safe_path(&path)
+            );
         }
         Ok(())
     }

@@ -141,7 +141,12 @@ impl Term {
     pub fn stderr_lines(&self) -> Vec<String> {
         self.held
             .as_ref()
-            .map(|h| h.lines.lock().map(|mut l| l.drain(..).collect()).unwrap_or_default())
+            .map(|h| {
+                h.lines
+                    .lock()
+                    .map(|mut l| l.drain(..).collect())
+                    .unwrap_or_default()
+            })
             .unwrap_or_default()
     }
 
@@ -162,7 +167,11 @@ impl Term {
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }
-            let lines: Vec<String> = h.lines.lock().map(|l| l.iter().cloned().collect()).unwrap_or_default();
+            let lines: Vec<String> = h
+                .lines
+                .lock()
+                .map(|l| l.iter().cloned().collect())
+                .unwrap_or_default();
             let mut err = io::stderr().lock();
             for l in lines {
                 let _ = writeln!(err, "{l}");
