@@ -21,6 +21,8 @@
 #                                       (runc: crun refuses hybrid cgroups)
 #   python3-venv, kubernetes-validate   tests/deploy.rs: deploy/kubernetes against the Kubernetes schemas
 #     (PyPI, in /var/lib/netdrop-setup/venv)
+#   tmux                                tests/screen.rs: netdrop's live screen driven in a real terminal
+#                                       (80x24 panes, keys sent, the screen captured as text)
 #   xz-utils, zstd                      the kernel matrix: unpacking guest kernel modules
 #   bpftrace                            the benchmark (cargo xtask bench): the bpftrace row,
 #                                       netdrop's cost per drop against a general-purpose tracer
@@ -36,7 +38,7 @@
 set -euo pipefail
 
 BPF_LINKER_VERSION=0.13.0
-PKGS=(rustc-web cargo-web libstd-rust-web-dev-bpf llvm-22-dev libpolly-22-dev iproute2 iputils-ping bpftool util-linux procps tshark g++ bpftrace xz-utils zstd nftables iptables prometheus podman runc python3-venv)
+PKGS=(rustc-web cargo-web libstd-rust-web-dev-bpf llvm-22-dev libpolly-22-dev iproute2 iputils-ping bpftool util-linux procps tshark g++ bpftrace xz-utils zstd nftables iptables prometheus podman runc python3-venv tmux)
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

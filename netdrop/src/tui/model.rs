@@ -155,7 +155,9 @@ impl Data {
     pub fn on_counts(&mut self, at_s: f64, s: &Summary) {
         self.at_s = self.at_s.max(at_s);
         let totals: BTreeMap<Cause, u64> = Cause::ALL.iter().map(|&c| (c, s.cause(c))).collect();
-        if let Some((prev_at, prev)) = self.last_counts.take() {
+        // The counters start at 0 with the observation (or recording).
+        let (prev_at, prev) = self.last_counts.take().unwrap_or_default();
+        {
             let dt = at_s - prev_at;
             if dt > 0.0 {
                 for (&c, &n) in &totals {
