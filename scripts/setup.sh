@@ -24,6 +24,8 @@
 #   man-db, groff-base, zsh, fish       tests/cli.rs: the generated man pages render without warnings
 #                                       (man -l), the completion scripts parse (bash -n, zsh -n, fish -n);
 #                                       zsh and fish are small (~7 MB), the man tools come with Debian
+#   tmux                                tests/screen.rs: netdrop's live screen driven in a real terminal
+#                                       (80x24 panes, keys sent, the screen captured as text)
 #   xz-utils, zstd                      the kernel matrix: unpacking guest kernel modules
 #   bpftrace                            the benchmark (cargo xtask bench): the bpftrace row,
 #                                       netdrop's cost per drop against a general-purpose tracer
@@ -39,7 +41,7 @@
 set -euo pipefail
 
 BPF_LINKER_VERSION=0.13.0
-PKGS=(rustc-web cargo-web libstd-rust-web-dev-bpf llvm-22-dev libpolly-22-dev iproute2 iputils-ping bpftool util-linux procps tshark g++ bpftrace xz-utils zstd nftables iptables prometheus podman runc python3-venv man-db groff-base zsh fish)
+PKGS=(rustc-web cargo-web libstd-rust-web-dev-bpf llvm-22-dev libpolly-22-dev iproute2 iputils-ping bpftool util-linux procps tshark g++ bpftrace xz-utils zstd nftables iptables prometheus podman runc python3-venv man-db groff-base zsh fish tmux)
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

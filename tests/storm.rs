@@ -77,7 +77,11 @@ fn storm_counts_are_exact_and_held_back_events_are_counted() {
     // drop some at its CPU backlog (CPU_BACKLOG, seen on 6.1 under TCG):
     // those have lines and a budget of their own.
     let reason = out.no_socket_reason();
-    let lines = out.drops().iter().filter(|l| reason_of(l) == reason).count() as u64;
+    let lines = out
+        .drops()
+        .iter()
+        .filter(|l| reason_of(l) == reason)
+        .count() as u64;
     let of_other = |key: &str| out.summary()[key]["other"].as_u64().unwrap_or(0);
     let held = of_other("sampled_by_cause");
     let lost = of_other("lost_by_cause");
@@ -86,7 +90,10 @@ fn storm_counts_are_exact_and_held_back_events_are_counted() {
         counted,
         "every counted drop is a line, held back or lost ({lines} + {held} + {lost})"
     );
-    assert!(held > 0, "nothing held back in a storm over the event limit");
+    assert!(
+        held > 0,
+        "nothing held back in a storm over the event limit"
+    );
     assert_eq!(
         field(&out, "sampled_events") + field(&out, "lost_events") + out.drops().len() as u64,
         field(&out, "total_drops"),

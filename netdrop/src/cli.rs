@@ -24,7 +24,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Watch drops live: a line per drop, a per-cause summary, exact totals on exit.
+    /// Watch drops live: on a terminal one screen updating in place (causes ranked,
+    /// groups, advice); piped or with --lines a line per drop and a per-cause summary;
+    /// exact totals on exit.
     Watch(WatchArgs),
     /// Watch for a while, then report: causes ranked, the listener/neighbour/table/device
     /// each hit, live values, what to change, and the kernel's counters beside netdrop's.
@@ -169,10 +171,16 @@ pub struct ReplayArgs {
     /// Pace the replay at the recorded speed (default: as fast as possible).
     #[arg(long)]
     pub realtime: bool,
-    /// Seconds between per-cause summaries in the human view (0.01 to 3600).
-    #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = interval_secs,
+    /// Seconds between per-cause summaries in the line view, and between refreshes of
+    /// the live screen's groups and advice, on the recorded clock (0.01 to 3600;
+    /// default 5, 1 on the screen).
+    #[arg(long, value_name = "SECONDS", value_parser = interval_secs,
           allow_negative_numbers = true)]
-    pub interval: f64,
+    pub interval: Option<f64>,
+    /// Print lines (the watch view's lines and summaries) even on a terminal, instead
+    /// of the live screen.
+    #[arg(long)]
+    pub lines: bool,
     /// Drop lines per second per cause in the human view, on the recorded clock
     /// (0.001 to 1000000).
     #[arg(long, value_name = "N", default_value_t = 10.0, value_parser = lines_per_sec,
@@ -290,10 +298,15 @@ pub struct WatchArgs {
     #[arg(short, long, value_name = "SECONDS", value_parser = duration_secs,
           allow_negative_numbers = true)]
     pub duration: Option<f64>,
-    /// Seconds between per-cause summaries in the human view (0.01 to 3600).
-    #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = interval_secs,
+    /// Seconds between per-cause summaries in the line view, and between refreshes of
+    /// the live screen's groups and advice (0.01 to 3600; default 5, 1 on the screen).
+    #[arg(long, value_name = "SECONDS", value_parser = interval_secs,
           allow_negative_numbers = true)]
-    pub interval: f64,
+    pub interval: Option<f64>,
+    /// Print lines (a line per drop, summaries) even on a terminal, instead of the
+    /// live screen.
+    #[arg(long)]
+    pub lines: bool,
     /// Drop lines per second per cause in the human view, 0.001 to 1000000 (counts stay
     /// exact).
     #[arg(long, value_name = "N", default_value_t = 10.0, value_parser = lines_per_sec,

@@ -36,4 +36,5 @@ pub mod snapshot;
 pub mod style;
 pub mod summary;
 pub mod text;
+pub mod tui;
 pub mod watch;

@@ -48,12 +48,15 @@ fn main() -> ExitCode {
             Command::Completions(c) => print_completions(c.shell),
             Command::Man(m) => write_man(m.dir.as_deref()),
             Command::Watch(w) => {
+                let screen = screen(w.output, w.lines, stdout_style);
+                let interval = interval(w.interval, screen);
                 let opts = WatchOptions {
                     output: output(w.output),
                     lines_per_sec: w.lines_per_sec,
                     record: w.record,
                     style: stdout_style,
-                    session: session(w.duration, w.interval, w.kernel, &w.filters, cli.verbose),
+                    session: session(w.duration, interval, w.kernel, &w.filters, cli.verbose),
+                    screen,
                 };
                 watch::run(opts).await
             }
@@ -91,7 +94,10 @@ fn main() -> ExitCode {
                 serve::run(opts).await
             }
             Command::Replay(r) => {
+                let screen = screen(r.output, r.lines || r.report || r.hist, stdout_style);
                 let opts = ReplayOptions {
+                    interval: interval(r.interval, screen),
+                    screen,
                     path: r.file,
                     view: if r.report {
                         View::Report
@@ -104,7 +110,6 @@ fn main() -> ExitCode {
                     pcap: r.pcap,
                     output: output(r.output),
                     realtime: r.realtime,
-                    interval: r.interval,
                     lines_per_sec: r.lines_per_sec,
                     style: stdout_style,
                 };
@@ -152,6 +157,21 @@ fn write_man(dir: Option<&std::path::Path>) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_all(manual::pages().swap_remove(0).roff.as_bytes())?;
     Ok(out.flush()?)
+}
+
+/// The live screen for the human view on a terminal (not with `--lines`),
+/// in colour as `--color` and NO_COLOR say.
+fn screen(o: OutputFormat, lines: bool, style: Style) -> Option<netdrop::tui::TuiOptions> {
+    (o == OutputFormat::Human && netdrop::tui::wanted(lines)).then(|| netdrop::tui::TuiOptions {
+        color: style.is_on(),
+        ..Default::default()
+    })
+}
+
+/// `--interval`: 5 s between the line view's summaries, 1 s between the
+/// screen's refreshes of the diagnosis.
+fn interval(given: Option<f64>, screen: Option<netdrop::tui::TuiOptions>) -> f64 {
+    given.unwrap_or(if screen.is_some() { 1.0 } else { 5.0 })
 }
 
 fn output(o: OutputFormat) -> Output {

@@ -22,7 +22,7 @@ use crate::{
     record::{self, Damage, Entry, Header},
     sink::tee::Tee,
     sink::{
-        Session, Sink, hist::HistSink, human::HumanSink, json::JsonSink, null::NullSink,
+        Flow, Session, Sink, hist::HistSink, human::HumanSink, json::JsonSink, null::NullSink,
         pcap::PcapSink,
     },
     summary::{Counts, Naming, Summary},
@@ -55,6 +55,8 @@ pub struct ReplayOptions {
     pub pcap: Option<PathBuf>,
     /// Colour in the human watch view.
     pub style: crate::style::Style,
+    /// The watch view as the live screen (a terminal, no `--lines`).
+    pub screen: Option<crate::tui::TuiOptions>,
 }
 
 /// How a replay went: the damage found (empty for an intact recording).
@@ -74,9 +76,16 @@ pub fn run(opts: &ReplayOptions) -> Result<Replayed> {
             opts.realtime,
             opts.hgrm.clone(),
         )),
-        (View::Watch, Output::Human) => {
-            Box::new(HumanSink::new(stdout, opts.lines_per_sec).with_style(opts.style))
-        }
+        (View::Watch, Output::Human) => match opts.screen {
+            Some(o) => {
+                let realtime = opts.realtime;
+                Box::new(crate::tui::sink::Screen::new(crate::tui::TuiOptions {
+                    replay: Some(realtime),
+                    ..o
+                }))
+            }
+            None => Box::new(HumanSink::new(stdout, opts.lines_per_sec).with_style(opts.style)),
+        },
         (View::Watch, Output::Json) => Box::new(JsonSink::new(stdout)),
     };
     let mut pcap = opts.pcap.as_deref().map(PcapSink::create).transpose()?;
@@ -113,17 +122,24 @@ pub fn replay(opts: &ReplayOptions, sink: &mut dyn Sink) -> Result<(Report, Repl
     announce(&opts.path, &header);
     let mut state = State::new(&header, opts);
     sink.on_start(&header)?;
-    let began = Instant::now();
+    let mut pace = Pace {
+        began: Instant::now(),
+        every: sink.poll_every(),
+        polled: Instant::now(),
+    };
     for (_, entry) in reader.by_ref() {
         if opts.realtime
             && let Some(at) = state.at_s(&entry)
+            && pace.wait(Duration::from_secs_f64(at.max(0.0)), sink)? == Flow::Stop
         {
-            let due = began + Duration::from_secs_f64(at.max(0.0));
-            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            break;
         }
         state.feed(entry, sink)?;
         if opts.realtime {
             sink.flush()?;
+        }
+        if pace.due() && pace.poll(sink)? == Flow::Stop {
+            break;
         }
     }
     sink.flush()?;
@@ -145,6 +161,57 @@ pub fn replay(opts: &ReplayOptions, sink: &mut dyn Sink) -> Result<(Report, Repl
         );
     }
     Ok((report, Replayed { damage }))
+}
+
+/// The replay's clock, and the sink's input (the live screen: `q` stops,
+/// a pause holds the replay where it is).
+struct Pace {
+    began: Instant,
+    /// How often the sink wants polling (None: never).
+    every: Option<Duration>,
+    polled: Instant,
+}
+
+impl Pace {
+    fn due(&self) -> bool {
+        self.every.is_some_and(|e| self.polled.elapsed() >= e)
+    }
+
+    /// Polls the sink; while it holds, the recorded clock stands still.
+    fn poll(&mut self, sink: &mut dyn Sink) -> io::Result<Flow> {
+        let Some(every) = self.every else {
+            return Ok(Flow::Go);
+        };
+        self.polled = Instant::now();
+        let mut flow = sink.poll()?;
+        if flow == Flow::Hold {
+            let held = Instant::now();
+            while flow == Flow::Hold {
+                std::thread::sleep(every);
+                flow = sink.poll()?;
+            }
+            self.began += held.elapsed();
+        }
+        Ok(flow)
+    }
+
+    /// Sleeps until `at` after the start (the recorded pace), polling the sink.
+    fn wait(&mut self, at: Duration, sink: &mut dyn Sink) -> io::Result<Flow> {
+        loop {
+            let left = (self.began + at).saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(Flow::Go);
+            }
+            let Some(every) = self.every else {
+                std::thread::sleep(left);
+                return Ok(Flow::Go);
+            };
+            std::thread::sleep(left.min(every));
+            if self.poll(sink)? == Flow::Stop {
+                return Ok(Flow::Stop);
+            }
+        }
+    }
 }
 
 /// Opens the recording at `path`: anything but a regular file is refused

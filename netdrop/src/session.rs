@@ -33,7 +33,7 @@ use crate::{
     privileges,
     reads::DropReads,
     record::Header,
-    sink::{Session, Sink},
+    sink::{Flow, Session, Sink},
     snapshot::Snapshot,
     summary::{Naming, Summary},
 };
@@ -229,6 +229,10 @@ async fn observe_with(
     let mut pending: Option<JoinHandle<Snapshot>> = None;
     let mut pid_tick = tokio::time::interval(PID_REFRESH);
     let mut reads_tick = tokio::time::interval(DropReads::TICK);
+    // Sinks that read input (the live screen) are polled for keys.
+    let poll_every = sink.poll_every();
+    let mut poll_tick = tokio::time::interval(poll_every.unwrap_or(Duration::from_secs(3600)));
+    poll_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let deadline = tokio::time::sleep(
         opts.duration
             .unwrap_or(Duration::from_secs(u32::MAX.into())),
@@ -280,6 +284,11 @@ async fn observe_with(
             }
             logs = async { kernel_log.as_mut().expect("guarded").forward().await }, if kernel_log.is_some() => {
                 logs?;
+            }
+            _ = poll_tick.tick(), if poll_every.is_some() => {
+                if sink.poll()? == Flow::Stop {
+                    break;
+                }
             }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,

@@ -26,17 +26,20 @@ pub struct WatchOptions {
     /// Colour in the human view (`style::enabled` for stdout).
     pub style: crate::style::Style,
     pub session: SessionOptions,
+    /// The human view as the live screen (a terminal, no `--lines`).
+    pub screen: Option<crate::tui::TuiOptions>,
 }
 
 /// Live lines, a per-cause summary every interval; at the end the diagnosis
 /// (groups, advice) and the exact totals.
 pub async fn run(opts: WatchOptions) -> Result<()> {
     let stdout = BufWriter::new(io::stdout().lock());
-    let mut sink: Box<dyn Sink> = match opts.output {
-        Output::Human => {
+    let mut sink: Box<dyn Sink> = match (opts.output, opts.screen) {
+        (Output::Human, Some(o)) => Box::new(crate::tui::sink::Screen::new(o)),
+        (Output::Human, None) => {
             Box::new(HumanSink::new(stdout, opts.lines_per_sec).with_style(opts.style))
         }
-        Output::Json => Box::new(JsonSink::new(stdout)),
+        (Output::Json, _) => Box::new(JsonSink::new(stdout)),
     };
     let mut recording = opts
         .record

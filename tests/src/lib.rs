@@ -31,6 +31,7 @@ pub mod rpfilter;
 pub mod storm;
 pub mod synbench;
 pub mod sysctl;
+pub mod tmux;
 pub mod traffic;
 pub mod yaml;
 

@@ -11,7 +11,7 @@ pub mod declared;
 mod fusion;
 mod groups;
 pub mod model;
-mod render;
+pub(crate) mod render;
 pub mod report;
 mod retire;
 mod rp_fusion;

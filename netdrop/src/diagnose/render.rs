@@ -159,7 +159,7 @@ fn netns_part(netns: u64, name: &Option<String>, labels: &Labels, gone: bool) ->
     )
 }
 
-fn group_line(g: &Group) -> String {
+pub(crate) fn group_line(g: &Group) -> String {
     match g {
         Group::Listener {
             netns,

@@ -573,6 +573,7 @@ fn recordings_from_before_the_registry_replay() {
             output: crate::watch::Output::Json,
             realtime: false,
             interval: 5.0,
+            screen: None,
             lines_per_sec: 0.0,
             hgrm: None,
             pcap: None,

@@ -184,74 +184,14 @@ impl<W: Write> Sink for HumanSink<W> {
         if !self.allow(ev.cause, ev.ts) {
             return Ok(());
         }
-        let r = ev.rec;
-        let mut flow = String::new();
-        if let Some(p) = &r.packet {
-            let port = |a: &std::net::IpAddr, port: Option<u16>| match port {
-                Some(n) => format!("{a}:{n}"),
-                None => a.to_string(),
-            };
-            flow = format!(
-                " {} {} → {}",
-                p.l4_name().unwrap_or("ip"),
-                port(&p.saddr, p.sport),
-                port(&p.daddr, p.dport)
-            );
-        }
-        // Names below come from the kernel and from other processes (a comm, a
-        // device or namespace name): escaped, so none can forge a line or drive
-        // the terminal.
-        let dev = if r.dev.is_empty() {
-            String::new()
-        } else {
-            format!(" dev {}", Safe(&r.dev))
-        };
-        let mut netns = match &ev.netns_name {
-            Some(n) => safe(n).into_owned(),
-            None => r.netns.to_string(),
-        };
-        // The container or pod living in the namespace, and the owner's when
-        // it is another (a host-network pod, a socket passed along).
-        if let Some(i) = &ev.netns_identity {
-            netns += &format!(" ({})", i.human());
-        }
-        // The socket's owner when there is one; else the task that happened to run.
-        let who = match &ev.owner {
-            Some(o) => match o.identity() {
-                Some(i) if ev.netns_identity.as_ref() != Some(i) => {
-                    format!("owner {} {}, {}", o.pid, Safe(&o.comm), i.human())
-                }
-                _ => format!("owner {} {}", o.pid, Safe(&o.comm)),
-            },
-            None => format!("task {} {}", r.pid, Safe(&r.comm)),
-        };
-        writeln!(
-            self.out,
-            "{} {} {:<20} {}  netns {netns}{dev}{flow}  [{who}]",
-            clock_time(ev.ts),
-            self.style.cause(&format!("{:<20}", ev.cause.as_str())),
-            Safe(&ev.reason),
-            Safe(&ev.location),
-        )
+        writeln!(self.out, "{}", drop_line(ev, self.style))
     }
 
     fn on_neigh_fail(&mut self, rec: &NeighRecord, ts: f64) -> io::Result<()> {
         if !self.allow(Cause::NeighTableOverflow, ts) {
             return Ok(());
         }
-        let addr = rec.addr.map(|a| a.to_string()).unwrap_or_default();
-        writeln!(
-            self.out,
-            "{} {} {:<20} table has {} entries, no room for {addr} dev {}  [task {} {}]",
-            clock_time(ts),
-            self.style
-                .cause(&format!("{:<20}", Cause::NeighTableOverflow.as_str())),
-            "neigh_create refused",
-            rec.entries,
-            Safe(&rec.dev),
-            rec.pid,
-            Safe(&rec.comm)
-        )
+        writeln!(self.out, "{}", neigh_fail_line(rec, ts, self.style))
     }
 
     fn on_listen_drop(
@@ -263,19 +203,7 @@ impl<W: Write> Sink for HumanSink<W> {
         if !self.allow(Cause::AcceptQueueFull, ts) {
             return Ok(());
         }
-        writeln!(
-            self.out,
-            "{} {} {:<20} listener {}:{} accept queue {}/{}  netns {}",
-            clock_time(ts),
-            self.style
-                .cause(&format!("{:<20}", Cause::AcceptQueueFull.as_str())),
-            "LISTEN_OVERFLOW_SYN",
-            rec.addr,
-            rec.port,
-            rec.ack_backlog,
-            rec.max_ack_backlog,
-            rec.netns
-        )
+        writeln!(self.out, "{}", listen_line(rec, ts, self.style))
     }
 
     fn tick(&mut self, s: &Summary, session: &Session) -> io::Result<()> {
@@ -320,8 +248,100 @@ impl<W: Write> Sink for HumanSink<W> {
     }
 }
 
+/// Who a drop is: the socket's owner (and its container or pod when it is
+/// not the namespace's), else the task that happened to run. Escaped.
+pub fn who(ev: &DropView<'_>) -> String {
+    match &ev.owner {
+        Some(o) => match o.identity() {
+            Some(i) if ev.netns_identity.as_ref() != Some(i) => {
+                format!("owner {} {}, {}", o.pid, Safe(&o.comm), i.human())
+            }
+            _ => format!("owner {} {}", o.pid, Safe(&o.comm)),
+        },
+        None => format!("task {} {}", ev.rec.pid, Safe(&ev.rec.comm)),
+    }
+}
+
+/// A drop's line: time, cause, reason, location, then [`drop_detail`].
+pub fn drop_line(ev: &DropView<'_>, style: Style) -> String {
+    format!(
+        "{} {} {:<20} {}  {}",
+        clock_time(ev.ts),
+        style.cause(&format!("{:<20}", ev.cause.as_str())),
+        Safe(&ev.reason),
+        Safe(&ev.location),
+        drop_detail(ev)
+    )
+}
+
+/// What a drop hit: namespace (and its container or pod), device, flow,
+/// owner. Every name in it comes from the kernel or other processes (a comm,
+/// a device or namespace name): escaped, so none can forge a line or drive
+/// the terminal.
+pub fn drop_detail(ev: &DropView<'_>) -> String {
+    let r = ev.rec;
+    let mut flow = String::new();
+    if let Some(p) = &r.packet {
+        let port = |a: &std::net::IpAddr, port: Option<u16>| match port {
+            Some(n) => format!("{a}:{n}"),
+            None => a.to_string(),
+        };
+        flow = format!(
+            " {} {} → {}",
+            p.l4_name().unwrap_or("ip"),
+            port(&p.saddr, p.sport),
+            port(&p.daddr, p.dport)
+        );
+    }
+    let dev = if r.dev.is_empty() {
+        String::new()
+    } else {
+        format!(" dev {}", Safe(&r.dev))
+    };
+    let mut netns = match &ev.netns_name {
+        Some(n) => safe(n).into_owned(),
+        None => r.netns.to_string(),
+    };
+    // The container or pod living in the namespace, and the owner's when
+    // it is another (a host-network pod, a socket passed along).
+    if let Some(i) = &ev.netns_identity {
+        netns += &format!(" ({})", i.human());
+    }
+    format!("netns {netns}{dev}{flow}  [{}]", who(ev))
+}
+
+/// A neighbour entry the full table refused (escaped).
+pub fn neigh_fail_line(rec: &NeighRecord, ts: f64, style: Style) -> String {
+    let addr = rec.addr.map(|a| a.to_string()).unwrap_or_default();
+    format!(
+        "{} {} {:<20} table has {} entries, no room for {addr} dev {}  [task {} {}]",
+        clock_time(ts),
+        style.cause(&format!("{:<20}", Cause::NeighTableOverflow.as_str())),
+        "neigh_create refused",
+        rec.entries,
+        Safe(&rec.dev),
+        rec.pid,
+        Safe(&rec.comm)
+    )
+}
+
+/// A SYN refused by a full accept queue.
+pub fn listen_line(rec: &ListenRecord, ts: f64, style: Style) -> String {
+    format!(
+        "{} {} {:<20} listener {}:{} accept queue {}/{}  netns {}",
+        clock_time(ts),
+        style.cause(&format!("{:<20}", Cause::AcceptQueueFull.as_str())),
+        "LISTEN_OVERFLOW_SYN",
+        rec.addr,
+        rec.port,
+        rec.ack_backlog,
+        rec.max_ack_backlog,
+        rec.netns
+    )
+}
+
 /// `HH:MM:SS.micro` (UTC) of a unix timestamp.
-fn clock_time(ts: f64) -> String {
+pub fn clock_time(ts: f64) -> String {
     let secs = ts.max(0.0) as u64;
     let micros = ((ts.max(0.0) - secs as f64) * 1e6) as u64;
     format!(

@@ -21,6 +21,16 @@ use crate::{
 /// the diagnosis and recordings read too).
 pub use crate::summary::Session;
 
+/// What a sink that reads input (the live screen) asks of the loop feeding it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Go,
+    /// Hold a replay where it is (paused); a live session goes on.
+    Hold,
+    /// End the observation (the user quit): the summary as at any end.
+    Stop,
+}
+
 pub trait Sink {
     fn on_drop(&mut self, ev: &DropView<'_>) -> io::Result<()>;
     /// A neighbour entry the table refused to create.
@@ -54,6 +64,14 @@ pub trait Sink {
     }
     /// Push buffered output out (after each batch of events).
     fn flush(&mut self) -> io::Result<()>;
+    /// How often the feeding loop calls [`Sink::poll`] (None: never).
+    fn poll_every(&self) -> Option<std::time::Duration> {
+        None
+    }
+    /// Input handled, output refreshed; whether to go on.
+    fn poll(&mut self) -> io::Result<Flow> {
+        Ok(Flow::Go)
+    }
     /// A neighbour entry's state change (only when neighbour states are asked for).
     fn on_neigh_state(
         &mut self,

@@ -59,6 +59,20 @@ impl Sink for Tee<'_> {
         self.a.flush()?;
         self.b.flush()
     }
+    fn poll_every(&self) -> Option<std::time::Duration> {
+        match (self.a.poll_every(), self.b.poll_every()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+    fn poll(&mut self) -> io::Result<super::Flow> {
+        use super::Flow;
+        Ok(match (self.a.poll()?, self.b.poll()?) {
+            (Flow::Stop, _) | (_, Flow::Stop) => Flow::Stop,
+            (Flow::Hold, _) | (_, Flow::Hold) => Flow::Hold,
+            _ => Flow::Go,
+        })
+    }
     fn on_start(&mut self, header: &Header) -> io::Result<()> {
         self.a.on_start(header)?;
         self.b.on_start(header)
