@@ -260,7 +260,12 @@ fn on_a_terminal_auto_colours_unless_no_color() {
     }
     let rec = recording("all-kinds");
     for (no_color, coloured) in [(None, true), (Some("1"), false), (Some(""), true)] {
-        let line = format!("{} replay {}", netdrop_bin().display(), rec.display());
+        // --lines: on a terminal, replay would open the live screen.
+        let line = format!(
+            "{} replay --lines {}",
+            netdrop_bin().display(),
+            rec.display()
+        );
         let mut c = Command::new("script");
         c.args(["-qec", &line, "/dev/null"]).env_remove("NO_COLOR");
         if let Some(v) = no_color {
