@@ -5,7 +5,8 @@
 //! keys select, open, filter, pause and quit; the terminal is restored
 //! (normal screen, canonical mode, echo) after `q`, SIGTERM and a panic
 //! (`NETDROP_TEST_PANIC`, honoured by debug builds only). The recording
-//! made meanwhile replays on the same screen, paced, with a pause. Needs
+//! made meanwhile replays on the same screen, paced, with a pause; `r`
+//! records what follows into a file that replays those drops. Needs
 //! root and tmux (scripts/setup.sh):
 //!
 //!     cargo build -p netdrop
@@ -343,4 +344,54 @@ fn lines_on_a_terminal_with_lines() {
         after.contains("netdrop summary") && !after.contains("causes · drops/s"),
         "{after}"
     );
+}
+
+/// `r` starts a recording of what follows in the current directory and `r`
+/// again stops it: the file replays the drops made in between.
+#[test]
+fn r_records_what_follows() {
+    let _serial = lock();
+    if !preconditions("screen_record") {
+        return;
+    }
+    let rp = RpFilter::setup().expect("rp_filter setup");
+    let dir = Dir::new("record");
+    let t = Tmux::start("record", 80, 24, &script(&dir.0, "", "watch")).unwrap();
+    ready(&t);
+    t.keys(&["r"]).unwrap();
+    t.wait_for(SHOWN, |s| s.contains("recording") || s.contains(".ndr"))
+        .expect("the screen says it records");
+    let sent = rp.generate().expect("rp_filter drops");
+    std::thread::sleep(Duration::from_secs(2));
+    t.keys(&["r"]).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    t.keys(&["q"]).unwrap();
+    assert_restored(&t, 0);
+    let files: Vec<PathBuf> = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "ndr"))
+        .collect();
+    assert_eq!(
+        files.len(),
+        1,
+        "one recording in {}: {files:?}",
+        dir.0.display()
+    );
+    let out = std::process::Command::new(netdrop_bin())
+        .args(["replay", "-o", "json"])
+        .arg(&files[0])
+        .output()
+        .expect("replay");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("\"type\":\"drop\"") && l.contains("\"cause\":\"rp_filter\""))
+        .count();
+    assert_eq!(lines, sent, "rp_filter drop lines in the recording");
 }
