@@ -395,3 +395,59 @@ fn r_records_what_follows() {
         .count();
     assert_eq!(lines, sent, "rp_filter drop lines in the recording");
 }
+
+/// The terminal goes away under a replay's screen (its pty closed, as when
+/// script(1) or an ssh session dies): netdrop ends instead of reading
+/// end-of-file for ever.
+#[test]
+fn a_screen_whose_terminal_went_away_ends() {
+    if std::process::Command::new("script")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        skip_loudly("screen_hangup: script(1) (util-linux) is not installed");
+        return;
+    }
+    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/recording/all-kinds");
+    let line = format!("{} replay {}", netdrop_bin().display(), seed.display());
+    let mut pty = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("script");
+    let children = format!("/proc/{0}/task/{0}/children", pty.id());
+    let mut nd = None;
+    for _ in 0..100 {
+        nd = std::fs::read_to_string(&children)
+            .ok()
+            .and_then(|c| c.split_whitespace().next()?.parse::<i32>().ok());
+        if nd.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let nd = nd.expect("netdrop under script(1)");
+    std::thread::sleep(Duration::from_secs(2));
+    let alive = || {
+        Path::new(&format!("/proc/{nd}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{nd}/stat"))
+                .unwrap_or_default()
+                .contains(") Z ")
+    };
+    assert!(alive(), "the replay's screen ended by itself");
+    let _ = pty.kill();
+    let _ = pty.wait();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while alive() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let left = alive();
+    if left {
+        // SAFETY: the netdrop this test started.
+        unsafe { libc::kill(nd, libc::SIGKILL) };
+    }
+    assert!(!left, "netdrop still runs 5 s after its terminal went away");
+}

@@ -116,11 +116,21 @@ impl Screen {
     /// Keys, stderr lines and signals taken in; the screen redrawn if due.
     fn pump(&mut self) -> io::Result<Flow> {
         let mut now = false;
-        let events: Vec<Event> = self
-            .term
-            .as_ref()
-            .map(|t| t.events.try_iter().collect())
-            .unwrap_or_default();
+        let mut events: Vec<Event> = Vec::new();
+        if let Some(t) = &self.term {
+            loop {
+                match t.events.try_recv() {
+                    Ok(ev) => events.push(ev),
+                    Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                    // The key reader ended while the screen is up: the
+                    // terminal went away (a closed pty, a dropped ssh).
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                        self.quit = true;
+                        break;
+                    }
+                }
+            }
+        }
         for ev in events {
             match ev {
                 Event::Key(k) if k.kind != KeyEventKind::Release => match self.app.key(k) {

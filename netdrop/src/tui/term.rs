@@ -155,8 +155,17 @@ impl Term {
     pub fn leave(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         restore();
+        // The key reader sees `stop` within 50 ms, but a terminal that hung
+        // up can keep crossterm reading end-of-file for good: wait a little,
+        // never for ever.
         if let Some(r) = self.reader.take() {
-            let _ = r.join();
+            for _ in 0..20 {
+                if r.is_finished() {
+                    let _ = r.join();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
         }
         if let Some(h) = self.held.take() {
             // The pipe's last writer (fd 2) is closed: its reader ends soon;
@@ -190,6 +199,11 @@ impl Drop for Term {
 /// 50 ms: the thread ends with the screen.
 fn read_keys(tx: &mpsc::Sender<event::Event>, stop: &AtomicBool) {
     while !stop.load(Ordering::SeqCst) {
+        // A terminal that went away (a closed pty, a dropped ssh): the
+        // thread ends, and the screen, seeing its channel closed, quits.
+        if terminal_hung_up() {
+            return;
+        }
         match event::poll(Duration::from_millis(50)) {
             Ok(true) => match event::read() {
                 Ok(ev) => {
@@ -203,6 +217,18 @@ fn read_keys(tx: &mpsc::Sender<event::Event>, stop: &AtomicBool) {
             Err(_) => return,
         }
     }
+}
+
+/// Standard input reports a hang-up (or is no longer valid).
+fn terminal_hung_up() -> bool {
+    let mut fd = libc::pollfd {
+        fd: 0,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one pollfd, no wait.
+    let n = unsafe { libc::poll(&mut fd, 1, 0) };
+    n > 0 && fd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
 }
 
 /// fd 2 onto a pipe read by a thread (the last [`HELD_LINES`] lines kept).
