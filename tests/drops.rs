@@ -18,7 +18,9 @@ use serde_json::{Value, json};
 use netdrop_tests::accept::AcceptOverflow;
 use netdrop_tests::control::Control;
 use netdrop_tests::neigh::{self, NeighQueueFull, NeighTableOverflow};
-use netdrop_tests::netdrop::{assert_drop_line_shape, netdrop_programs, reason_of};
+use netdrop_tests::netdrop::{
+    assert_drop_line_shape, netdrop_programs, programs_left_after, reason_of,
+};
 use netdrop_tests::netns::{list_netns, own_prefix};
 use netdrop_tests::rpfilter::RpFilter;
 use netdrop_tests::{
@@ -356,7 +358,7 @@ fn cleanup_leaves_nothing_behind() {
     let out = nd.stop().expect("stopping netdrop");
     out.assert_clean_exit();
     assert_eq!(
-        netdrop_programs().unwrap(),
+        programs_left_after(std::time::Duration::from_secs(5)).unwrap(),
         Vec::<String>::new(),
         "programs left after exit"
     );

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use netdrop_tests::cmd::TempDir;
-use netdrop_tests::netdrop::{netdrop_bin, netdrop_programs, run_netdrop};
+use netdrop_tests::netdrop::{netdrop_bin, programs_left_after, run_netdrop};
 use netdrop_tests::rpfilter::RpFilter;
 use netdrop_tests::{Netdrop, delta, lock, require_root, settle, skip_loudly};
 
@@ -99,12 +99,8 @@ fn tracefs_mounted_by_netdrop_never_reaches_the_host() {
         0,
         "tracefs left mounted after SIGKILL"
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !netdrop_programs().unwrap().is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
     assert_eq!(
-        netdrop_programs().unwrap(),
+        programs_left_after(Duration::from_secs(5)).unwrap(),
         Vec::<String>::new(),
         "programs left loaded"
     );
@@ -205,7 +201,7 @@ fn a_closed_stdout_ends_netdrop_quietly() {
     assert!(!stderr.contains("netdrop: error"), "quiet: {stderr}");
     assert!(!stderr.contains("Broken pipe"), "quiet: {stderr}");
     assert_eq!(
-        netdrop_programs().unwrap(),
+        programs_left_after(Duration::from_secs(5)).unwrap(),
         Vec::<String>::new(),
         "programs left loaded"
     );

@@ -528,6 +528,20 @@ pub fn assert_drop_line_shape(v: &Value) {
 
 /// Names of loaded BPF programs that contain "netdrop" (`bpftool prog show`;
 /// the kernel keeps 15 characters: netdrop_kfree_skb shows as netdrop_kfree_s).
+/// The netdrop programs still loaded once `within` has passed, or as soon as
+/// none is: the kernel frees a program after its last reference closes, a
+/// little after the process that held it has exited.
+pub fn programs_left_after(within: Duration) -> Result<Vec<String>> {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = netdrop_programs()?;
+        if left.is_empty() || Instant::now() >= deadline {
+            return Ok(left);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 pub fn netdrop_programs() -> Result<Vec<String>> {
     let out = cmd::run_args("bpftool", &["-j", "prog", "show"])?;
     let progs: Value = serde_json::from_str(&out).context("bpftool JSON")?;
