@@ -26,7 +26,7 @@ impl Tmux {
         let t = Tmux {
             socket: format!("netdrop-test-{}-{name}", std::process::id()),
         };
-        t.run(&[
+        t.tmux(&[
             "new-session",
             "-d",
             "-x",
@@ -40,7 +40,8 @@ impl Tmux {
         Ok(t)
     }
 
-    fn run(&self, args: &[&str]) -> Result<String> {
+    /// `tmux ARGS` on this test's private server (a tmux subcommand and its arguments).
+    fn tmux(&self, args: &[&str]) -> Result<String> {
         let out = Command::new("tmux")
             .args(["-L", &self.socket, "-f", "/dev/null"])
             .args(args)
@@ -54,25 +55,25 @@ impl Tmux {
 
     /// The screen as text, a line per row.
     pub fn capture(&self) -> Result<String> {
-        self.run(&["capture-pane", "-p", "-t", "t"])
+        self.tmux(&["capture-pane", "-p", "-t", "t"])
     }
 
     /// Keys as `send-keys` names them (`j`, `Enter`, `Escape`, `Space`).
     pub fn keys(&self, keys: &[&str]) -> Result<()> {
         let mut args = vec!["send-keys", "-t", "t"];
         args.extend_from_slice(keys);
-        self.run(&args).map(|_| ())
+        self.tmux(&args).map(|_| ())
     }
 
     /// Text typed literally.
     pub fn type_text(&self, text: &str) -> Result<()> {
-        self.run(&["send-keys", "-t", "t", "-l", text]).map(|_| ())
+        self.tmux(&["send-keys", "-t", "t", "-l", text]).map(|_| ())
     }
 
     /// Whether the pane shows the alternate screen.
     pub fn alternate_on(&self) -> Result<bool> {
         Ok(self
-            .run(&["display-message", "-p", "-t", "t", "#{alternate_on}"])?
+            .tmux(&["display-message", "-p", "-t", "t", "#{alternate_on}"])?
             .trim()
             == "1")
     }
