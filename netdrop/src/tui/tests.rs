@@ -7,7 +7,7 @@ use ratatui::{Terminal, backend::TestBackend};
 use super::{
     TuiOptions,
     app::{Action, App, Pane},
-    model::{LINES_PER_CAUSE, MORE, OTHER_ROWS, SPARK_SECONDS, Sort},
+    model::{Data, LINES_PER_CAUSE, MORE, OTHER_ROWS, SPARK_SECONDS, Sort},
     render,
     sink::Screen,
 };
@@ -156,31 +156,22 @@ fn screen(app: &App, w: u16, h: u16) -> String {
         .collect()
 }
 
+/// The causes in the order the screen ranks them.
+fn causes(d: &Data, sort: Sort) -> Vec<Cause> {
+    d.ranked(sort).iter().map(|r| r.cause).collect()
+}
+
 #[test]
 fn causes_are_ranked_by_rate_or_total() {
     let s = fed();
-    let ranked: Vec<Cause> = s
-        .app
-        .data
-        .ranked(Sort::Rate)
-        .iter()
-        .map(|r| r.cause)
-        .collect();
     assert_eq!(
-        ranked,
+        causes(&s.app.data, Sort::Rate),
         [Cause::RpFilter, Cause::Other, Cause::NeighQueueFull]
     );
     let rp = &s.app.data.causes[&Cause::RpFilter];
     assert_eq!((rp.total, rp.rate()), (40, 40.0));
-    let ranked: Vec<Cause> = s
-        .app
-        .data
-        .ranked(Sort::Total)
-        .iter()
-        .map(|r| r.cause)
-        .collect();
     assert_eq!(
-        ranked,
+        causes(&s.app.data, Sort::Total),
         [Cause::RpFilter, Cause::Other, Cause::NeighQueueFull]
     );
     // A quiet minute: rates fall to 0, totals stay, the sparkline keeps a minute.
@@ -198,10 +189,12 @@ fn causes_are_ranked_by_rate_or_total() {
     assert_eq!(d.causes[&Cause::RpFilter].rate(), 0.0);
     assert_eq!(d.causes[&Cause::RpFilter].total, 40);
     assert_eq!(d.causes[&Cause::RpFilter].series.len(), SPARK_SECONDS);
-    let ranked: Vec<Cause> = d.ranked(Sort::Rate).iter().map(|r| r.cause).collect();
-    assert_eq!(ranked[0], Cause::NeighQueueFull);
-    let ranked: Vec<Cause> = d.ranked(Sort::Total).iter().map(|r| r.cause).collect();
-    assert_eq!(ranked[0], Cause::NeighQueueFull, "102 drops");
+    assert_eq!(causes(&d, Sort::Rate)[0], Cause::NeighQueueFull);
+    assert_eq!(
+        causes(&d, Sort::Total)[0],
+        Cause::NeighQueueFull,
+        "102 drops"
+    );
 }
 
 #[test]
